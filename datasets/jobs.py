@@ -69,6 +69,10 @@ def _local_backend(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int)
                     yield task, None, exc
 
 
+def _call(fn: Callable[[Any], Any], task: Any) -> Any:
+    return fn(task)
+
+
 def _ray_backend(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int) -> Iterator[Outcome]:
     """Ray tasks: on a running cluster (RAY_ADDRESS) or a local one started here."""
     try:
@@ -78,8 +82,9 @@ def _ray_backend(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int) -
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), num_cpus=None if os.environ.get("RAY_ADDRESS") else workers,
                  include_dashboard=False, log_to_driver=False)
-    remote_fn = ray.remote(num_cpus=1, max_retries=0)(fn)
-    refs = {remote_fn.remote(task): task for task in tasks}
+    remote_call = ray.remote(num_cpus=1, max_retries=0)(_call)
+    fn_ref = ray.put(fn)  # ship the (possibly large) callable once, not once per task
+    refs = {remote_call.remote(fn_ref, task): task for task in tasks}
     while refs:
         done, _ = ray.wait(list(refs), num_returns=1)
         task = refs.pop(done[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -16,8 +17,9 @@ class ToySource:
     version = "1"
 
     def __init__(self, classes: int = 3, per_class: int = 10, size: int = 16, seed: int = 0,
-                 fail_every: int = 0) -> None:
+                 fail_every: int = 0, delay: float = 0.0) -> None:
         self.classes, self.per_class, self.size, self.seed, self.fail_every = classes, per_class, size, seed, fail_every
+        self.delay = delay  # seconds per rendered batch, so tests can kill a run midway
 
     def config(self) -> dict[str, Any]:
         return {"classes": self.classes, "per_class": self.per_class, "size": self.size,
@@ -34,6 +36,8 @@ class ToySource:
         return rng.integers(0, 256, (self.size, self.size), dtype=np.uint8)
 
     def render(self, start: int, stop: int) -> RenderedBatch:
+        if self.delay:
+            time.sleep(self.delay)
         items = [i for i in range(start, stop) if not (self.fail_every and i % self.fail_every == self.fail_every - 1)]
         failures = [{"item": i, "reason": "toy failure"} for i in range(start, stop) if i not in items]
         images = np.stack([self.image(i) for i in items]) if items else np.zeros((0, self.size, self.size), np.uint8)

@@ -1,0 +1,53 @@
+# Two commands do everything on a fresh Debian 12 machine (Python 3.11, root or sudo):
+#   make demo   set up, then generate, verify, look at and train on small data sets
+#   make test   set up, then run the test suite
+# Both are idempotent: they create or refresh .venv and install only what is missing.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.fdsl-installed
+DEMO   := demo
+# Mesa's EGL for headless pyrender (Mesa's CPU rasterizer here, NVIDIA's EGL on a GPU machine).
+APT_PACKAGES := libegl1 libgl1-mesa-dri libegl-mesa0 libgl1
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test setup system-packages lint bench clean
+
+setup: system-packages $(STAMP)
+
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch is pinned to the CPU wheel that installs in seconds; any other spec pulls GBs of CUDA.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+test: setup
+	PYOPENGL_PLATFORM=egl $(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	for b in benchmarks/bench_*.py; do PYOPENGL_PLATFORM=egl $(BIN)/python $$b || exit 1; done
+
+demo: setup
+	@echo "== FractalDB: 10 classes x 100 images =="
+	$(BIN)/gen-fractal --db fractaldb --classes 10 --instances 100 --out $(DEMO)/fractaldb
+	$(BIN)/inspect-shards $(DEMO)/fractaldb --verify --grid $(DEMO)/fractaldb_grid.png --per-class 10
+	@echo "Contact sheets and plots are in $(DEMO)/"
+
+clean:
+	rm -rf $(DEMO)

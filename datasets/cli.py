@@ -1,0 +1,97 @@
+"""``inspect-shards``: summary, verification, contact sheets and histograms of a shard data set."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fdsl.cli import OneLineParser, positive_int, run_cli, setup_logging
+from fdsl.datasets import inspect, shards
+
+
+@dataclass
+class InspectReport:
+    """What ``inspect_shards`` found and wrote."""
+
+    summary: dict[str, Any]
+    problems: list[shards.Problem] = field(default_factory=list)
+    verified: bool = False
+    written: list[Path] = field(default_factory=list)
+
+
+def inspect_shards(
+    folder: str | Path,
+    *,
+    verify: bool = False,
+    grid: str | Path | None = None,
+    per_class: int = 10,
+    max_classes: int = 20,
+    sort_by: str | None = None,
+    hist: tuple[str, str | Path] | None = None,
+) -> InspectReport:
+    """Summarise ``folder``; optionally verify every checksum, write a contact sheet and a histogram.
+
+    ``hist`` is (metadata field, output PNG). Raises ShardError when the manifest is unreadable.
+    """
+    report = InspectReport(summary=inspect.summarize(folder) if not verify else {})
+    if verify:
+        report.problems = shards.verify_dataset(folder)
+        report.verified = True
+        if any(p.check == "manifest" for p in report.problems):
+            return report
+        report.summary = inspect.summarize(folder, read_labels=not report.problems)
+    if grid is not None:
+        report.written.append(inspect.contact_sheet(folder, grid, per_class=per_class,
+                                                    max_classes=max_classes, sort_by=sort_by))
+    if hist is not None:
+        report.written.append(inspect.histogram(folder, hist[0], hist[1], max_classes=max_classes))
+    return report
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(prog="inspect-shards",
+                           description="Summarise, verify and look at an fdsl shard data set.")
+    parser.add_argument("folder", type=Path, help="data set folder (holds manifest.json)")
+    parser.add_argument("--verify", action="store_true",
+                        help="check the size and sha256 of every listed file; exit 1 and name each bad file")
+    parser.add_argument("--grid", type=Path, metavar="OUT.png", help="write a contact sheet, a row per class")
+    parser.add_argument("--per-class", type=positive_int, default=10, help="thumbnails per row (default 10)")
+    parser.add_argument("--max-classes", type=positive_int, default=20, help="rows at most (default 20)")
+    parser.add_argument("--sort-by", metavar="FIELD",
+                        help="order each row by a metadata field (e.g. area), smallest to largest")
+    parser.add_argument("--hist", nargs=2, metavar=("FIELD", "OUT.png"),
+                        help="write a histogram of a metadata field per class")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return parser
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    report = inspect_shards(args.folder, verify=args.verify, grid=args.grid, per_class=args.per_class,
+                            max_classes=args.max_classes, sort_by=args.sort_by,
+                            hist=tuple(args.hist) if args.hist else None)
+    if report.summary:
+        print(json.dumps(report.summary, indent=1) if args.json else inspect.format_summary(report.summary))
+    for path in report.written:
+        print(f"wrote {path}")
+    if report.verified:
+        for problem in report.problems:
+            print(f"BAD {problem}", file=sys.stderr)
+        if report.problems:
+            print(f"verify: {len(report.problems)} problem(s) found", file=sys.stderr)
+            return 1
+        print(f"verify: all {report.summary['shards']} shards and their checksums OK")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli("inspect-shards", _main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Look at a shard data set: a summary, a full verification, contact sheets and histograms."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fdsl.datasets import shards
+from fdsl.errors import FdslError
+
+log = logging.getLogger(__name__)
+
+
+def _load_columns(folder: Path, fields: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """Labels (and the given metadata fields) of every image, concatenated in shard order."""
+    parts = list(shards.iter_shard_arrays(folder, tuple(fields)))
+    if not parts:
+        return {"labels": np.zeros(0, np.int64), **{f: np.zeros(0) for f in fields}}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def summarize(folder: str | Path, read_labels: bool = True) -> dict[str, Any]:
+    """Counts per class, image shape, metadata fields and size of a data set.
+
+    ``read_labels=False`` takes everything from the manifest alone (for damaged data sets).
+    """
+    folder = Path(folder)
+    manifest = shards.read_manifest(folder)
+    readable = read_labels and manifest.get("storage", "hdf5") == "hdf5"
+    labels = _load_columns(folder)["labels"] if readable else np.zeros(0, np.int64)
+    classes = manifest["classes"]
+    counts = np.bincount(labels, minlength=len(classes)) if len(labels) else np.zeros(len(classes), int)
+    return {
+        "folder": str(folder),
+        "generator": manifest["generator"],
+        "seed": manifest.get("seed"),
+        "complete": manifest.get("complete", False),
+        "storage": manifest.get("storage", "hdf5"),
+        "compression": manifest.get("compression"),
+        "images": int(manifest["num_images"]),
+        "planned": int(manifest.get("num_items", manifest["num_images"])),
+        "shards": len(manifest["shards"]),
+        "failures": int(manifest.get("failures", 0)),
+        "image_shape": manifest.get("image_shape"),
+        "metadata_fields": manifest.get("metadata_fields") or {},
+        "bytes": sum(s.get("png_bytes", s["bytes"]) for s in manifest["shards"]),
+        "classes": {name: int(n) for name, n in zip(classes, counts, strict=True)},
+    }
+
+
+def format_summary(summary: dict[str, Any], max_classes: int = 20) -> str:
+    """Human-readable text of ``summarize``'s result."""
+    gen = summary["generator"]
+    counts = np.array(list(summary["classes"].values()) or [0])
+    lines = [
+        f"data set   {summary['folder']}",
+        f"generator  {gen['name']} v{gen['version']}, seed {summary['seed']}",
+        f"status     {'complete' if summary['complete'] else 'INCOMPLETE (re-run the command to resume)'}",
+        f"images     {summary['images']} of {summary['planned']} planned in {summary['shards']} shards "
+        f"({summary['storage']}, {summary['compression']}), {summary['bytes'] / 2**20:.1f} MiB",
+        f"failures   {summary['failures']}",
+        f"shape      {summary['image_shape']} uint8",
+        "metadata   " + (", ".join(f"{k} ({v})" for k, v in summary["metadata_fields"].items()) or "-"),
+        f"classes    {len(summary['classes'])}, images per class min {counts.min()} / "
+        f"mean {counts.mean():.1f} / max {counts.max()}",
+    ]
+    for i, (name, n) in enumerate(summary["classes"].items()):
+        if i == max_classes:
+            lines.append(f"  ... {len(summary['classes']) - max_classes} more classes")
+            break
+        lines.append(f"  {i:5d} {name:<24} {n}")
+    return "\n".join(lines)
+
+
+class _ImageReader:
+    """Random access to images by global index, one open shard file at a time."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.records = shards.shard_records(shards.read_manifest(folder))
+        self.starts = np.cumsum([0] + [r.count for r in self.records])
+
+    def read(self, indices: Sequence[int]) -> list[np.ndarray]:
+        out: dict[int, np.ndarray] = {}
+        by_shard: dict[int, list[int]] = {}
+        for idx in indices:
+            by_shard.setdefault(int(np.searchsorted(self.starts, idx, side="right") - 1), []).append(idx)
+        for s, members in by_shard.items():
+            with shards.open_shard(self.folder / self.records[s].file) as f:
+                for idx in members:
+                    out[idx] = f["images"][idx - self.starts[s]]
+        return [out[i] for i in indices]
+
+
+def _pick(members: np.ndarray, values: np.ndarray | None, per_class: int, rng: np.random.Generator) -> np.ndarray:
+    """Per-class picks: evenly spaced along ``values`` when given (smallest first), else random."""
+    if len(members) <= per_class:
+        chosen = members
+    elif values is None:
+        chosen = np.sort(rng.choice(members, per_class, replace=False))
+    else:
+        order = members[np.argsort(values[members], kind="stable")]
+        chosen = order[np.linspace(0, len(order) - 1, per_class).round().astype(int)]
+        return chosen
+    if values is not None:
+        chosen = chosen[np.argsort(values[chosen], kind="stable")]
+    return chosen
+
+
+def contact_sheet(folder: str | Path, out_png: str | Path, *, per_class: int = 10, max_classes: int = 20,
+                  sort_by: str | None = None, thumb: int = 96, seed: int = 0) -> Path:
+    """Write a PNG with a row per class (up to ``max_classes``) of ``per_class`` thumbnails.
+
+    With ``sort_by`` (a metadata field such as ``area``) each row shows views spread evenly from the
+    smallest to the largest value, left to right, and the value is printed under each thumbnail.
+    """
+    from PIL import Image, ImageDraw
+
+    folder = Path(folder)
+    manifest = shards.read_manifest(folder)
+    if manifest.get("storage", "hdf5") != "hdf5":
+        raise FdslError(f"{folder}: contact sheets need HDF5 shards (this data set is {manifest['storage']})")
+    fields = manifest.get("metadata_fields") or {}
+    if sort_by is not None and sort_by not in fields:
+        raise FdslError(f"--sort-by {sort_by!r} is not a metadata field here; fields: {', '.join(fields) or 'none'}")
+    cols = _load_columns(folder, (sort_by,) if sort_by else ())
+    labels, values = cols["labels"], cols.get(sort_by) if sort_by else None
+    rng = np.random.default_rng(seed)
+    classes = manifest["classes"][:max_classes]
+    picks = [_pick(np.flatnonzero(labels == c), values, per_class, rng) for c in range(len(classes))]
+    images = _ImageReader(folder).read([int(i) for p in picks for i in p])
+    label_w, text_h = 110, 12 if sort_by else 0
+    sheet = Image.new("RGB", (label_w + per_class * (thumb + 2), len(classes) * (thumb + 2 + text_h) + 2), "white")
+    draw = ImageDraw.Draw(sheet)
+    k = 0
+    for row, (name, members) in enumerate(zip(classes, picks, strict=True)):
+        y = row * (thumb + 2 + text_h) + 2
+        draw.text((4, y + thumb // 2 - 6), f"{row}: {name}"[:18], fill="black")
+        for col, idx in enumerate(members):
+            tile = Image.fromarray(images[k]).convert("RGB").resize((thumb, thumb), Image.Resampling.BILINEAR)
+            sheet.paste(tile, (label_w + col * (thumb + 2), y))
+            if sort_by:
+                draw.text((label_w + col * (thumb + 2) + 2, y + thumb), f"{float(values[idx]):.3g}", fill="black")
+            k += 1
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out_png)
+    log.info("contact sheet of %d classes x %d images -> %s", len(classes), per_class, out_png)
+    return out_png
+
+
+def histogram(folder: str | Path, field: str, out_png: str | Path, *, max_classes: int = 20, bins: int = 30) -> Path:
+    """Write a PNG with one histogram of metadata ``field`` per class (shared x axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    manifest = shards.read_manifest(folder)
+    fields = manifest.get("metadata_fields") or {}
+    if field not in fields:
+        raise FdslError(f"--hist {field!r} is not a metadata field here; fields: {', '.join(fields) or 'none'}")
+    cols = _load_columns(folder, (field,))
+    classes = manifest["classes"][:max_classes]
+    values = cols[field].astype(float)
+    edges = np.histogram_bin_edges(values, bins=bins) if len(values) else bins
+    ncols = min(3, len(classes)) or 1
+    nrows = (len(classes) + ncols - 1) // ncols or 1
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 2.6 * nrows), sharex=True, squeeze=False)
+    for c, ax in enumerate(axes.flat):
+        if c >= len(classes):
+            ax.axis("off")
+            continue
+        v = values[cols["labels"] == c]
+        ax.hist(v, bins=edges, color="tab:blue")
+        mean = f", mean {v.mean():.3g}" if len(v) else ""
+        ax.set_title(f"{classes[c]} (n={len(v)}{mean})", fontsize=9)
+    fig.supxlabel(field)
+    fig.suptitle(f"{field} per class: {folder.name}")
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=90)
+    plt.close(fig)
+    return out_png

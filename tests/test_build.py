@@ -1,0 +1,185 @@
+"""The dataset builder and job runner: determinism, resume (also after SIGKILL), refusals, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from toy_source import ToySource
+
+from fdsl.datasets import shards
+from fdsl.datasets.build import build_dataset, plan_tasks
+from fdsl.datasets.jobs import run_tasks
+from fdsl.errors import ConfigMismatchError, FdslError
+
+TESTS = Path(__file__).parent
+
+
+def test_plan_tasks_covers_items_once():
+    tasks = plan_tasks(23, 5)
+    assert [(t.start, t.stop) for t in tasks] == [(0, 5), (5, 10), (10, 15), (15, 20), (20, 23)]
+
+
+@pytest.mark.slow
+def test_bytes_independent_of_workers(tmp_path, hashes):
+    src = ToySource(fail_every=7)
+    build_dataset(src, tmp_path / "w1", shard_size=8, workers=1)
+    build_dataset(src, tmp_path / "w2", shard_size=8, workers=2)
+    assert hashes(tmp_path / "w1") == hashes(tmp_path / "w2")
+
+
+def test_resume_skips_verified_and_rebuilds_damaged(tmp_path, hashes):
+    out = tmp_path / "ds"
+    first = build_dataset(ToySource(), out, shard_size=8, workers=1)
+    before = hashes(out)
+    again = build_dataset(ToySource(), out, shard_size=8, workers=1)
+    assert (again.shards_skipped, first.shards_skipped) == (first.shards, 0)
+    (out / "shard-00002.h5").write_bytes(b"garbage")
+    (out / "shard-00003.h5").unlink()
+    repaired = build_dataset(ToySource(), out, shard_size=8, workers=1)
+    assert repaired.shards_skipped == first.shards - 2
+    assert hashes(out) == before
+
+
+def test_different_settings_refused_unless_overwrite(tmp_path, hashes):
+    out = tmp_path / "ds"
+    build_dataset(ToySource(seed=1), out, shard_size=8, workers=1)
+    with pytest.raises(ConfigMismatchError, match="seed: 1 -> 2"):
+        build_dataset(ToySource(seed=2), out, shard_size=8, workers=1)
+    with pytest.raises(ConfigMismatchError, match="shard_size"):
+        build_dataset(ToySource(seed=1), out, shard_size=9, workers=1)
+    (out / "notes.txt").write_text("user file")
+    build_dataset(ToySource(seed=2), out, shard_size=8, workers=1, overwrite=True)
+    fresh = tmp_path / "fresh"
+    build_dataset(ToySource(seed=2), fresh, shard_size=8, workers=1)
+    kept = hashes(out)
+    assert kept.pop("notes.txt")
+    assert kept == hashes(fresh)
+
+
+def test_non_empty_folder_without_manifest_refused(tmp_path):
+    (tmp_path / "photo.jpg").write_bytes(b"x")
+    with pytest.raises(ConfigMismatchError, match="not empty"):
+        build_dataset(ToySource(), tmp_path, workers=1)
+
+
+def test_unwritable_out_is_one_line_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(FdslError, match="cannot write to output folder"):
+        build_dataset(ToySource(), blocker / "sub", workers=1)
+
+
+def test_failures_recorded_and_counted(tmp_path):
+    out = tmp_path / "ds"
+    result = build_dataset(ToySource(fail_every=5), out, shard_size=8, workers=1)
+    lines = [json.loads(x) for x in (out / "failures.jsonl").read_text().splitlines()]
+    assert [x["item"] for x in lines] == [4, 9, 14, 19, 24, 29]
+    assert result.failures == 6 and result.images == 24
+    manifest = shards.read_manifest(out)
+    assert manifest["failures"] == 6 and manifest["num_images"] == 24 and manifest["num_items"] == 30
+
+
+def test_png_format_layout_and_resume(tmp_path, hashes):
+    out = tmp_path / "png"
+    build_dataset(ToySource(classes=2, per_class=3), out, shard_size=4, storage="png", workers=1)
+    names = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+    assert names == [f"{c:05d}/{c:05d}_{i:04d}.png" for c in range(2) for i in range(3)]
+    before = hashes(out)
+    (out / "00001/00001_0002.png").write_bytes(b"broken")
+    again = build_dataset(ToySource(classes=2, per_class=3), out, shard_size=4, storage="png", workers=1)
+    assert again.shards_skipped == 1
+    assert hashes(out) == before
+
+
+class _Flaky:
+    """Fails the first time it sees each task, in any process (marker files on disk)."""
+
+    def __init__(self, folder: Path, always: bool = False) -> None:
+        self.folder, self.always = folder, always
+
+    def __call__(self, task: int) -> int:
+        marker = self.folder / f"seen-{task}"
+        if self.always or not marker.exists():
+            marker.touch()
+            raise RuntimeError(f"transient failure {task}")
+        return task * 10
+
+
+def test_tasks_are_retried(tmp_path):
+    got = {}
+    stats = run_tasks(_Flaky(tmp_path), [1, 2, 3], lambda t, r: got.setdefault(t, r) and 1, workers=1)
+    assert got == {1: 10, 2: 20, 3: 30} and stats.tasks_retried == 3
+
+
+def test_task_failing_every_retry_stops_with_clear_error(tmp_path):
+    with pytest.raises(FdslError, match="task 2 failed: transient failure 2"):
+        run_tasks(_Flaky(tmp_path, always=True), [2], lambda t, r: 1, workers=1, retries=1)
+
+
+def test_unknown_backend():
+    with pytest.raises(FdslError, match="unknown backend"):
+        run_tasks(abs, [1], lambda t, r: 1, backend="slurm")
+
+
+@pytest.mark.slow
+def test_ray_backend_same_bytes(tmp_path, hashes, monkeypatch):
+    ray = pytest.importorskip("ray", reason="Ray is optional: pip install 'fdsl[ray]'")
+    # Ray's workers must import the toy source from this folder, as a cluster would import fdsl.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    build_dataset(ToySource(fail_every=7), tmp_path / "local", shard_size=8, workers=1)
+    try:
+        build_dataset(ToySource(fail_every=7), tmp_path / "ray", shard_size=8, workers=2, backend="ray")
+    finally:
+        ray.shutdown()
+    assert hashes(tmp_path / "local") == hashes(tmp_path / "ray")
+
+
+KILLABLE = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from toy_source import ToySource
+    from fdsl.datasets.build import build_dataset
+    if __name__ == "__main__":
+        build_dataset(ToySource(classes=4, per_class=12, delay={delay}), sys.argv[1], shard_size=4, workers=2)
+""")
+
+
+def _run_and_kill(script: Path, out: Path, after_shards: int) -> None:
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            manifest = out / "manifest.json"
+            if manifest.exists() and len(json.loads(manifest.read_text())["shards"]) >= after_shards:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "run finished before it could be killed; raise the delay"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_is_byte_identical(tmp_path, hashes):
+    script = tmp_path / "build.py"
+    script.write_text(KILLABLE.format(tests=str(TESTS), delay=0.15))
+    reference = tmp_path / "reference"
+    build_dataset(ToySource(classes=4, per_class=12), reference, shard_size=4, workers=1)
+    out = tmp_path / "killed"
+    for after in (1, 5):  # kill twice, at different points
+        _run_and_kill(script, out, after)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert not manifest["complete"] and 1 <= len(manifest["shards"]) < 12
+    result = build_dataset(ToySource(classes=4, per_class=12), out, shard_size=4, workers=2)
+    assert result.shards_skipped >= 1
+    assert hashes(out) == hashes(reference)
+    assert not list(out.glob(".*tmp*"))

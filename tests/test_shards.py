@@ -1,0 +1,140 @@
+"""The shard format: round trips, byte-stable writes, atomicity and verification."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from fdsl.datasets import shards
+from fdsl.datasets.cli import main as inspect_main
+from fdsl.errors import ShardError
+
+
+def _arrays(n=5, shape=(8, 8)):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+    return images, np.arange(n) % 3, {"area": rng.random(n).astype(np.float32), "name": np.array([f"m{i}" for i in range(n)])}
+
+
+@pytest.mark.parametrize("compression", shards.COMPRESSIONS)
+@pytest.mark.parametrize("shape", [(8, 8), (6, 7, 3)])
+def test_round_trip(tmp_path, compression, shape):
+    images, labels, meta = _arrays(shape=shape)
+    rec = shards.write_shard(tmp_path / "shard-00000.h5", images, labels, meta, compression)
+    assert rec.count == 5 and rec.bytes == (tmp_path / "shard-00000.h5").stat().st_size
+    with h5py.File(tmp_path / "shard-00000.h5") as f:
+        np.testing.assert_array_equal(f["images"][:], images)
+        np.testing.assert_array_equal(f["labels"][:], labels)
+        assert f["labels"].dtype == np.int64
+        assert f["images"].chunks == (1, *shape)
+        np.testing.assert_array_equal(f["metadata/area"][:], meta["area"])
+        assert f["metadata/name"][2] == b"m2"
+    assert not list(tmp_path.glob(".*tmp*")), "temporary file left behind"
+
+
+def test_same_arrays_same_bytes(tmp_path):
+    images, labels, meta = _arrays()
+    a = shards.write_shard(tmp_path / "a.h5", images, labels, meta)
+    b = shards.write_shard(tmp_path / "b.h5", images, labels, meta)
+    assert a.sha256 == b.sha256
+    images[0, 0, 0] ^= 1
+    c = shards.write_shard(tmp_path / "c.h5", images, labels, meta)
+    assert c.sha256 != a.sha256
+
+
+def test_bad_arrays_rejected(tmp_path):
+    images, labels, meta = _arrays()
+    with pytest.raises(ShardError, match="uint8"):
+        shards.write_shard(tmp_path / "x.h5", images.astype(np.float32), labels)
+    with pytest.raises(ShardError, match="labels"):
+        shards.write_shard(tmp_path / "x.h5", images, labels[:2])
+    with pytest.raises(ShardError, match="area"):
+        shards.write_shard(tmp_path / "x.h5", images, labels, {"area": np.zeros(2)})
+
+
+def test_manifest_errors(tmp_path):
+    with pytest.raises(ShardError, match="no such data set folder"):
+        shards.read_manifest(tmp_path / "missing")
+    with pytest.raises(ShardError, match="missing manifest"):
+        shards.read_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ShardError, match="unreadable manifest"):
+        shards.read_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": shards.FORMAT_NAME, "format_version": 99}))
+    with pytest.raises(ShardError, match="newer"):
+        shards.read_manifest(tmp_path)
+
+
+def test_open_shard_names_truncated_file(tmp_path):
+    images, labels, meta = _arrays()
+    path = tmp_path / "shard-00000.h5"
+    shards.write_shard(path, images, labels, meta)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ShardError, match="shard-00000.h5"):
+        shards.open_shard(path)
+
+
+def _dataset(tmp_path, toy):
+    from fdsl.datasets.build import build_dataset
+
+    out = tmp_path / "ds"
+    build_dataset(toy(classes=2, per_class=10, size=16), out, shard_size=7, workers=1)
+    return out
+
+
+def test_verify_catches_truncation_and_flipped_byte(tmp_path, capsys):
+    from toy_source import ToySource
+
+    out = _dataset(tmp_path, ToySource)
+    assert inspect_main([str(out), "--verify"]) == 0
+    assert "checksums OK" in capsys.readouterr().out
+
+    victim = out / "shard-00001.h5"
+    original = victim.read_bytes()
+    flipped = bytearray(original)
+    flipped[len(flipped) // 2] ^= 0x40
+    victim.write_bytes(bytes(flipped))
+    assert inspect_main([str(out), "--verify"]) == 1
+    err = capsys.readouterr().err
+    assert "shard-00001.h5: sha256 check failed" in err
+    assert "shard-00000.h5" not in err and "shard-00002.h5" not in err
+
+    victim.write_bytes(original[:-100])
+    assert inspect_main([str(out), "--verify"]) == 1
+    err = capsys.readouterr().err
+    assert "shard-00001.h5: size check failed: truncated" in err
+
+    victim.unlink()
+    assert inspect_main([str(out), "--verify"]) == 1
+    assert "shard-00001.h5: exists check failed" in capsys.readouterr().err
+
+
+def test_inspect_summary_grid_and_hist(tmp_path, capsys):
+    from PIL import Image
+    from toy_source import ToySource
+
+    out = _dataset(tmp_path, ToySource)
+    grid, hist = tmp_path / "grid.png", tmp_path / "hist.png"
+    assert inspect_main([str(out), "--grid", str(grid), "--per-class", "4", "--sort-by", "inst",
+                         "--hist", "inst", str(hist)]) == 0
+    text = capsys.readouterr().out
+    assert "images     20 of 20 planned in 3 shards" in text
+    assert "c0" in text and "c1" in text
+    sheet = Image.open(grid)
+    assert sheet.height > 2 * 96 and sheet.width > 4 * 96  # two rows of four thumbnails
+    assert Image.open(hist).size[0] > 100
+
+
+def test_inspect_bad_input_one_line(tmp_path, capsys):
+    assert inspect_main([str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no such data set folder" in err[0]
+    assert inspect_main([str(tmp_path)]) == 2
+    assert "missing manifest" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        inspect_main([str(tmp_path), "--per-class", "0"])
+    assert exc.value.code == 2
