@@ -1,1 +1,18 @@
-"""fdsl.train."""
+"""fdsl.train: models, device-side augmentation, recipes and the training loop.
+
+``from fdsl.train import train_classifier`` imports torch on first use only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["train_classifier"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "train_classifier":
+        from fdsl.train.loop import train_classifier
+
+        return train_classifier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

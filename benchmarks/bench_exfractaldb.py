@@ -1,0 +1,119 @@
+"""ExFractalDB speed: fdsl's Numba generator vs a plain-Python/NumPy port of the official algorithms.
+
+Single process, same run, same candidate stream and point clouds. Measures the category search
+per accepted class, one 3-D model (variant cloud), and the cost per 224 px image with the cloud
+amortised over its 40 views (the reference projects each view with glm-style 4x4 matrices in
+NumPy, the official does it in OpenGL).
+
+    .venv/bin/python benchmarks/bench_exfractaldb.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.reference import exfractaldb_official as ref  # noqa: E402
+from fdsl.generators import exfractaldb  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "exfractaldb.md"
+
+
+def _timed(fn, repeats: int = 3) -> float:
+    """Median CPU seconds of this process for ``fn()`` over ``repeats`` runs (CPU time, not wall
+    time, so that other jobs on a shared machine disturb the figures less)."""
+    times = []
+    for _ in range(repeats):
+        start = time.process_time()
+        fn()
+        times.append(time.process_time() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer classes and images (about 1 minute)")
+    args = parser.parse_args()
+    ref_candidates, our_classes, variants = (100, 20, 3) if args.quick else (600, 100, 25)
+    seed, views, points = 0, 40, 100_000
+
+    exfractaldb.search_classes(1, seed=99, workers=1, backend="inline")  # compile / load the kernels
+    found = exfractaldb.search_classes(our_classes, seed=seed, workers=1, backend="inline")
+    per_class = (int(found.candidate[-1]) + 1) / our_classes  # candidates per accepted class
+    ours_search = _timed(lambda: exfractaldb.search_classes(our_classes, seed=seed, workers=1, backend="inline"),
+                         repeats=2) / our_classes
+
+    def ref_candidates_run() -> None:
+        for k in range(ref_candidates):
+            params, probs, rng = exfractaldb.sample_candidate(seed, k)
+            ref.accepted(params, probs, rng.random(10_000), 0.05)
+
+    def our_candidates_run() -> None:
+        exfractaldb._SearchChunk(seed, 10_000, 0.05)((0, ref_candidates))
+
+    ref_candidate = _timed(ref_candidates_run, 1) / ref_candidates
+    our_candidate = _timed(our_candidates_run, 3) / ref_candidates
+    ref_search = ref_candidate * per_class
+
+    classes = exfractaldb.search_classes(1, seed=seed, workers=1, backend="inline")
+    ours_model = _timed(lambda: exfractaldb.variant_cloud(classes, 0, 1, seed, points))
+    matrices, shifts, probs = classes.system(0, exfractaldb.variant_weights(1))
+    params = np.c_[matrices.reshape(len(probs), 9), shifts]
+    uniforms = np.random.default_rng(0).random(points)
+    ref_model_10k = _timed(lambda: ref.normalize_center(ref.chaos_game(params, probs, uniforms[:10_000])), 1)
+    ref_model = _timed(lambda: ref.normalize_center(ref.chaos_game(params, probs, uniforms)), 1)
+
+    source = exfractaldb.make_source(classes=1, instances=variants * views, seed=seed, image_size=224,
+                                     points=points, params_from=None, workers=1, backend="inline",
+                                     instances_3d=variants, views=views)
+    source.render(0, 2)
+    ours_image = _timed(lambda: source.render(0, source.num_items()), 3) / source.num_items()
+    cloud = exfractaldb.variant_cloud(classes, 0, 0, seed, points)
+    angles = [exfractaldb.view_angles(seed, 0, 0, v, True) for v in range(10)]
+    ref_view = _timed(lambda: [ref.render_view(cloud, *a, 224) for a in angles], 1) / len(angles)
+    ref_image = ref_view + ref_model / views
+
+    rows = [
+        (f"category search, ms per candidate (first {ref_candidates}, 10k points)",
+         ref_candidate * 1e3, our_candidate * 1e3, ""),
+        (f"category search, s per accepted class ({per_class:.0f} candidates/class; reference "
+         "extrapolated from its per-candidate time)", ref_search, ours_search, "<= 0.2 s"),
+        ("one 3-D model, 10k points (official size), s", ref_model_10k, None, ""),
+        ("one 3-D model, 100k points, s", ref_model, ours_model, ""),
+        ("per 224 px image, 100k points, cloud amortised over 40 views, ms",
+         ref_image * 1e3, ours_image * 1e3, "<= 1 ms"),
+    ]
+    lines = ["| measure | reference port (Python/NumPy) | fdsl (Numba) | speed-up | target |",
+             "|---|---|---|---|---|"]
+    for name, theirs, ours, target in rows:
+        ours_text = f"{ours:.4g}" if ours is not None else "-"
+        speed = f"{theirs / ours:.0f}x" if ours else "-"
+        lines.append(f"| {name} | {theirs:.4g} | {ours_text} | {speed} | {target} |")
+    lines.append("")
+    lines.append(f"Official code (measured, ANCHORS): search 2.2 CPU-s per accepted class, 3-D models 3.2 CPU-s "
+                 f"per class (25 models of 10k points), plus the OpenGL render. fdsl per class of 1000 images: "
+                 f"search {ours_search:.3f} s + images {ours_image * 1000:.2f} s.")
+    table = "\n".join(lines)
+    print(table)
+    command = "    .venv/bin/python benchmarks/bench_exfractaldb.py" + (" --quick" if args.quick else "")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(f"# ExFractalDB generator\n\n{table}\n\nSingle process, CPU time (median of repeats); reference = "
+                       "benchmarks/reference/exfractaldb_official.py on the same candidates and clouds "
+                       f"({our_classes} classes searched by fdsl, {variants} x {views} "
+                       f"images timed).\n\nMachine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+                       f"{os.cpu_count()} cores, Python {platform.python_version()}.\n\nCommand:\n\n{command}\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

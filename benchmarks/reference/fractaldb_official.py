@@ -1,0 +1,229 @@
+"""A plain Python/NumPy port of the official FractalDB generator, point by point.
+
+It follows the structure and cost profile of the official ``ifs_function`` (a Python loop per
+chaos-game point, a 3x3 patch built with NumPy and pasted with PIL per point, PIL flips), with
+three changes so that it is reproducible and comparable with fdsl's Numba kernels:
+
+- random numbers come from the same counter-based splitmix64 streams as fdsl (re-implemented
+  here from their definition, not imported), instead of ``np.random.seed(100)`` for the points
+  and the unseeded ``random.randrange(1, 512)`` for the patch masks;
+- the render drops the first 100 points and always shifts by the minimum (the official keeps the
+  origin, which makes its conditional shift the same thing); a non-finite point ends the orbit
+  and removes the 100 points before it (the official does this for NaN only);
+- a zero-width box puts the points at the padding (the official divides by zero).
+
+Used by the tests (same points, same pixels) and by ``benchmarks/bench_fractaldb.py`` as the
+baseline. It is slow on purpose: it is the algorithm as the official code runs it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+
+MASK64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+TAG_SEARCH, TAG_SEARCH_POINTS, TAG_POINTS, TAG_PATCH = 1, 2, 3, 4
+PAD, DROP, SEARCH_SIZE, GREY = 6, 100, 512, 127
+
+# The official weights_0.4.csv, row = variant.
+WEIGHTS_CSV = """0.2,1,1,1,1,1
+0.6,1,1,1,1,1
+1,1,1,1,1,1
+1.4,1,1,1,1,1
+1.8,1,1,1,1,1
+1,0.2,1,1,1,1
+1,0.6,1,1,1,1
+1,1.4,1,1,1,1
+1,1.8,1,1,1,1
+1,1,0.2,1,1,1
+1,1,0.6,1,1,1
+1,1,1.4,1,1,1
+1,1,1.8,1,1,1
+1,1,1,0.2,1,1
+1,1,1,0.6,1,1
+1,1,1,1.4,1,1
+1,1,1,1.8,1,1
+1,1,1,1,0.2,1
+1,1,1,1,0.6,1
+1,1,1,1,1.4,1
+1,1,1,1,1.8,1
+1,1,1,1,1,0.2
+1,1,1,1,1,0.6
+1,1,1,1,1,1.4
+1,1,1,1,1,1.8"""
+WEIGHTS = [[float(v) for v in row.split(",")] for row in WEIGHTS_CSV.splitlines()]
+
+
+def _finalise(z: int) -> int:
+    z &= MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def stream_key(seed: int, tag: int, *ids: int) -> int:
+    key = 0
+    for value in (seed, tag, *ids):
+        key = _finalise((key ^ (value & MASK64)) + GOLDEN)
+    return key
+
+
+def draw(key: int, i: int) -> int:
+    """Draw ``i`` of stream ``key`` (64-bit)."""
+    return _finalise(key + (i + 1) * GOLDEN)
+
+
+def uniform(key: int, i: int) -> float:
+    return (draw(key, i) >> 11) * (1.0 / 9007199254740992.0)
+
+
+def patch_mask(key: int, i: int) -> int:
+    """1..511, like the official ``random.randrange(1, 512)``."""
+    return (((draw(key, i) >> 32) * 511) >> 32) + 1
+
+
+def convert_color(color: int, n_div: int) -> tuple[int, int, int]:
+    """The official hue cycle (S = V = 0.75)."""
+    s = 0.75
+    hue = 2.0 * math.pi * (float(color % n_div) / float(n_div))
+    if hue >= 2.0 * math.pi:
+        hue -= 2.0 * math.pi
+    h = math.floor((3.0 / math.pi) * hue)
+    i = 0.75
+    p = i * (1.0 - s)
+    q = i * (1.0 - s * ((3.0 / math.pi) * hue - h))
+    t = i * (1.0 - s * ((1.0 - (3.0 / math.pi) * hue) + h))
+    i8, p8, q8, t8 = (int(np.uint8(v * 255.0)) for v in (i, p, q, t))
+    return [(p8, t8, i8), (p8, i8, q8), (t8, i8, p8), (i8, q8, p8), (i8, p8, t8), (q8, p8, i8)][h]
+
+
+def make_patch3_3(mask: str, colour) -> Image.Image:
+    colour = np.array(colour)
+    patch = np.zeros((3, 3, 3), np.uint8)
+    for i in range(3):
+        for j in range(3):
+            patch[i, j, :] = colour * int(mask[i * 3 + j])
+    return Image.fromarray(patch)
+
+
+class IfsFunction:
+    """The official ``ifs_function``: maps added one by one with running probabilities."""
+
+    def __init__(self) -> None:
+        self.function: list[dict[str, float]] = []
+        self.select_function: list[float] = []
+        self.temp_proba = 0.0
+        self.xs: list[float] = []
+        self.ys: list[float] = []
+
+    def set_param(self, a, b, c, d, e, f, proba, weights=(1.0,) * 6) -> None:
+        a, b, c, d, e, f = (v * w for v, w in zip((a, b, c, d, e, f), weights, strict=True))
+        self.function.append({"a": a, "b": b, "c": c, "d": d, "e": e, "f": f, "proba": proba})
+        self.temp_proba += proba
+        self.select_function.append(self.temp_proba)
+
+    def calculate(self, iteration: int, key: int) -> int:
+        """Chaos game from the origin; stops at the first non-finite point (returns its index)."""
+        prev_x, prev_y = 0.0, 0.0
+        self.xs, self.ys = [0.0], [0.0]
+        function, select = self.function, self.select_function
+        for i in range(1, iteration):
+            rand = uniform(key, i)
+            chosen = len(select) - 1
+            for j in range(len(select)):
+                if rand <= select[j]:
+                    chosen = j
+                    break
+            fn = function[chosen]
+            next_x = prev_x * fn["a"] + prev_y * fn["b"] + fn["e"]
+            next_y = prev_x * fn["c"] + prev_y * fn["d"] + fn["f"]
+            if not (math.isfinite(next_x) and math.isfinite(next_y)):
+                return i
+            self.xs.append(next_x)
+            self.ys.append(next_y)
+            prev_x, prev_y = next_x, next_y
+        return iteration
+
+
+def rescale(values: np.ndarray, size: int, pad: int) -> np.ndarray:
+    """The official ``__rescale`` on one axis: shift by the minimum, scale by the range,
+    truncate (``np.uint16``)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return values.astype(np.int64)
+    with np.errstate(over="ignore", invalid="ignore"):  # a huge orbit overflows: handled below
+        values = values - np.min(values)
+        width = np.max(values) - np.min(values)
+    if not (width > 0.0 and math.isfinite(width)):
+        return np.full(values.shape, pad, np.int64)
+    scaled = values / width * float(size - 2 * pad) + float(pad)
+    return np.clip(scaled, pad, size - pad).astype(np.uint16).astype(np.int64)
+
+
+def _maps_to_ifs(maps, probs, weights=(1.0,) * 6) -> IfsFunction:
+    ifs = IfsFunction()
+    for row, p in zip(maps, probs, strict=True):
+        ifs.set_param(*[float(v) for v in row], float(p), weights=weights)
+    return ifs
+
+
+def sample_candidate(seed: int, k: int):
+    """Candidate ``k`` of the search: (maps [N, 6], probs [N]) or None (all maps singular)."""
+    rng = np.random.default_rng([seed % 2**64, TAG_SEARCH, k])
+    n = int(rng.integers(2, 8))
+    params = np.zeros((n, 7))
+    total = 0.0
+    for i in range(n):  # one map at a time, like the official loop
+        a, b, c, d, e, f = rng.uniform(-1.0, 1.0, 6)
+        params[i] = a, b, c, d, e, f, abs(a * d - b * c)
+        total += params[i, 6]
+    if not total > 0.0:
+        return None
+    return params[:, :6], params[:, 6] / total
+
+
+def search_fill_rate(maps, probs, seed: int, k: int, points: int = 100_000) -> float:
+    """Filling rate of candidate ``k`` drawn as single pixels on 512 x 512 (official draw_point)."""
+    ifs = _maps_to_ifs(maps, probs)
+    n = ifs.calculate(points, stream_key(seed, TAG_SEARCH_POINTS, k))
+    stop = n if n == points else max(0, n - DROP)
+    image = np.zeros((SEARCH_SIZE, SEARCH_SIZE, 3), np.uint8)
+    if stop > 0:
+        xs = rescale(ifs.xs[:stop], SEARCH_SIZE, PAD)
+        ys = rescale(ifs.ys[:stop], SEARCH_SIZE, PAD)
+        for i in range(stop):
+            image[ys[i], xs[i], :] = GREY, GREY, GREY
+    return np.count_nonzero(image[:, :, 0]) / float(SEARCH_SIZE * SEARCH_SIZE)
+
+
+def variant_points(maps, probs, seed: int, label: int, variant: int, points: int, size: int):
+    """(px, py, first): pixel coordinates of the kept points and the orbit index of the first."""
+    ifs = _maps_to_ifs(maps, probs, WEIGHTS[variant])
+    n = ifs.calculate(points, stream_key(seed, TAG_POINTS, label))
+    stop = n if n == points else max(0, n - DROP)
+    start = min(DROP, stop)
+    return rescale(ifs.xs[start:stop], size, PAD), rescale(ifs.ys[start:stop], size, PAD), start
+
+
+def draw_patch(px, py, first: int, size: int, key: int, color: bool) -> list[np.ndarray]:
+    """The official ``draw_patch``: one PIL paste per point, then the four saved flips (RGB)."""
+    image = Image.new("RGB", (size, size))
+    for i in range(len(px)):
+        mask = f"{patch_mask(key, first + i):09b}"
+        colour = [convert_color(i, 128)] if color else [GREY, GREY, GREY]
+        image.paste(make_patch3_3(mask, colour), (int(px[i]) + 1, int(py[i]) + 1))
+    image = image.transpose(Image.FLIP_TOP_BOTTOM)
+    flips = [image, image.transpose(Image.FLIP_TOP_BOTTOM), image.transpose(Image.FLIP_LEFT_RIGHT),
+             image.transpose(Image.FLIP_TOP_BOTTOM).transpose(Image.FLIP_LEFT_RIGHT)]
+    return [np.array(f) for f in flips]
+
+
+def render(maps, probs, *, seed: int, label: int, variant: int, render_index: int, size: int = 362,
+           points: int = 200_000, color: bool = False) -> list[np.ndarray]:
+    """The four images (flip 0..3, uint8 [size, size, 3]) of one render of one class variant."""
+    px, py, first = variant_points(maps, probs, seed, label, variant, points, size)
+    key = stream_key(seed, TAG_PATCH, label, variant, render_index)
+    return draw_patch(px, py, first, size, key, color)

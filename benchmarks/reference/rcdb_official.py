@@ -1,0 +1,46 @@
+"""Plain-Python port of the official RCDB per-image algorithm (make_rcdb.py), for benchmarks and tests.
+
+Same loop structure as the official script: Python lists of vertex coordinates, one Python noise
+call per vertex and axis, Pillow's ``ImageDraw.line`` per segment. It takes the same pre-drawn
+random numbers as fdsl's kernel (``fdsl.generators.rcdb.ImageParams``), so both must give the same
+pixels. The official script gets ``pnoise1`` from the C ``noise`` package; this port uses fdsl's
+pure-Python Perlin (same scheme), which is slower than the C call, so the timing of this port is an
+upper bound of the official per-image time (about 50 ms measured for the official itself).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from fdsl.generators.kernels.perlin import perlin1_python
+from fdsl.generators.rcdb import OFFICIAL_SIZE, ImageParams
+
+
+def draw_image(params: ImageParams, perlin: float, offset: float, size: int = OFFICIAL_SIZE) -> np.ndarray:
+    """One RCDB image as uint8 [size, size] on white, as the official script draws it."""
+    im = Image.new("L", (size, size), 255)
+    draw = ImageDraw.Draw(im)
+    vertices = params.noise_inputs.shape[2]
+    angle = math.pi * 2 / vertices
+    scale = size / OFFICIAL_SIZE
+    vertex_x = [math.cos(angle * v) * params.radius * params.oval_x for v in range(vertices)]
+    vertex_y = [math.sin(angle * v) * params.radius * params.oval_y for v in range(vertices)]
+    vertex_x.append(vertex_x[0])
+    vertex_y.append(vertex_y[0])
+    for contour, grey in enumerate(params.greys.tolist()):
+        inputs = params.noise_inputs[contour].tolist()
+        noise_x = [perlin1_python(u) * perlin * 2 - perlin for u in inputs[0]]
+        noise_y = [perlin1_python(u) * perlin * 2 - perlin for u in inputs[1]]
+        for v in range(vertices):
+            vertex_x[v] -= math.cos(angle * v) * (noise_x[v] - offset)
+            vertex_y[v] -= math.sin(angle * v) * (noise_y[v] - offset)
+        vertex_x[vertices] = vertex_x[0]
+        vertex_y[vertices] = vertex_y[0]
+        for i in range(vertices):
+            draw.line(((vertex_x[i] + params.centre_x) * scale, (vertex_y[i] + params.centre_y) * scale,
+                       (vertex_x[i + 1] + params.centre_x) * scale, (vertex_y[i + 1] + params.centre_y) * scale),
+                      fill=grey, width=1)
+    return np.asarray(im)

@@ -1,0 +1,286 @@
+"""2-D IFS kernels for FractalDB: chaos game, pixel scaling, 3x3 patch drawing and filling rate.
+
+Every random number comes from a counter-based generator: ``counter_hash(key, i)`` is splitmix64's
+finaliser applied to ``key + (i + 1) * golden``, so point ``i`` of a stream never depends on how
+many points were drawn before, on the worker, or on numba's global RNG (never used here). The
+plain-Python reference (``benchmarks/reference/fractaldb_official.py``) reproduces the same
+numbers, so tests can compare points and pixels bit for bit.
+
+Floating point follows the official code's operation order (``x*a + y*b + e``, then
+``(x - min) / range * span + pad`` truncated), and the kernels are compiled without fastmath so
+no fused multiply-adds change a bit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+MASK64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+_MUL1 = 0xBF58476D1CE4E5B9
+_MUL2 = 0x94D049BB133111EB
+
+# Stream tags: one independent stream family per use.
+TAG_SEARCH_POINTS = 2
+TAG_POINTS = 3
+TAG_PATCH = 4
+
+LUT_BITS = 10  # map-selection table: 1024 buckets of the top bits of each draw
+
+_G = np.uint64(GOLDEN)
+_M1 = np.uint64(_MUL1)
+_M2 = np.uint64(_MUL2)
+_S11 = np.uint64(11)
+_S27 = np.uint64(27)
+_S30 = np.uint64(30)
+_S31 = np.uint64(31)
+_S32 = np.uint64(32)
+_S_LUT = np.uint64(64 - LUT_BITS)
+_ONE = np.uint64(1)
+_P511 = np.uint64(511)
+_INV53 = 1.0 / 9007199254740992.0  # 2**-53
+
+
+# --------------------------------------------------------------------------- Python side
+
+
+def mix64(z: int) -> int:
+    """splitmix64's finaliser on a Python int (wrapping at 64 bits)."""
+    z &= MASK64
+    z = ((z ^ (z >> 30)) * _MUL1) & MASK64
+    z = ((z ^ (z >> 27)) * _MUL2) & MASK64
+    return z ^ (z >> 31)
+
+
+def stream_key(seed: int, tag: int, *ids: int) -> int:
+    """64-bit key of the random stream for ``(seed, tag, *ids)`` (e.g. class, variant, render)."""
+    key = 0
+    for value in (seed, tag, *ids):
+        key = mix64((key ^ (value & MASK64)) + GOLDEN)
+    return key
+
+
+def selection_table(cum: np.ndarray) -> np.ndarray:
+    """int64 [2**LUT_BITS]: for each bucket of u, the first map whose cumulative probability
+    reaches the bucket's lower edge (the chaos game searches on from there, so the choice is
+    exactly "first j with u <= cum[j]", only faster)."""
+    edges = np.arange(1 << LUT_BITS, dtype=np.float64) / float(1 << LUT_BITS)
+    first = np.searchsorted(cum, edges, side="left")
+    return np.minimum(first, len(cum) - 1).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@numba.njit(cache=True, inline="always")
+def _hash(key, i):
+    z = key + (np.uint64(i) + _ONE) * _G
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@numba.njit(cache=True)
+def counter_hash(key, i):
+    """uint64 hash of draw ``i`` (int64) of stream ``key`` (uint64); same as the Python mix."""
+    return _hash(key, i)
+
+
+@numba.njit(cache=True, fastmath=False)
+def chaos_game(maps, cum, table, key, xs, ys, box_from, box):
+    """Run the chaos game from (0, 0); point 0 is the origin, point i applies one map to i-1.
+
+    maps: float64 [N, 6] rows a, b, c, d, e, f ((x, y) -> (a x + b y + e, c x + d y + f));
+    cum: float64 [N] cumulative probabilities; draw i picks the first map j with u_i <= cum[j]
+    (the last map if rounding leaves u_i above cum[N-1]); table: int64 [1024] from
+    ``selection_table``; key: uint64 stream key; xs, ys: float64 [n] filled in place.
+    box: float64 [4] set to (min x, max x, min y, max y) of points ``[box_from, n)`` (tracked
+    on the way: it is free next to the latency-bound recurrence).
+    Returns the number of finite points: the index of the first inf/NaN point, or n (after a
+    cut the caller wants another range: ``box_of``).
+    """
+    n = xs.shape[0]
+    # An infinite last edge makes the search loop's only branch almost always not taken
+    # (a data-dependent "j < last" test mispredicts and costs more than the arithmetic).
+    edges = cum.copy()
+    edges[maps.shape[0] - 1] = np.inf
+    x = 0.0
+    y = 0.0
+    xlo = np.inf
+    xhi = -np.inf
+    ylo = np.inf
+    yhi = -np.inf
+    if n > 0:
+        xs[0] = 0.0
+        ys[0] = 0.0
+        if box_from <= 0:
+            xlo, xhi, ylo, yhi = 0.0, 0.0, 0.0, 0.0
+    for i in range(1, n):
+        h = _hash(key, i)
+        u = np.float64(h >> _S11) * _INV53
+        j = table[h >> _S_LUT]
+        while u > edges[j]:
+            j += 1
+        nx = x * maps[j, 0] + y * maps[j, 1] + maps[j, 4]
+        ny = x * maps[j, 2] + y * maps[j, 3] + maps[j, 5]
+        if not (math.isfinite(nx) and math.isfinite(ny)):
+            n = i
+            break
+        xs[i] = nx
+        ys[i] = ny
+        x = nx
+        y = ny
+        if i >= box_from:
+            xlo = min(xlo, nx)
+            xhi = max(xhi, nx)
+            ylo = min(ylo, ny)
+            yhi = max(yhi, ny)
+    box[0] = xlo
+    box[1] = xhi
+    box[2] = ylo
+    box[3] = yhi
+    return n
+
+
+@numba.njit(cache=True, fastmath=False)
+def box_of(xs, ys, start, stop, box):
+    """box: float64 [4] set to (min x, max x, min y, max y) of points ``[start, stop)``."""
+    box[0] = np.inf
+    box[1] = -np.inf
+    box[2] = np.inf
+    box[3] = -np.inf
+    for k in range(start, stop):
+        box[0] = min(box[0], xs[k])
+        box[1] = max(box[1], xs[k])
+        box[2] = min(box[2], ys[k])
+        box[3] = max(box[3], ys[k])
+
+
+@numba.njit(cache=True, fastmath=False)
+def to_pixels(values, start, stop, lo, hi, size, pad, out):
+    """Shift and scale ``values[start:stop]`` by their min ``lo`` and max ``hi`` into
+    ``[pad, size - pad]``.
+
+    values: float64 [n]; out: int32 [>= stop - start], ``(v - lo) / (hi - lo) * (size - 2 pad)
+    + pad`` truncated like the official ``np.uint16``. A zero or non-finite range puts every
+    point at ``pad``.
+    """
+    width = hi - lo
+    padf = float(pad)
+    if not (width > 0.0 and math.isfinite(width)):
+        out[: stop - start] = pad
+        return
+    span = float(size - 2 * pad)
+    top = float(size - pad)
+    src = values[start:stop]
+    dst = out[: stop - start]
+    for k in range(src.shape[0]):  # finite here, so min/max clamp like the official uint16 cast
+        v = (src[k] - lo) / width * span + padf
+        dst[k] = np.int32(min(max(v, padf), top))
+
+
+@numba.njit(cache=True, inline="always")
+def _mask(key, i):
+    """A 9-bit patch mask in 1..511 (Lemire's multiply-shift instead of a slow modulo)."""
+    h = _hash(key, i)
+    return ((h >> _S32) * _P511 >> _S32) + _ONE
+
+
+def patch_table(value: int) -> np.ndarray:
+    """uint8 [512 * 9]: row m holds the 3x3 patch of mask m, bit 8 - (3 r + c) -> ``value``."""
+    masks = np.arange(512)[:, None]
+    bits = (masks >> (8 - np.arange(9))[None, :]) & 1
+    return (bits * value).astype(np.uint8).ravel()
+
+
+@numba.njit(cache=True)
+def paste_patches_gray(canvas, px, py, key, first, table):
+    """Paste a random 3x3 binary patch at every point, in point order (later patches overwrite).
+
+    canvas: uint8 [H, W] C-contiguous, cleared by the caller; px, py: int32 [n] pixel
+    coordinates; the patch of point k covers rows py+1..py+3 and columns px+1..px+3 (PIL
+    ``paste`` at (x+1, y+1)); its mask m in 1..511 is draw ``first + k`` of stream ``key``;
+    table: ``patch_table(grey)``.
+    """
+    width = canvas.shape[1]
+    flat = canvas.ravel()
+    for k in range(px.shape[0]):
+        b = np.int64(_mask(key, first + k)) * 9
+        o = (py[k] + 1) * width + px[k] + 1
+        flat[o] = table[b]
+        flat[o + 1] = table[b + 1]
+        flat[o + 2] = table[b + 2]
+        o += width
+        flat[o] = table[b + 3]
+        flat[o + 1] = table[b + 4]
+        flat[o + 2] = table[b + 5]
+        o += width
+        flat[o] = table[b + 6]
+        flat[o + 1] = table[b + 7]
+        flat[o + 2] = table[b + 8]
+
+
+@numba.njit(cache=True)
+def paste_patches_color(canvas, px, py, key, first, palette, bits):
+    """Like ``paste_patches_gray`` on an RGB canvas uint8 [H, W, 3] (C-contiguous); point k is
+    coloured ``palette[k % len(palette)]`` (palette: uint8 [P, 3], the official hue cycle);
+    bits: ``patch_table(1)``."""
+    period = palette.shape[0]
+    row_stride = canvas.shape[1] * 3
+    flat = canvas.ravel()
+    for k in range(px.shape[0]):
+        b = np.int64(_mask(key, first + k)) * 9
+        colour = palette[k % period]
+        red = colour[0]
+        green = colour[1]
+        blue = colour[2]
+        o = (py[k] + 1) * row_stride + (px[k] + 1) * 3
+        for r in range(3):
+            for c in range(3):
+                bit = bits[b + 3 * r + c]
+                q = o + 3 * c
+                flat[q] = red * bit
+                flat[q + 1] = green * bit
+                flat[q + 2] = blue * bit
+            o += row_stride
+
+
+@numba.njit(cache=True, fastmath=False)
+def fill_count(xs, ys, n, box, size, pad, need, canvas):
+    """Distinct pixels hit by points ``[0, n)`` (box: float64 [4] their min/max x, y) drawn as
+    single pixels on a size x size canvas, coordinates exactly as ``to_pixels``.
+
+    canvas: uint8 [size * size], zeroed here. Returns the exact count when it reaches ``need``,
+    else -1 as soon as the remaining points cannot reach it (stopping early never changes the
+    accept/reject decision ``count >= need``).
+    """
+    if n < need:
+        return -1
+    canvas[:] = 0
+    xlo = box[0]
+    ylo = box[2]
+    xw = box[1] - xlo
+    yw = box[3] - ylo
+    flat_x = not (xw > 0.0 and math.isfinite(xw))
+    flat_y = not (yw > 0.0 and math.isfinite(yw))
+    padf = float(pad)
+    span = float(size - 2 * pad)
+    top = float(size - pad)
+    count = 0
+    for k in range(n):
+        px = pad
+        if not flat_x:
+            px = np.int64(min(max((xs[k] - xlo) / xw * span + padf, padf), top))
+        py = pad
+        if not flat_y:
+            py = np.int64(min(max((ys[k] - ylo) / yw * span + padf, padf), top))
+        idx = py * size + px
+        # Branch-free: whether a pixel is new is a coin flip the CPU cannot predict.
+        count += 1 - canvas[idx]
+        canvas[idx] = 1
+        if count + (n - k - 1) < need:
+            return -1
+    return count if count >= need else -1

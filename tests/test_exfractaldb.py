@@ -1,0 +1,211 @@
+"""ExFractalDB: kernels against the plain-Python reference port, search, projection, determinism."""
+
+from __future__ import annotations
+
+import math
+import sys
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from fdsl.datasets import cli as inspect_cli
+from fdsl.generators import cli, exfractaldb
+from fdsl.generators.kernels import ifs3d
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.reference import exfractaldb_official as ref  # noqa: E402
+
+SMALL = dict(classes=2, instances_3d=2, views=3, image_size=64, points=3000, search_points_3d=2000)
+
+
+def _system(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return params[:, :9].reshape(-1, 3, 3), params[:, 9:]
+
+
+def test_chaos_game_matches_reference_port():
+    params, probs, rng = exfractaldb.sample_candidate(7, 3)
+    uniforms = rng.random(4000)
+    ours = ifs3d.chaos_game(*_system(params), probs, uniforms)
+    theirs = ref.chaos_game(params, probs, uniforms)
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_normalize_center_matches_reference_port():
+    points = np.random.default_rng(0).normal(size=(500, 3)) * [1.0, 3.0, 0.5] + 2.0
+    ours = points.copy()
+    assert ifs3d.normalize_center(ours)
+    np.testing.assert_allclose(ours, ref.normalize_center(points), atol=1e-12)
+    assert ours.min() >= -2.0 and np.abs(ours.mean(axis=0)).max() < 1e-12
+
+
+def test_search_matches_reference_port_and_workers():
+    ours = exfractaldb.search_classes(2, seed=0, points=2000, threshold=0.05, workers=1, backend="inline")
+    assert ours.candidate.tolist() == ref.search(0, 2, 2000, 0.05)
+    again = exfractaldb.search_classes(2, seed=0, points=2000, threshold=0.05, workers=3, backend="inline")
+    np.testing.assert_array_equal(ours.params, again.params)
+    assert set(ours.num_maps.tolist()) <= set(range(2, 8))
+    np.testing.assert_allclose(ours.probs.sum(axis=1), 1.0)
+
+
+def _tetrahedron() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    corners = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=float)
+    return np.tile(np.eye(3) * 0.5, (4, 1, 1)), corners * 0.5, np.full(4, 0.25)
+
+
+def test_variance_acceptance_flat_rejected_spread_accepted():
+    uniforms = np.random.default_rng(1).random(5000)
+    matrices, shifts, probs = _tetrahedron()
+    spread = ifs3d.chaos_game(matrices, shifts, probs, uniforms)
+    assert ifs3d.normalize_center(spread)
+    variances = ifs3d.axis_variances(spread)
+    assert exfractaldb.accepts(variances, 0.05)
+    # the threshold is respected on both sides of the smallest variance
+    assert exfractaldb.accepts(variances, variances.min() - 1e-9)
+    assert not exfractaldb.accepts(variances, variances.min() + 1e-9)
+    flat_matrices, flat_shifts = matrices.copy(), shifts.copy()
+    flat_matrices[:, 2, :] = 0.0
+    flat_shifts[:, 2] = 0.0  # every point lies in the plane z = 0
+    flat = ifs3d.chaos_game(flat_matrices, flat_shifts, probs, uniforms)
+    assert ifs3d.normalize_center(flat)
+    assert ifs3d.axis_variances(flat)[2] == pytest.approx(0.0, abs=1e-20)
+    assert not exfractaldb.accepts(ifs3d.axis_variances(flat), 0.05)
+    diverging = ifs3d.chaos_game(matrices * 8.0, shifts, probs, uniforms)
+    assert not ifs3d.normalize_center(diverging)  # overflows to inf: not finite, rejected
+
+
+def test_projection_matches_hand_computed_pinhole():
+    size = 64
+    focal = 1.0 / math.tan(math.radians(22.5))  # 2.41421...
+    points = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 3.5],
+                       [0.0, 0.0, -200.0]])
+    img = np.zeros((size, size), np.uint8)
+    lit = ifs3d.project_points(points, ifs3d.camera_basis(0.0, 0.0, 0.0), img)
+    # camera at (0, 0, 4) looking down -z: depth 4 for the first three points, 0.5 (< near) for
+    # the fourth, 204 (> far) for the fifth.
+    expected = {(32, 32), (32, math.floor((focal / 4 + 1) * 32)), (math.floor((1 - focal / 4) * 32), 32)}
+    assert expected == {(32, 32), (32, 51), (12, 32)}  # 32 * (1 + 2.414 / 4) = 51.3, 32 * (1 - 2.414 / 4) = 12.7
+    assert {tuple(p) for p in np.argwhere(img == 255).tolist()} == expected
+    assert lit == 3
+    # a quarter turn of azimuth puts the camera on +x looking toward -x: its right is -z, so
+    # (0, 0, -1) lands right of the centre. A roll of +90 degrees turns the camera's right axis onto
+    # the old up axis, so a point on the old right, (1, 0, 0), lands below the centre.
+    img = np.zeros((size, size), np.uint8)
+    ifs3d.project_points(np.array([[0.0, 0.0, -1.0]]), ifs3d.camera_basis(math.pi / 2, 0.0, 0.0), img)
+    assert np.argwhere(img).tolist() == [[32, 51]]
+    img = np.zeros((size, size), np.uint8)
+    ifs3d.project_points(np.array([[1.0, 0.0, 0.0]]), ifs3d.camera_basis(0.0, 0.0, math.pi / 2), img)
+    assert np.argwhere(img).tolist() == [[51, 32]]
+
+
+def test_views_match_reference_opengl_style_projection():
+    classes = exfractaldb.search_classes(1, seed=3, points=2000, workers=1)
+    cloud = exfractaldb.variant_cloud(classes, 0, 5, 3, 8000)
+    for view in range(6):
+        angles = exfractaldb.view_angles(3, 0, 5, view, roll=True)
+        img = np.zeros((64, 64), np.uint8)
+        ifs3d.project_points(cloud, ifs3d.camera_basis(*angles), img)
+        np.testing.assert_array_equal(img, ref.render_view(cloud, *angles, 64))
+
+
+def test_variant_table_matches_official_scheme():
+    table = np.stack([exfractaldb.variant_weights(v) for v in range(exfractaldb.MAX_VARIANTS)])
+    np.testing.assert_array_equal(table[0], np.ones(12))
+    changed = table != 1.0
+    assert changed[1:].sum(axis=1).tolist() == [1] * 144  # one parameter per variant
+    first25 = {(int(np.argmax(r != 1)), round(float(r[r != 1][0]), 6)) for r in table[1:25]}
+    assert first25 == {(p, f) for p in range(12) for f in (0.9, 1.1)}
+    factors = sorted({round(float(x), 6) for x in table[changed]})
+    assert factors == [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6]
+    assert len({r.tobytes() for r in table}) == 145
+    with pytest.raises(Exception, match="variant"):
+        exfractaldb.variant_weights(145)
+
+
+def _source(**overrides) -> exfractaldb.ExFractalSource:
+    opts = dict(SMALL, **overrides)
+    return exfractaldb.make_source(classes=opts.pop("classes"), instances=opts.pop("instances", None), seed=0,
+                                   image_size=opts.pop("image_size"), points=opts.pop("points"),
+                                   params_from=None, workers=1, backend="inline", **opts)
+
+
+def test_render_is_independent_of_the_split():
+    src = _source()
+    whole = src.render(0, src.num_items())
+    parts = [src.render(a, b) for a, b in ((0, 1), (1, 5), (5, 8), (8, src.num_items()))]
+    np.testing.assert_array_equal(whole.images, np.concatenate([p.images for p in parts]))
+    for key, values in whole.metadata.items():
+        np.testing.assert_array_equal(values, np.concatenate([p.metadata[key] for p in parts]))
+    assert whole.labels.tolist() == [0] * 6 + [1] * 6
+    assert whole.metadata["variant"].tolist()[:6] == [0, 0, 0, 1, 1, 1]
+    assert whole.metadata["view"].tolist()[:6] == [0, 1, 2, 0, 1, 2]
+    lit = (whole.images == 255).mean(axis=(1, 2))
+    np.testing.assert_allclose(whole.metadata["fill"], lit, rtol=1e-6)
+    assert np.all(lit > 0) and set(np.unique(whole.images)) <= {0, 255}
+
+
+def test_no_roll_keeps_direction_and_zeroes_roll():
+    rolled, upright = _source().render(0, 3), _source(no_roll=True).render(0, 3)
+    np.testing.assert_array_equal(rolled.metadata["azimuth"], upright.metadata["azimuth"])
+    assert np.all(upright.metadata["roll"] == 0) and np.any(rolled.metadata["roll"] != 0)
+
+
+def test_diverging_variant_is_reported_not_drawn():
+    expanding = np.zeros((1, 7, 12))
+    expanding[0, :2, [0, 4, 8]] = 9.0  # two maps scaling by 9: the chaos game overflows to inf
+    classes = exfractaldb.ClassParams(expanding, np.array([[0.5, 0.5, 0, 0, 0, 0, 0]]), np.array([2]),
+                                      np.array([-1]))
+    src = exfractaldb.ExFractalSource(classes, seed=0, per_class=4, instances_3d=2, views=2, points=2000,
+                                      image_size=32, roll=True, search={})
+    batch = src.render(1, 4)
+    assert len(batch.items) == 0 and batch.images.shape == (0, 32, 32)
+    assert [(f["variant"], f["items"]) for f in batch.failures] == [(0, [1, 1]), (1, [2, 3])]
+    assert all("diverges" in f["reason"] for f in batch.failures)
+
+
+def _shard_arrays(folder: Path) -> dict[str, np.ndarray]:
+    with h5py.File(folder / "shard-00000.h5") as f:
+        return {"images": f["images"][:], "labels": f["labels"][:],
+                **{k: f["metadata"][k][:] for k in f["metadata"]}}
+
+
+@pytest.mark.slow
+def test_generate_bytes_independent_of_workers_and_params_from(tmp_path, hashes):
+    common = dict(classes=2, seed=5, image_size=64, points=3000, instances_3d=2, views=3,
+                  search_points_3d=2000, shard_size=4)
+    cli.generate("exfractaldb", tmp_path / "w1", workers=1, **common)
+    cli.generate("exfractaldb", tmp_path / "w2", workers=2, **common)
+    assert hashes(tmp_path / "w1") == hashes(tmp_path / "w2")
+    cli.generate("exfractaldb", tmp_path / "p", workers=1, params_from=tmp_path / "w1" / "classes.npz", **common)
+    np.testing.assert_array_equal(_shard_arrays(tmp_path / "p")["images"], _shard_arrays(tmp_path / "w1")["images"])
+    manifest = (tmp_path / "p" / "manifest.json").read_text()
+    assert "params_sha256" in manifest
+    with zipfile.ZipFile(tmp_path / "w1" / "classes.npz") as archive:  # no wall-clock time inside
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+    assert inspect_cli.main([str(tmp_path / "w1"), "--grid", str(tmp_path / "grid.png")]) == 0
+    assert (tmp_path / "grid.png").stat().st_size > 0
+
+
+def test_png_layout_and_instances_subset(tmp_path):
+    cli.generate("exfractaldb", tmp_path / "png", workers=1, fmt="png", instances=4, **SMALL)
+    names = sorted(p.relative_to(tmp_path / "png").as_posix() for p in (tmp_path / "png").rglob("*.png"))
+    assert names[:4] == ["000000/000000_00000_000.png", "000000/000000_00000_001.png",
+                         "000000/000000_00000_002.png", "000000/000000_00001_000.png"]
+    assert len(names) == 8
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--views", "0"], "--views must be positive"),
+    (["--instances", "7"], "exceeds --instances-3d x --views"),
+    (["--variance-threshold", "1.5"], "--variance-threshold"),
+    (["--instances-3d", "146"], "at most 145"),
+    (["--params-from", "/nonexistent/classes.npz"], "not an ExFractalDB classes.npz"),
+])
+def test_bad_input_is_one_line(tmp_path, capsys, flags, message):
+    argv = ["--db", "exfractaldb", "--classes", "1", "--out", str(tmp_path / "o"), "--instances-3d", "2",
+            "--views", "3", "--image-size", "32", "--points", "500", *flags]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err

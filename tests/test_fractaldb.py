@@ -1,0 +1,326 @@
+"""FractalDB: Numba kernels vs the plain-Python port of the official algorithm, the filling-rate
+search, determinism through generate(), --params-from, flips, PNG names and CLI errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from fdsl.datasets import shards
+from fdsl.errors import FdslError
+from fdsl.generators import cli, fractaldb
+from fdsl.generators.kernels import ifs2d
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.reference import fractaldb_official as ref  # noqa: E402
+
+SMALL = {"image_size": 64, "points": 20_000}
+
+
+@pytest.fixture(scope="module")
+def two_classes() -> list[fractaldb.ClassParams]:
+    return fractaldb.search_classes(2, seed=0)
+
+
+def small_source(params, color="gray", seed=0, instances=1000, **kw) -> fractaldb.FractalDBSource:
+    return fractaldb.FractalDBSource(params, instances=instances, seed=seed, color=color, search={},
+                                     params_sha256=None, **{**SMALL, **kw})
+
+
+def read_images(folder: Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """All images, labels and metadata of a data set folder, in item order."""
+    manifest = shards.read_manifest(folder)
+    images, labels, meta = [], [], {}
+    for entry in manifest["shards"]:
+        with h5py.File(folder / entry["file"], "r") as f:
+            images.append(f["images"][:])
+            labels.append(f["labels"][:])
+            for name in f["metadata"]:
+                meta.setdefault(name, []).append(f["metadata"][name][:])
+    return np.concatenate(images), np.concatenate(labels), {k: np.concatenate(v) for k, v in meta.items()}
+
+
+def digest(images: np.ndarray) -> list[str]:
+    return [hashlib.sha256(im.tobytes()).hexdigest() for im in images]
+
+
+# --------------------------------------------------------------------------- kernels vs reference
+
+
+def test_streams_and_candidates_match_reference():
+    assert ifs2d.stream_key(7, 3, 11, 2) == ref.stream_key(7, 3, 11, 2)
+    assert ifs2d.stream_key(-1, 4, 0) == ref.stream_key(-1, 4, 0)
+    key = ref.stream_key(1, 2, 3)
+    for i in (0, 1, 99, 12345):
+        assert int(ifs2d.counter_hash(np.uint64(key), i)) == ref.draw(key, i)
+    for k in range(30):
+        ours, theirs = fractaldb.sample_candidate(3, k), ref.sample_candidate(3, k)
+        assert np.array_equal(ours.maps, theirs[0]) and np.array_equal(ours.probs, theirs[1])
+        assert 2 <= len(ours.maps) <= 7 and abs(ours.probs.sum() - 1) < 1e-12
+
+
+def test_chaos_game_draws_the_reference_points(two_classes):
+    params = two_classes[1]
+    ifs = ref._maps_to_ifs(params.maps, params.probs, ref.WEIGHTS[7])
+    key = ref.stream_key(0, ref.TAG_POINTS, 1)
+    assert ifs.calculate(5000, key) == 5000
+    xs, ys = np.empty(5000), np.empty(5000)
+    cum = params.cumulative()
+    maps = params.maps * fractaldb.WEIGHTS[7]
+    box = np.empty(4)
+    assert ifs2d.chaos_game(maps, cum, ifs2d.selection_table(cum), np.uint64(key), xs, ys, 100, box) == 5000
+    assert np.array_equal(xs, ifs.xs) and np.array_equal(ys, ifs.ys)
+    assert list(box) == [min(xs[100:]), max(xs[100:]), min(ys[100:]), max(ys[100:])]
+
+
+@pytest.mark.parametrize("variant", [0, 2, 13, 24])
+def test_gray_render_is_pixel_identical_to_reference(two_classes, variant):
+    source = small_source(two_classes)
+    label, render = 1, 3
+    first = label * 1000 + variant * 40 + render * 4
+    ours = source.render(first, first + 4)
+    theirs = ref.render(two_classes[label].maps, two_classes[label].probs, seed=0, label=label,
+                        variant=variant, render_index=render, **{"size": 64, "points": 20_000})
+    for flip in range(4):
+        assert np.all(theirs[flip][..., 0] == theirs[flip][..., 2])
+        assert np.array_equal(ours.images[flip], theirs[flip][..., 0])
+    assert set(np.unique(ours.images)) <= {0, 127}
+    assert list(ours.metadata["flip"]) == [0, 1, 2, 3]
+    assert set(ours.metadata["variant"]) == {variant} and set(ours.metadata["render"]) == {render}
+
+
+def test_color_render_is_pixel_identical_to_reference(two_classes):
+    source = small_source(two_classes, color="color")
+    ours = source.render(5 * 40, 5 * 40 + 4)
+    theirs = ref.render(two_classes[0].maps, two_classes[0].probs, seed=0, label=0, variant=5,
+                        render_index=0, size=64, points=20_000, color=True)
+    assert ours.images.shape == (4, 64, 64, 3)
+    for flip in range(4):
+        assert np.array_equal(ours.images[flip], theirs[flip])
+    assert len({tuple(c) for c in fractaldb.hue_palette()}) > 20
+
+
+def test_renders_differ_only_in_patches_and_flips_are_exact(two_classes):
+    images = small_source(two_classes).render(0, 8).images  # variant 0, renders 0 and 1
+    base = images[0]
+    assert np.array_equal(images[1], base[::-1])
+    assert np.array_equal(images[2], base[:, ::-1])
+    assert np.array_equal(images[3], base[::-1, ::-1])
+    assert not np.array_equal(images[4], base)  # another render: other patches
+    # same points, so the same box: a patch edge moves at most 2 px with its mask
+    def box(image):
+        rows, cols = np.nonzero(image)
+        return np.array([rows.min(), rows.max(), cols.min(), cols.max()])
+    assert np.abs(box(images[4]) - box(base)).max() <= 2
+
+
+# --------------------------------------------------------------------------- search
+
+
+def square_ifs() -> fractaldb.ClassParams:
+    """Four half-size copies tiling the unit square: the attractor fills the square."""
+    maps = np.array([[0.5, 0, 0, 0.5, e, f] for e in (0.0, 0.5) for f in (0.0, 0.5)])
+    return fractaldb.ClassParams(maps, np.full(4, 0.25), candidate=0)
+
+
+def test_fill_rate_accepts_a_space_filling_ifs_and_rejects_degenerate_ones():
+    need = fractaldb.fill_needed(0.2)
+    assert need == 52429 and need / 512**2 >= 0.2 > (need - 1) / 512**2
+    count = fractaldb.candidate_fill(square_ifs(), 0, 100_000, need)
+    theirs = ref.search_fill_rate(square_ifs().maps, square_ifs().probs, 0, 0)
+    assert count / 512**2 == theirs and theirs > 0.25  # about 1 - exp(-100k / 512^2)
+    assert fractaldb.candidate_fill(square_ifs(), 0, 100_000, fractaldb.fill_needed(0.5)) == -1
+    zero = fractaldb.ClassParams(np.zeros((3, 6)), np.full(3, 1 / 3), candidate=1)
+    assert fractaldb.candidate_fill(zero, 0, 100_000, need) == -1
+    assert ref.search_fill_rate(zero.maps, zero.probs, 0, 1) < 0.2
+    with pytest.raises(FdslError, match="cannot reach"):
+        fractaldb.search_classes(1, search_points=50_000)
+    diverging = fractaldb.ClassParams(np.array([[3.0, 0, 0, 3.0, 1, 1], [-2.5, 0, 0, 2.5, 0, 1]]),
+                                      np.array([0.5, 0.5]), candidate=2)
+    assert fractaldb.candidate_fill(diverging, 0, 100_000, need) == -1
+
+
+def test_search_matches_reference_fill_rates_and_threshold_flag():
+    # 20k points can fill at most 7.6% of 512^2, so small thresholds keep this test fast
+    found = fractaldb.search_classes(3, seed=5, fill_rate=0.04, search_points=20_000)
+    for params in found:
+        theirs = ref.search_fill_rate(params.maps, params.probs, 5, params.candidate, 20_000)
+        assert params.fill_rate == theirs >= 0.04
+    for k in range(found[0].candidate):  # every earlier candidate is rejected by the reference too
+        cand = ref.sample_candidate(5, k)
+        assert cand is None or ref.search_fill_rate(*cand, 5, k, 20_000) < 0.04
+    strict = fractaldb.search_classes(2, seed=5, fill_rate=0.05, search_points=20_000)
+    assert all(p.fill_rate >= 0.05 for p in strict)
+    loose = fractaldb.search_classes(40, seed=5, fill_rate=0.04, search_points=20_000)
+    # a stricter threshold keeps a subsequence of the looser one's candidates
+    assert {p.candidate for p in strict} <= {p.candidate for p in loose}
+    assert strict[0].candidate == next(p.candidate for p in loose if p.fill_rate >= 0.05)
+
+
+@pytest.mark.slow
+def test_search_is_identical_whatever_the_chunks_and_workers(monkeypatch):
+    settings = {"seed": 2, "fill_rate": 0.04, "search_points": 20_000}
+    inline = fractaldb.search_classes(4, workers=1, **settings)
+    monkeypatch.setattr(fractaldb, "SEARCH_CHUNK", 16)
+    pooled = fractaldb.search_classes(4, workers=2, backend="local", **settings)
+    assert [p.candidate for p in inline] == [p.candidate for p in pooled]
+    for a, b in zip(inline, pooled, strict=True):
+        assert np.array_equal(a.maps, b.maps) and a.fill_rate == b.fill_rate
+
+
+def test_diverging_variant_renders_black_without_error():
+    params = [fractaldb.ClassParams(np.array([[1.5, 0, 0, 1.5, 1, 1], [0.9, 0, 0, 0.9, 0, 0]]),
+                                    np.array([0.9, 0.1]))]
+    batch = small_source(params, points=2000).render(4 * 40, 4 * 40 + 1)  # a x 1.8
+    assert batch.metadata["points_drawn"][0] < 2000 - 100
+    assert batch.images.dtype == np.uint8
+
+
+# --------------------------------------------------------------------------- data sets
+
+
+def test_generate_is_identical_across_workers_and_shard_sizes(tmp_path):
+    common = dict(classes=2, instances=12, seed=3, **SMALL)
+    one = cli.generate("fractaldb", tmp_path / "one", workers=1, shard_size=24, **common)
+    two = cli.generate("fractaldb", tmp_path / "two", workers=2, shard_size=5, **common)
+    assert one.images == two.images == 24
+    a_images, a_labels, a_meta = read_images(tmp_path / "one")
+    b_images, b_labels, _ = read_images(tmp_path / "two")
+    assert digest(a_images) == digest(b_images) and np.array_equal(a_labels, b_labels)
+    assert a_images.shape == (24, 64, 64)
+    assert list(a_meta["variant"][:12]) == [0] * 12 and list(a_meta["render"][:12]) == [0] * 4 + [1] * 4 + [2] * 4
+    assert set(a_meta) >= {"item", "variant", "render", "flip", "n_maps", "points_drawn"}
+    assert (tmp_path / "one" / "classes.npz").read_bytes() == (tmp_path / "two" / "classes.npz").read_bytes()
+    manifest = shards.read_manifest(tmp_path / "one")
+    assert manifest["classes"] == ["00000", "00001"]
+    assert not shards.verify_dataset(tmp_path / "two")
+
+
+def test_params_from_round_trip_gives_identical_images(tmp_path):
+    common = dict(classes=2, instances=8, seed=4, workers=1, **SMALL)
+    cli.generate("fractaldb", tmp_path / "a", **common)
+    saved = tmp_path / "a" / "classes.npz"
+    loaded = fractaldb.load_class_params(saved)
+    assert [len(p.maps) for p in loaded] and all(p.candidate >= 0 for p in loaded)
+    cli.generate("fractaldb", tmp_path / "b", params_from=saved, **common)
+    assert digest(read_images(tmp_path / "a")[0]) == digest(read_images(tmp_path / "b")[0])
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["config"]["params_sha256"] == hashlib.sha256(saved.read_bytes()).hexdigest()
+    # the loader path: a source from the file, rendering one item at a time
+    source = fractaldb.make_source(classes=2, instances=8, seed=4, params_from=saved, workers=1,
+                                   backend="inline", **SMALL)
+    images = read_images(tmp_path / "a")[0]
+    for item in (9, 3, 4, 15):
+        assert np.array_equal(source.render(item, item + 1).images[0], images[item])
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip")
+    with pytest.raises(FdslError, match="cannot read"):
+        fractaldb.make_source(classes=1, params_from=garbage)
+    with pytest.raises(FdslError, match="holds only 2 classes"):
+        fractaldb.make_source(classes=3, params_from=saved)
+    with pytest.raises(FdslError, match="do not apply"):
+        fractaldb.make_source(classes=2, params_from=saved, fill_rate=0.3)
+
+
+def test_png_format_uses_the_official_file_names(tmp_path):
+    cli.generate("fractaldb", tmp_path / "png", classes=1, instances=6, workers=1, fmt="png", **SMALL)
+    names = sorted(p.relative_to(tmp_path / "png").as_posix() for p in (tmp_path / "png").rglob("*.png"))
+    assert names == ["00000/00000_00_count_0_flip0.png", "00000/00000_00_count_0_flip1.png",
+                     "00000/00000_00_count_0_flip2.png", "00000/00000_00_count_0_flip3.png",
+                     "00000/00000_00_count_1_flip0.png", "00000/00000_00_count_1_flip1.png"]
+
+
+def test_item_layout_follows_the_official_loops():
+    assert fractaldb.item_layout(0) == (0, 0, 0)
+    assert fractaldb.item_layout(45) == (1, 1, 1)
+    assert fractaldb.item_layout(999) == (24, 9, 3)
+    assert fractaldb.item_layout(1999, renders=20) == (24, 19, 3)  # the official --instance 20
+    assert np.array_equal(fractaldb.WEIGHTS[2], np.ones(6))
+    assert list(fractaldb.WEIGHTS[:, 0][:5]) == [0.2, 0.6, 1.0, 1.4, 1.8]
+    assert np.array_equal(fractaldb.WEIGHTS, np.array(ref.WEIGHTS))
+    more = small_source([square_ifs()], instances=1100, points=1000)  # 11 renders per variant
+    assert more.config()["renders_per_variant"] == 11 and more.num_items() == 1100
+    batch = more.render(1096, 1100)
+    assert [int(batch.metadata["variant"][0]), int(batch.metadata["render"][0])] == [24, 10]
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"image_size": 8}, "--image-size"), ({"points": 150}, "--points"),
+    ({"instances": 10**6}, "--instances"), ({"fill_rate": 0.0}, "--fill-rate"),
+    ({"fill_rate": 1.5}, "--fill-rate"), ({"search_points": 10}, "--search-points"),
+    ({"color": "pink"}, "--color"),
+])
+def test_bad_values_raise_one_line(kwargs, message):
+    with pytest.raises(FdslError, match=message) as info:
+        fractaldb.make_source(classes=1, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def run_main(argv: list[str]) -> int:
+    try:
+        return cli.main(argv)
+    except SystemExit as exc:  # argparse errors
+        return int(exc.code)
+
+
+@pytest.mark.parametrize("extra", [["--classes", "0"], ["--classes", "1", "--fill-rate", "2"],
+                                   ["--classes", "1", "--image-size", "4"]])
+def test_cli_bad_flags_exit_2_with_one_line(tmp_path, capsys, extra):
+    assert run_main(["--db", "fractaldb", "--out", str(tmp_path / "o"), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gen-fractal: error:") and "\n" not in err
+
+
+def test_cli_unknown_db_and_unwritable_out(tmp_path, capsys):
+    assert run_main(["--db", "fractaldbx", "--classes", "1", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    argv = ["--db", "fractaldb", "--classes", "1", "--instances", "1", "--image-size", "32",
+            "--points", "500", "--out", str(blocker / "sub")]
+    assert run_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write" in err[0]
+
+
+def test_params_from_a_folder_of_official_csvs(tmp_path):
+    rows = [np.array([[0.5, 0, 0, 0.5, 0, 0, 0.5], [0.5, 0.1, 0, 0.5, 0.5, 0.2, 0.5]]),
+            np.array([[0.4, -0.3, 0.3, 0.4, 0, 0, 0.3], [0.6, 0, 0, -0.6, 0.4, 0, 0.7]])]
+    for i, table in enumerate(rows):
+        (tmp_path / "csv" / f"csv{i}").mkdir(parents=True)
+        np.savetxt(tmp_path / "csv" / f"csv{i}" / f"{i:05d}.csv", table, delimiter=",")
+    source = fractaldb.make_source(classes=2, instances=4, params_from=tmp_path / "csv", **SMALL)
+    assert np.array_equal(source.params[1].maps, rows[1][:, :6])
+    assert len(source.config()["params_sha256"]) == 64
+    npz = tmp_path / "classes.npz"
+    npz.write_bytes(source.extra_files()["classes.npz"])
+    again = fractaldb.make_source(classes=2, instances=4, params_from=npz, **SMALL)
+    assert np.array_equal(source.render(0, 8).images, again.render(0, 8).images)
+    (tmp_path / "csv" / "csv0" / "00000.csv").write_text("1,2\n")
+    with pytest.raises(FdslError, match="a,b,c,d,e,f,p"):
+        fractaldb.make_source(classes=1, params_from=tmp_path / "csv")
+
+
+def test_cli_help_lists_the_fractaldb_flags(capsys):
+    assert run_main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert "--fill-rate" in text and "--search-points " in text and "--color" in text
+
+
+def test_cli_writes_a_small_data_set(tmp_path, capsys):
+    argv = ["--db", "fractaldb", "--classes", "2", "--instances", "4", "--image-size", "48",
+            "--points", "3000", "--color", "color", "--workers", "1", "--out", str(tmp_path / "d")]
+    assert run_main(argv) == 0
+    images, labels, meta = read_images(tmp_path / "d")
+    assert images.shape == (8, 48, 48, 3) and list(labels) == [0] * 4 + [1] * 4
+    assert (images > 0).any(axis=(1, 2, 3)).all()
+    assert shards.read_manifest(tmp_path / "d")["config"]["color"] == "color"

@@ -1,0 +1,451 @@
+"""ShardDataset / ShardLoader / OnTheFlyFractalDataset against plain h5py reads and the contracts."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import hdf5plugin  # noqa: F401  (lets the h5py reference read LZ4 / zstd shards)
+import numpy as np
+import pytest
+import torch
+
+from fdsl.datasets import shards
+from fdsl.datasets.build import RenderedBatch, build_dataset
+from fdsl.datasets.loader import ShardDataset, ShardLoader
+from fdsl.datasets.sampler import rank_positions
+from fdsl.errors import ShardError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from toy_source import ToySource  # noqa: E402
+
+
+class RGBSource(ToySource):
+    """ToySource with 3-channel, non-square images and a float metadata field."""
+
+    name = "toy-rgb"
+
+    def image(self, item: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, item])
+        img = np.zeros((self.size, self.size + 3, 3), np.uint8)
+        img[rng.random(img.shape[:2]) < 0.2] = rng.integers(1, 256, 3, dtype=np.uint8)
+        return img
+
+    def render(self, start: int, stop: int) -> RenderedBatch:
+        batch = super().render(start, stop)
+        batch.metadata["area"] = np.array([float((self.image(i) > 0).any(-1).sum()) for i in batch.items])
+        return batch
+
+
+class SparseGreySource(ToySource):
+    """Compressible grey images (the fast LZ4 path; random bytes are stored as raw blocks)."""
+
+    name = "toy-sparse"
+
+    def image(self, item: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, item])
+        return np.where(rng.random((self.size, self.size)) < 0.1, rng.integers(1, 256), 0).astype(np.uint8)
+
+
+def make(tmp_path: Path, name: str = "ds", rgb: bool | str = False, compression: str = "lz4",
+         classes: int = 3, per_class: int = 9, shard_size: int = 8, fail_every: int = 6) -> Path:
+    """A data set with uneven shards (the last is short, and every 6th item fails)."""
+    cls = {False: ToySource, True: RGBSource, "sparse": SparseGreySource}[rgb]
+    source = cls(classes=classes, per_class=per_class, size=12, seed=1, fail_every=fail_every)
+    out = tmp_path / name
+    build_dataset(source, out, shard_size=shard_size, backend="inline", compression=compression)
+    return out
+
+
+def h5_reference(folder: Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Every image (as C,H,W), label and metadata field, read with plain h5py."""
+    manifest = shards.read_manifest(folder)
+    images, labels, meta = [], [], {}
+    for record in shards.shard_records(manifest):
+        with h5py.File(folder / record.file, "r") as f:
+            imgs = f["images"][: record.count]
+            images.append(imgs[:, None] if imgs.ndim == 3 else imgs.transpose(0, 3, 1, 2))
+            labels.append(f["labels"][: record.count])
+            for name in f["metadata"]:
+                meta.setdefault(name, []).append(f["metadata"][name][: record.count])
+    return (np.concatenate(images), np.concatenate(labels),
+            {k: np.concatenate(v) for k, v in meta.items()})
+
+
+def collect(loader) -> tuple[np.ndarray, np.ndarray]:
+    batches = list(loader)
+    for images, labels in batches:
+        assert images.dtype == torch.uint8 and images.ndim == 4 and labels.dtype == torch.int64
+    return (torch.cat([b[0] for b in batches]).numpy(), torch.cat([b[1] for b in batches]).numpy())
+
+
+@pytest.fixture(scope="module")
+def grey(tmp_path_factory) -> Path:
+    return make(tmp_path_factory.mktemp("grey"))
+
+
+# --------------------------------------------------------------------------- correctness
+
+
+@pytest.mark.parametrize("rgb", [False, "sparse", True], ids=["grey", "grey-sparse", "rgb"])
+@pytest.mark.parametrize("compression", ["lz4", "zstd", "none"])
+def test_every_image_matches_h5py(tmp_path, rgb, compression):
+    folder = make(tmp_path, rgb=rgb, compression=compression)
+    images, labels, meta = h5_reference(folder)
+    counts = [r.count for r in shards.shard_records(shards.read_manifest(folder))]
+    assert len(set(counts)) > 1  # uneven shards
+    ds = ShardDataset(folder)
+    if rgb == "sparse" and compression == "lz4":  # the chunks really are compressed
+        assert all((layout.sizes < 12 * 12).all() for layout in ds._index.reader.layouts)
+    assert len(ds) == len(labels) == sum(counts)
+    assert ds.image_shape == images.shape[1:]
+    for i in range(len(ds)):
+        image, label = ds[i]
+        assert image.dtype == torch.uint8 and np.array_equal(image.numpy(), images[i])
+        assert label == labels[i] and isinstance(label, int)
+    np.testing.assert_array_equal(ds.labels, labels)
+    assert ds.labels.dtype == np.int64
+    assert set(ds.metadata) == set(meta)
+    for name in meta:
+        np.testing.assert_array_equal(ds.metadata[name], meta[name])
+    got_images, got_labels = collect(ShardLoader(folder, batch_size=5, shuffle=False, num_workers=2))
+    np.testing.assert_array_equal(got_images, images)
+    np.testing.assert_array_equal(got_labels, labels)
+
+
+@pytest.mark.parametrize("workers,num", [("thread", 0), ("thread", 3), ("process", 2)])
+def test_loader_modes_agree(grey, workers, num):
+    images, labels, _ = h5_reference(grey)
+    loader = ShardLoader(grey, batch_size=4, shuffle=True, seed=5, num_workers=num, workers=workers)
+    loader.set_epoch(2)
+    rows = loader.epoch_rows()
+    got_images, got_labels = collect(loader)
+    np.testing.assert_array_equal(got_images, images[rows])
+    np.testing.assert_array_equal(got_labels, labels[rows])
+    assert len(loader) == -(-len(images) // 4)
+
+
+def test_h5py_fallback_reads_the_same(tmp_path, monkeypatch):
+    folder = make(tmp_path, compression="zstd")
+    monkeypatch.setattr("fdsl.datasets._chunks._ZSTD", False)  # as if zstandard were missing
+    ds = ShardDataset(folder)
+    assert {layout.codec for layout in ds._index.reader.layouts} == {"h5py"}
+    images, _, _ = h5_reference(folder)
+    np.testing.assert_array_equal(collect(ShardLoader(ds, batch_size=7, shuffle=False))[0], images)
+
+
+# --------------------------------------------------------------------------- order
+
+
+def test_shuffle_is_reproducible_per_epoch_and_differs_across_epochs(grey):
+    def items(seed: int, epoch: int) -> np.ndarray:
+        loader = ShardLoader(grey, batch_size=4, seed=seed, num_workers=2)
+        loader.set_epoch(epoch)
+        return collect(loader)[0].reshape(len(loader.dataset), -1)[:, :8]
+
+    first = items(0, 0)
+    np.testing.assert_array_equal(first, items(0, 0))
+    assert not np.array_equal(first, items(0, 1))
+    assert not np.array_equal(first, items(1, 0))
+    natural = collect(ShardLoader(grey, batch_size=4, shuffle=False, num_workers=0))[0]
+    # a permutation: the same images, every one exactly once
+    assert sorted(map(bytes, first)) == sorted(map(bytes, natural.reshape(len(natural), -1)[:, :8]))
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 10, 23])
+def test_rank_parts_are_equal_disjoint_and_cover(n):
+    for shuffle in (False, True):
+        parts = [rank_positions(n, shuffle=shuffle, seed=3, epoch=1, rank=r, world_size=2) for r in range(2)]
+        assert len(parts[0]) == len(parts[1]) == -(-n // 2)
+        assert set(parts[0]) | set(parts[1]) == set(range(n))
+        overlap = len(parts[0]) + len(parts[1]) - n  # padding only
+        assert len(set(parts[0]) & set(parts[1])) <= overlap < 2
+    np.testing.assert_array_equal(rank_positions(n, shuffle=False, seed=0, epoch=0), np.arange(n))
+
+
+def test_distributed_loaders_split_the_data(grey):
+    n = len(ShardDataset(grey))
+    assert n % 2 == 1  # exercises the padding
+    loaders = [ShardLoader(grey, batch_size=3, seed=9, rank=r, world_size=2, num_workers=1)
+               for r in range(2)]
+    got = [collect(loader) for loader in loaders]
+    rows = [loader.epoch_rows() for loader in loaders]
+    assert len(rows[0]) == len(rows[1]) == (n + 1) // 2
+    assert len(loaders[0]) == len(loaders[1]) == -(-((n + 1) // 2) // 3)
+    assert set(rows[0]) | set(rows[1]) == set(range(n))
+    assert len(set(rows[0]) & set(rows[1])) == 1
+    images, _, _ = h5_reference(grey)
+    for r in range(2):
+        np.testing.assert_array_equal(got[r][0], images[rows[r]])
+    dropped = ShardLoader(grey, batch_size=4, rank=1, world_size=2, drop_last=True)
+    assert len(dropped) == ((n + 1) // 2) // 4 == len(list(dropped))
+    assert all(len(b[0]) == 4 for b in dropped)
+
+
+# --------------------------------------------------------------------------- views
+
+
+def test_subset_and_metadata(tmp_path):
+    folder = make(tmp_path, rgb=True)
+    images, labels, meta = h5_reference(folder)
+    ds = ShardDataset(folder)
+    assert ds.classes == ["c0", "c1", "c2"]
+    assert "item" in ds.metadata and "area" in ds.metadata
+    keep = np.array([5, 0, 17, 3, 11])
+    sub = ds.subset(keep)
+    assert len(sub) == 5
+    np.testing.assert_array_equal(sub.labels, labels[keep])
+    np.testing.assert_array_equal(sub.metadata["area"], meta["area"][keep])
+    for k, i in enumerate(keep):
+        assert np.array_equal(sub[k][0].numpy(), images[i]) and sub[k][1] == labels[i]
+    subsub = sub.subset([4, 1])
+    np.testing.assert_array_equal(subsub.metadata["item"], meta["item"][keep[[4, 1]]])
+    got = collect(ShardLoader(ds, batch_size=2, shuffle=False, indices=keep, num_workers=2))
+    np.testing.assert_array_equal(got[0], images[keep])
+    got = collect(ShardLoader(sub, batch_size=2, shuffle=False, num_workers=1))
+    np.testing.assert_array_equal(got[1], labels[keep])
+    with pytest.raises(IndexError):
+        ds.subset([len(ds)])
+    with pytest.raises(IndexError):
+        sub[5]
+    assert sub[-1][1] == labels[11]
+
+
+def test_dataset_pickles_without_open_files(grey):
+    ds = ShardDataset(grey)
+    _ = ds[0]  # opens a file in this process
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone._index.reader._fds == {}
+    assert np.array_equal(clone[3][0].numpy(), ds[3][0].numpy())
+
+
+def test_spawn_dataloader_over_shard_dataset(grey):
+    images, labels, _ = h5_reference(grey)
+    loader = torch.utils.data.DataLoader(ShardDataset(grey), batch_size=6, shuffle=False,
+                                         num_workers=2, multiprocessing_context="spawn")
+    got = collect(loader)
+    np.testing.assert_array_equal(got[0], images)
+    np.testing.assert_array_equal(got[1], labels)
+
+
+def test_fork_dataloader_after_reading_in_parent(grey):
+    ds = ShardDataset(grey)
+    _ = ds[len(ds) - 1]  # the parent holds open descriptors before the fork
+    loader = torch.utils.data.DataLoader(ds, batch_size=5, num_workers=2,
+                                         multiprocessing_context="fork")
+    np.testing.assert_array_equal(collect(loader)[0], h5_reference(grey)[0])
+
+
+def test_datasets_package_does_not_import_torch():
+    code = ("import sys, fdsl.datasets, fdsl.datasets.shards, fdsl.datasets.build; "
+            "assert 'torch' not in sys.modules; from fdsl.datasets import ShardLoader; "
+            "assert 'torch' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def one_line_naming(exc: pytest.ExceptionInfo, name: str) -> None:
+    message = str(exc.value)
+    assert "\n" not in message and name in message, message
+
+
+def test_folder_without_manifest(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ShardError) as exc:
+        ShardDataset(tmp_path / "empty")
+    one_line_naming(exc, "manifest.json")
+    with pytest.raises(ShardError):
+        ShardLoader(tmp_path / "nowhere")
+
+
+def test_missing_shard(tmp_path):
+    folder = make(tmp_path)
+    (folder / "shard-00001.h5").unlink()
+    with pytest.raises(ShardError) as exc:
+        ShardDataset(folder)
+    one_line_naming(exc, "shard-00001.h5")
+
+
+def test_flipped_byte_fails_verify(tmp_path):
+    folder = make(tmp_path)
+    path = folder / "shard-00002.h5"
+    data = bytearray(path.read_bytes())
+    data[-40] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ShardError) as exc:
+        ShardDataset(folder, verify=True)
+    one_line_naming(exc, "shard-00002.h5")
+    assert "sha256" in str(exc.value)
+
+
+def test_corrupted_chunk_names_the_file_when_read(tmp_path):
+    folder = make(tmp_path)
+    ds = ShardDataset(folder)
+    layout = ds._index.reader.layouts[0]
+    path = folder / "shard-00000.h5"
+    data = bytearray(path.read_bytes())
+    data[int(layout.offsets[2]) + 4] ^= 0x7F  # the LZ4 header's size field of image 2
+    path.write_bytes(bytes(data))
+    with pytest.raises(ShardError) as exc:
+        ShardDataset(folder)[2]
+    one_line_naming(exc, "shard-00000.h5")
+
+
+def test_truncated_file(tmp_path):
+    folder = make(tmp_path)
+    path = folder / "shard-00000.h5"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ShardError) as exc:
+        ShardDataset(folder)
+    one_line_naming(exc, "shard-00000.h5")
+    assert "truncated" in str(exc.value)
+
+
+def test_incomplete_dataset(tmp_path):
+    folder = make(tmp_path)
+    manifest_file = folder / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest["complete"] = False
+    manifest["shards"] = manifest["shards"][:2]
+    manifest_file.write_text(json.dumps(manifest))
+    with pytest.raises(ShardError) as exc:
+        ShardDataset(folder)
+    one_line_naming(exc, "manifest.json")
+    assert "incomplete" in str(exc.value)
+
+
+def test_manifest_count_beyond_shard(tmp_path):
+    folder = make(tmp_path)
+    manifest_file = folder / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest["shards"][0]["count"] += 1  # must not read past what the shard holds
+    manifest_file.write_text(json.dumps(manifest))
+    with pytest.raises(ShardError) as exc:
+        ShardDataset(folder)
+    one_line_naming(exc, "shard-00000.h5")
+
+
+def test_index_out_of_range(grey):
+    ds = ShardDataset(grey)
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+    with pytest.raises(IndexError):
+        ds[-len(ds) - 1]
+    assert ds[-1][1] == ds.labels[-1]
+
+
+# --------------------------------------------------------------------------- on the fly
+
+
+def _classes_npz(path: Path) -> Path:
+    """Two hand-made contractive FractalDB classes (Sierpinski-like, and a 3-map spiral)."""
+    sierpinski = [[0.5, 0, 0, 0.5, 0, 0], [0.5, 0, 0, 0.5, 0.5, 0], [0.5, 0, 0, 0.5, 0.25, 0.5]]
+    spiral = [[0.8, -0.3, 0.3, 0.8, 0.1, 0], [0.3, 0, 0, 0.3, 0.6, 0.2], [-0.2, 0.1, 0.3, 0.4, 0, 0.7]]
+    maps = np.array(sierpinski + spiral, np.float64)
+    dets = np.abs(maps[:, 0] * maps[:, 3] - maps[:, 1] * maps[:, 2])
+    probs = np.concatenate([dets[:3] / dets[:3].sum(), dets[3:] / dets[3:].sum()])
+    np.savez(path, maps=maps, probs=probs, offsets=np.array([0, 3, 6], np.int64))
+    return path
+
+
+def test_on_the_fly_is_deterministic_per_epoch_and_index(tmp_path):
+    fractaldb = pytest.importorskip("fdsl.generators.fractaldb")
+    from fdsl.datasets import OnTheFlyFractalDataset
+
+    params = _classes_npz(tmp_path / "classes.npz")
+    settings = dict(instances=8, image_size=32, points=3000, seed=4)
+    ds = OnTheFlyFractalDataset(params, **settings)
+    assert len(ds) == 16 and ds.classes == ["00000", "00001"]
+    first = [ds[i] for i in range(len(ds))]
+    assert all(img.shape == (1, 32, 32) and img.dtype == torch.uint8 for img, _ in first)
+    assert [label for _, label in first] == ds.labels.tolist() == [0] * 8 + [1] * 8
+    # epoch 0 is what gen-fractal stores with the same seed
+    stored = fractaldb.make_source(classes=2, instances=8, seed=4, image_size=32, points=3000,
+                                   params_from=params, workers=1, backend="inline").render(0, 16)
+    np.testing.assert_array_equal(torch.stack([img for img, _ in first]).numpy()[:, 0], stored.images)
+    # any order, a fresh copy, a pickled copy: the same image for (epoch, index)
+    other = pickle.loads(pickle.dumps(OnTheFlyFractalDataset(params, **settings)))
+    for i in (13, 2, 7):
+        assert torch.equal(other[i][0], first[i][0])
+    ds.set_epoch(1)
+    second = [ds[i][0] for i in range(len(ds))]
+    assert sum(not torch.equal(a, b[0]) for a, b in zip(second, first, strict=True)) >= 8
+    other.set_epoch(1)
+    assert torch.equal(other[5][0], second[5])
+    ds.set_epoch(0)
+    assert torch.equal(ds[9][0], first[9][0])
+    with pytest.raises(IndexError):
+        ds[16]
+
+
+def test_batch_buffers_are_reused_only_when_released(grey):
+    images, _, _ = h5_reference(grey)
+    loader = ShardLoader(grey, batch_size=2, shuffle=False, num_workers=2)
+    for _ in loader:  # each batch dropped at once: a handful of buffers serve the epoch
+        pass
+    assert len(loader._pool._buffers) <= 2 * loader.num_workers * loader.prefetch + 2
+    kept = [batch[0][:1] for batch in loader]  # views keep their buffers alive
+    np.testing.assert_array_equal(torch.cat(kept).numpy(), images[::2])
+
+
+def test_stopping_early_then_iterating_again(grey):
+    loader = ShardLoader(grey, batch_size=3, shuffle=False, num_workers=2)
+    first = next(iter(loader))[1]
+    for _ in loader:
+        break
+    again = collect(loader)[1]
+    np.testing.assert_array_equal(again[:3], first.numpy())
+    assert len(again) == len(loader.dataset)
+
+
+# --------------------------------------------------------------------------- pruning
+
+
+def test_pruning_budgets_ties_and_modes():
+    from fdsl.datasets.pruning import select_per_class
+
+    labels = np.array([0] * 10 + [1] * 5)
+    values = np.array([5, 1, 1, 9, 3, 7, 2, 8, 6, 4] + [2, 2, 2, 1, 3], np.float64)
+    small = select_per_class(labels, values, mode="drop-smallest", keep_fraction=0.8)
+    # class 0 keeps round(8.0) = 8: drops the two 1s; class 1 keeps round(4.0) = 4: drops the 1
+    np.testing.assert_array_equal(small, [0, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14])
+    large = select_per_class(labels, values, mode="drop-largest", keep_fraction=0.6)
+    # class 0 keeps 6 smallest; class 1 keeps round(3.0) = 3 of 1, 2, 2, 2 (ties: stable order)
+    np.testing.assert_array_equal(large, [0, 1, 2, 4, 6, 9, 10, 11, 13])
+    rand = select_per_class(labels, None, mode="random", keep_fraction=0.5, seed=3)
+    assert np.array_equal(rand, select_per_class(labels, None, mode="random", keep_fraction=0.5, seed=3))
+    assert (labels[rand] == 0).sum() == 5 and (labels[rand] == 1).sum() == 2  # round(2.5) = 2
+    others = [select_per_class(labels, None, mode="random", keep_fraction=0.5, seed=s) for s in range(4, 9)]
+    assert any(not np.array_equal(rand, o) for o in others)
+
+
+def test_prune_dataset_saves_indices_usable_with_subset(grey, tmp_path):
+    from fdsl.datasets.pruning import load_kept, prune_dataset
+    from fdsl.errors import FdslError
+
+    ds = ShardDataset(grey)
+    kept = prune_dataset(ds, mode="drop-largest", keep_fraction=0.5, field="inst",
+                         out=tmp_path / "kept.json")
+    np.testing.assert_array_equal(load_kept(tmp_path / "kept.json"), kept)
+    sub = ds.subset(kept)
+    for label in range(3):
+        inst = ds.metadata["inst"][ds.labels == label]
+        assert (sub.labels == label).sum() == round(0.5 * len(inst))
+        assert sub.metadata["inst"][sub.labels == label].max() <= np.sort(inst)[round(0.5 * len(inst)) - 1]
+    with pytest.raises(FdslError, match="no metadata field"):
+        prune_dataset(ds, mode="drop-smallest", keep_fraction=0.9, field="area")
+    with pytest.raises(FdslError, match="unknown pruning mode"):
+        prune_dataset(ds, mode="hardest", keep_fraction=0.9, field="inst")
+
+
+def test_without_liblz4_the_lz4_package_decodes(tmp_path, monkeypatch):
+    folder = make(tmp_path, rgb="sparse")
+    monkeypatch.setattr("fdsl.datasets._chunks._LIBLZ4", [None])  # as if ctypes found no liblz4
+    images, _, _ = h5_reference(folder)
+    np.testing.assert_array_equal(collect(ShardLoader(folder, batch_size=4, shuffle=False))[0], images)

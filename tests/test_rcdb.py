@@ -1,0 +1,139 @@
+"""RCDB: Perlin noise, the rasteriser against Pillow, images against the reference port, determinism."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from fdsl.datasets import cli as inspect_cli
+from fdsl.generators import cli, rcdb
+from fdsl.generators.kernels import perlin, raster
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.reference import rcdb_official as ref  # noqa: E402
+
+
+def test_perlin_zero_at_lattice_points():
+    lattice = np.arange(-600, 10_001, 7, dtype=np.float64)
+    assert np.all(perlin.perlin1(lattice) == 0.0)
+
+
+def test_perlin_is_continuous_and_not_trivial():
+    xs = np.random.default_rng(0).uniform(0, 1e4, 20_000)
+    values = perlin.perlin1(xs)
+    step = np.abs(perlin.perlin1(xs + 1e-6) - values)
+    assert step.max() < 1e-4  # |slope| <= 8 * 0.4 * 1.9 for this gradient scheme, so steps stay tiny
+    # across lattice points too (left and right limits agree)
+    ints = np.arange(1.0, 300.0)
+    assert np.abs(perlin.perlin1(ints - 1e-9)).max() < 1e-7 and np.abs(perlin.perlin1(ints + 1e-9)).max() < 1e-7
+    assert values.std() > 0.1 and np.abs(values).max() < 1.6
+    assert np.array_equal(perlin.perlin1(xs), values)  # deterministic
+
+
+def test_perlin_matches_python_version_and_permutation_is_fixed():
+    xs = np.random.default_rng(1).uniform(-50, 1e4, 300)
+    np.testing.assert_array_equal(perlin.perlin1(xs), [perlin.perlin1_python(float(x)) for x in xs])
+    perm = perlin.make_permutation()
+    assert sorted(perm[:256].tolist()) == list(range(256)) and np.array_equal(perm[:256], perm[256:])
+    assert not np.array_equal(perm[:256], np.arange(256))
+
+
+def test_rasterizer_matches_pillow_lines():
+    rng = np.random.default_rng(2)
+    for trial in range(400):
+        x0, y0, x1, y1 = rng.uniform(-8, 40, 4) if trial % 2 else rng.integers(-4, 36, 4).astype(float)
+        expected = Image.new("L", (32, 32), 0)
+        ImageDraw.Draw(expected).line((x0, y0, x1, y1), fill=255, width=1)
+        ours = np.zeros((32, 32), np.uint8)
+        raster.draw_line(ours, int(x0), int(y0), int(x1), int(y1), 255)
+        np.testing.assert_array_equal(ours, np.asarray(expected), err_msg=str((x0, y0, x1, y1)))
+
+
+def test_rasterize_segments_draws_both_ends_and_clips():
+    img = raster.rasterize_segments((8, 8), np.array([[0, 0, 3, 0], [-5, 7, 20, 7]]))
+    assert img[0, :4].tolist() == [255] * 4 and img[0, 4] == 0
+    assert img[7].tolist() == [255] * 8
+
+
+def test_class_parameters_in_official_ranges():
+    params = rcdb.sample_classes(300, seed=4)
+    assert params.vertices.min() >= 3 and params.vertices.max() <= 200
+    assert params.contours.min() >= 1 and params.contours.max() <= 200
+    assert 0 <= params.perlin.min() and params.perlin.max() < 4
+    assert 0 <= params.offset.min() and params.offset.max() < 0.1
+    # Exponential(mean 100) truncated to 3..200: the mean lies well below 100
+    assert 55 < params.vertices.mean() < 95
+
+
+@pytest.mark.parametrize("size", [64, 512])
+def test_images_match_reference_port(size):
+    params = rcdb.sample_classes(6, seed=1)
+    for label in range(6):
+        if params.vertices[label] * params.contours[label] > 12_000:
+            continue  # keep the pure-Python port fast
+        for instance in range(2):
+            draws = rcdb.sample_image(1, label, instance, int(params.vertices[label]), int(params.contours[label]))
+            ours = rcdb.draw_image(draws, params.perlin[label], params.offset[label], size)
+            np.testing.assert_array_equal(ours, ref.draw_image(draws, params.perlin[label], params.offset[label], size))
+            assert ours.min() < 255  # something was drawn
+
+
+def _source(**kw) -> rcdb.RcdbSource:
+    args = dict(classes=3, instances=4, seed=0, image_size=64, points=None, params_from=None, workers=1)
+    return rcdb.make_source(**{**args, **kw})
+
+
+def test_render_is_independent_of_the_split_and_records_metadata():
+    src = _source()
+    whole = src.render(0, 12)
+    parts = [src.render(a, b) for a, b in ((0, 3), (3, 4), (4, 12))]
+    np.testing.assert_array_equal(whole.images, np.concatenate([p.images for p in parts]))
+    assert whole.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert whole.metadata["instance"].tolist() == [0, 1, 2, 3] * 3
+    assert set(whole.metadata) == {"instance", "radius", "centre_x", "centre_y", "oval_x", "oval_y"}
+    assert np.all((whole.metadata["oval_x"] >= 1) & (whole.metadata["oval_x"] < 2))
+    assert np.all(np.abs(whole.metadata["centre_x"] - 256) <= 200)
+    assert len({im.tobytes() for im in whole.images}) == 12
+
+
+def _shard_images(folder: Path) -> np.ndarray:
+    with h5py.File(folder / "shard-00000.h5") as f:
+        return f["images"][:]
+
+
+@pytest.mark.slow
+def test_generate_bytes_independent_of_workers_and_params_from(tmp_path, hashes):
+    common = dict(classes=3, instances=5, seed=9, image_size=64, shard_size=4)
+    cli.generate("rcdb", tmp_path / "w1", workers=1, **common)
+    cli.generate("rcdb", tmp_path / "w2", workers=2, **common)
+    assert hashes(tmp_path / "w1") == hashes(tmp_path / "w2")
+    cli.generate("rcdb", tmp_path / "p", workers=1, params_from=tmp_path / "w1" / "classes.npz", **common)
+    np.testing.assert_array_equal(_shard_images(tmp_path / "p"), _shard_images(tmp_path / "w1"))
+    assert "params_sha256" in (tmp_path / "p" / "manifest.json").read_text()
+    assert inspect_cli.main([str(tmp_path / "w1"), "--grid", str(tmp_path / "grid.png")]) == 0
+    assert (tmp_path / "grid.png").stat().st_size > 0
+
+
+def test_png_layout(tmp_path):
+    cli.generate("rcdb", tmp_path / "png", classes=2, instances=2, image_size=32, workers=1, fmt="png")
+    names = sorted(p.relative_to(tmp_path / "png").as_posix() for p in (tmp_path / "png").rglob("*.png"))
+    assert names == ["00000/00000_0000.png", "00000/00000_0001.png", "00001/00001_0000.png", "00001/00001_0001.png"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--points", "100"], "--points does not apply"),
+    (["--image-size", "4"], "at least 8"),
+    (["--seed", "-1"], "--seed must be >= 0"),
+    (["--views", "3"], "do(es) not apply to --db rcdb"),
+    (["--params-from", "/nonexistent/classes.npz"], "not an RCDB classes.npz"),
+])
+def test_bad_input_is_one_line(tmp_path, capsys, flags, message):
+    argv = ["--db", "rcdb", "--classes", "1", "--instances", "2", "--out", str(tmp_path / "o"), *flags]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err

@@ -1,0 +1,436 @@
+"""Training: learning on a tiny separable set, exact resume, DDP, self-paced augmentation,
+fine-tuning on an ImageFolder tree, recipes and bad-input errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("kornia")
+
+from PIL import Image  # noqa: E402
+
+from fdsl.datasets.build import RenderedBatch, build_dataset  # noqa: E402
+from fdsl.errors import FdslError  # noqa: E402
+from fdsl.train import cli  # noqa: E402
+from fdsl.train.augment import DeviceAugment, mix_batch, one_hot, random_crop  # noqa: E402
+from fdsl.train.data import ImageFolderDataset, MapLoader, open_data, split_indices  # noqa: E402
+from fdsl.train.loop import (  # noqa: E402
+    LRSchedule,
+    frozen_bn_stats,
+    load_checkpoint,
+    per_sample_loss,
+    self_paced_flags,
+    train_classifier,
+)
+from fdsl.train.models import build_model  # noqa: E402
+from fdsl.train.recipes import RECIPES, TrainConfig, parse_set, resolve_config  # noqa: E402
+
+torch.set_num_threads(1)  # 2 threads crawl when other jobs share the 2 cores
+SMALL = dict(model="resnet18", image_size=32, batch_size=32, workers=0, resize_ratio=1.0)
+
+
+class Patterns:
+    """4 easily separable classes of noisy grey images: horizontal / vertical / diagonal stripes
+    and a bright square, with random period, phase and position."""
+
+    name, version = "patterns", "1"
+
+    def __init__(self, per_class: int = 60, size: int = 32, seed: int = 0) -> None:
+        self.per_class, self.size, self.seed = per_class, size, seed
+
+    def config(self) -> dict:
+        return {"per_class": self.per_class, "size": self.size, "seed": self.seed}
+
+    def class_names(self) -> list[str]:
+        return ["hstripes", "vstripes", "square", "diagonal"]
+
+    def num_items(self) -> int:
+        return 4 * self.per_class
+
+    def image(self, item: int) -> np.ndarray:
+        rng, label, s = np.random.default_rng([self.seed, item]), item % 4, self.size
+        yy, xx = np.mgrid[0:s, 0:s]
+        period = int(rng.integers(4, 8))
+        phase = int(rng.integers(0, period))
+        if label == 0:
+            mask = (yy + phase) % period < period // 2
+        elif label == 1:
+            mask = (xx + phase) % period < period // 2
+        elif label == 2:
+            w = int(rng.integers(s // 4, s // 2))
+            y0, x0 = rng.integers(0, s - w, 2)
+            mask = (yy >= y0) & (yy < y0 + w) & (xx >= x0) & (xx < x0 + w)
+        else:
+            mask = (xx + yy + phase) % period < period // 2
+        return np.clip(mask * 180.0 + rng.normal(0, 30, (s, s)) + 30, 0, 255).astype(np.uint8)
+
+    def render(self, start: int, stop: int) -> RenderedBatch:
+        items = np.arange(start, stop)
+        return RenderedBatch(np.stack([self.image(int(i)) for i in items]), items % 4, {}, items, [])
+
+    def png_path(self, label: int, metadata: dict, item: int) -> str:
+        return f"{label:05d}/{item:05d}.png"
+
+    def extra_files(self) -> dict:
+        return {}
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("patterns")
+    build_dataset(Patterns(), out, shard_size=100, backend="inline", workers=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def pretrained(shards: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    run = tmp_path_factory.mktemp("runs") / "pretrain"
+    summary = train_classifier(shards, run, recipe="fractaldb-resnet", epochs=3, lr=0.05, **SMALL)
+    return run, summary
+
+
+def _main(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    try:
+        code = cli.main(argv)
+    except SystemExit as exc:  # argparse errors exit through SystemExit
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- learning and run outputs
+
+
+def test_tiny_run_learns_and_writes_outputs(pretrained: tuple[Path, dict]) -> None:
+    run, summary = pretrained
+    assert summary["num_classes"] == 4 and summary["val_images"] == 24  # 10% of 60 per class
+    assert summary["top1"] >= 0.6, summary  # chance is 0.25
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [0, 1, 2]
+    assert metrics[-1]["val_top1"] == summary["top1"]
+    assert metrics[0]["lr"] == pytest.approx(0.05) and metrics[1]["lr"] == pytest.approx(0.005)
+    assert json.loads((run / "summary.json").read_text())["top1"] == summary["top1"]
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["recipe_fields"]["lr"] == 0.05 and saved["recipe_fields"]["image_size"] == 32
+    assert saved["classes"] == Patterns().class_names()
+    checkpoint = load_checkpoint(run / "checkpoint.pt")
+    assert checkpoint["epoch"] == 2 and set(checkpoint["rng"]) >= {"python", "numpy", "torch"}
+    assert checkpoint["model"]["fc.weight"].shape == (4, 512)
+
+
+def test_resume_is_bit_exact(shards: Path, tmp_path: Path) -> None:
+    # Every random part on: flips, mixup, cutmix, random crops, self-paced selection.
+    settings = dict(SMALL, epochs=2, lr=0.02, hflip=0.5, mixup=0.4, cutmix=0.5,
+                    self_paced_threshold=0.5, resize_ratio=1.25, random_erasing=0.3)
+    full = train_classifier(shards, tmp_path / "full", **settings)
+    part = train_classifier(shards, tmp_path / "part", stop_after_epochs=1, **settings)
+    assert part["epochs_done"] == 1
+    resumed = train_classifier(shards, tmp_path / "part", resume=True, **settings)
+    assert resumed["epochs_done"] == 2
+    a = load_checkpoint(tmp_path / "full" / "checkpoint.pt")["model"]
+    b = load_checkpoint(tmp_path / "part" / "checkpoint.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert full["state_digest"] == resumed["state_digest"] and full["top1"] == resumed["top1"]
+    lines = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [0, 1]
+    with pytest.raises(FdslError, match="already holds a run"):
+        train_classifier(shards, tmp_path / "full", **settings)
+    again = train_classifier(shards, tmp_path / "full", overwrite=True, stop_after_epochs=1, **settings)
+    assert again["epochs_done"] == 1 and len((tmp_path / "full" / "metrics.jsonl").read_text().splitlines()) == 1
+    with pytest.raises(FdslError, match="--resume: lr"):
+        train_classifier(shards, tmp_path / "full", resume=True, **dict(settings, lr=0.1))
+
+
+def test_vit_recipe_with_self_paced_augmentation_and_val_data(shards: Path, tmp_path: Path) -> None:
+    summary = train_classifier(shards, tmp_path / "vit", recipe="fdsl-vit", model="deit_tiny",
+                               val_data=shards, epochs=1, batch_size=32, image_size=32, workers=1,
+                               self_paced_threshold=1.0, warmup_epochs=0.5)
+    record = json.loads((tmp_path / "vit" / "metrics.jsonl").read_text())
+    assert summary["model"] == "vit_tiny_patch16_224" and summary["val_images"] == 240
+    assert 0.0 < record["augmented_fraction"] < 1.0  # only the samples with loss >= 1 were augmented
+    assert record["lr"] < 1e-3  # warm-up
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_bf16_channels_last_run(shards: Path, tmp_path: Path) -> None:
+    summary = train_classifier(shards, tmp_path / "cuda", device="cuda", epochs=3, lr=0.05, **SMALL)
+    assert summary["device"].startswith("cuda") and summary["top1"] >= 0.6, summary
+
+
+# ---------------------------------------------------------------- DDP
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, data: str, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    summary = train_classifier(data, out, epochs=1, lr=0.02, hflip=0.5, device="cpu",
+                               **dict(SMALL, batch_size=32))
+    Path(out, f"rank{rank}.json").write_text(json.dumps(summary))
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_cpu_processes_end_identical(shards: Path, tmp_path: Path) -> None:
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), str(shards), str(tmp_path / "ddp")),
+                                nprocs=2, join=True)
+    summaries = [json.loads((tmp_path / "ddp" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert summaries[0]["state_digest"] == summaries[1]["state_digest"]
+    assert summaries[0]["world_size"] == 2 and summaries[0]["top1"] == summaries[1]["top1"]
+    assert summaries[0]["val_images"] == 24
+    # The training loader gives the ranks disjoint, equal-length parts of the training split.
+    source = open_data(shards, 32, 1.0)
+    train_idx, _ = split_indices(source.labels, 0.1, 0)
+    parts = [source.loader(train_idx, batch_size=16, shuffle=True, workers=0, seed=0, rank=r,
+                           world_size=2, drop_last=True) for r in (0, 1)]
+    rows = [np.concatenate([p.epoch_rows()]) for p in parts]
+    assert len(rows[0]) == len(rows[1]) == len(train_idx) // 2
+    assert not set(rows[0]) & set(rows[1]) and set(rows[0]) | set(rows[1]) == set(train_idx)
+    assert len(parts[0]) == len(parts[1])
+
+
+def test_map_loader_ranks_disjoint_and_equal(tmp_path: Path) -> None:
+    dataset = list(zip(torch.zeros(10, 1, 2, 2, dtype=torch.uint8), range(10), strict=True))
+    indices = np.arange(1, 10)  # 9 items: padded to 10, 5 per rank
+    seen = []
+    for rank in (0, 1):
+        loader = MapLoader(dataset, 2, True, 0, 3, rank, 2, False, indices)
+        loader.set_epoch(4)
+        seen.append([int(v) for _, labels in loader for v in labels])
+    assert len(seen[0]) == len(seen[1]) == 5
+    assert set(seen[0]) | set(seen[1]) == set(range(1, 10))
+    assert len(set(seen[0]) & set(seen[1])) <= 1  # the single padding sample
+
+
+# ---------------------------------------------------------------- self-paced augmentation
+
+
+def _bn_buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
+
+
+def test_self_paced_loss_pass_leaves_bn_statistics_untouched() -> None:
+    torch.manual_seed(0)
+    model = build_model("resnet18", 4, 32).train()
+    x, labels = torch.randn(8, 3, 32, 32), torch.arange(8) % 4
+    before = _bn_buffers(model)
+    losses = per_sample_loss(model, x, labels, 4)
+    after = _bn_buffers(model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert model.training and all(m.track_running_stats for m in model.modules()
+                                  if isinstance(m, torch.nn.BatchNorm2d))
+    # The losses are those of training-mode normalisation (batch statistics) ...
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(model(x), labels, reduction="none")
+    assert torch.allclose(losses, expected, atol=1e-5)
+    # ... and that plain forward pass did move the statistics, so the check above can fail.
+    assert not torch.equal(before["bn1.running_mean"], model.bn1.running_mean)
+
+
+def test_frozen_bn_restores_flags_on_error() -> None:
+    model = build_model("resnet18", 4, 32)
+    with pytest.raises(RuntimeError), frozen_bn_stats(model):
+        raise RuntimeError("boom")
+    assert all(m.track_running_stats for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_self_paced_batch_mixes_augmented_and_original() -> None:
+    config = TrainConfig(image_size=24, resize_ratio=32 / 24, hflip=0.5, mixup=0.5, cutmix=1.0,
+                         mean=[0.5], std=[0.25])
+    aug = DeviceAugment(config, 4, 32, torch.device("cpu"))
+    images = torch.randint(0, 256, (8, 1, 32, 32), dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    x = aug.prepare(images)
+    assert x.shape == (8, 3, 32, 32)  # grey repeated to 3 channels
+    losses = torch.tensor([0.1, 2.0, 0.5, 3.0, 0.0, 0.49, 0.51, 1.0])
+    flagged = self_paced_flags(losses, 0.5)
+    assert flagged.tolist() == [False, True, True, True, False, False, True, True]
+    torch.manual_seed(5)
+    augmented, aug_target = aug.augment(x, labels)
+    torch.manual_seed(5)
+    mixed, target = aug.self_paced(x, labels, flagged)
+    plain = aug.plain(x)
+    assert torch.equal(mixed[flagged], augmented[flagged])
+    assert torch.equal(mixed[~flagged], plain[~flagged])
+    assert torch.equal(target[~flagged], one_hot(labels, 4)[~flagged])
+    assert torch.equal(target[flagged], aug_target[flagged])
+    assert torch.allclose(target.sum(1), torch.ones(8))
+    assert self_paced_flags(losses, 0.0).all()
+
+
+def test_mix_batch_targets_match_pixels() -> None:
+    torch.manual_seed(1)
+    x = torch.stack([torch.zeros(1, 8, 8), torch.ones(1, 8, 8)])
+    target = one_hot(torch.tensor([0, 1]), 2)
+    for mixup, cutmix in ((0.4, 0.0), (0.0, 1.0)):
+        mixed, soft = mix_batch(x, target, mixup, cutmix, 1.0)
+        # sample 0 mixes with sample 1 (the reversed batch): its mean pixel is the share of class 1
+        assert float(mixed[0].mean()) == pytest.approx(float(soft[0, 1]), abs=1e-6)
+        assert torch.allclose(soft.sum(1), torch.ones(2))
+
+
+def test_random_crop_takes_integer_windows() -> None:
+    x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).reshape(2, 1, 6, 6)
+    torch.manual_seed(0)
+    out = random_crop(x, 4)
+    for b in range(2):
+        found = [(t, left) for t in range(3) for left in range(3)
+                 if torch.equal(out[b], x[b, :, t:t + 4, left:left + 4])]
+        assert len(found) == 1
+
+
+# ---------------------------------------------------------------- fine-tuning on an ImageFolder
+
+
+def _image_folder(root: Path, classes: int, per_class: int, seed: int) -> Path:
+    source = Patterns(per_class=per_class, size=40, seed=seed)
+    for item in range(classes * per_class):
+        label = item % 4
+        folder = root / f"class_{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(source.image(item)).convert("RGB").save(folder / f"img_{item:04d}.png")
+    return root
+
+
+def test_finetune_on_image_folder_with_new_head(pretrained: tuple[Path, dict], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture) -> None:
+    run, _ = pretrained
+    folder = _image_folder(tmp_path / "pets", classes=4, per_class=15, seed=9)
+    (folder / "class_3").rename(folder / "zz_unused")  # keep 3 classes: the head must change
+    for png in (folder / "zz_unused").iterdir():
+        png.unlink()
+    (folder / "zz_unused").rmdir()
+    out = tmp_path / "ft"
+    code, err = _main(["--data", str(folder), "--out", str(out), "--recipe", "finetune",
+                       "--model", "resnet18", "--finetune-from", str(run / "checkpoint.pt"),
+                       "--epochs", "2", "--image-size", "32", "--batch-size", "16", "--workers", "0",
+                       "--lr", "0.02", "--set", "schedule=cosine"], capsys)
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_classes"] == 3 and summary["val_images"] == 9  # 20% of 15 per class
+    assert summary["top1"] >= 0.6, summary  # chance is 1/3
+    checkpoint = load_checkpoint(out / "checkpoint.pt")
+    assert checkpoint["model"]["fc.weight"].shape == (3, 512)
+    assert checkpoint["finetune_from"] == str(run / "checkpoint.pt")
+    dataset = ImageFolderDataset(folder, 36)
+    assert dataset.classes == ["class_0", "class_1", "class_2"]
+    image, label = dataset[0]
+    assert image.shape == (3, 36, 36) and image.dtype == torch.uint8 and label == 0
+
+
+# ---------------------------------------------------------------- recipes, splits, schedules
+
+
+def test_recipes_and_override_precedence(tmp_path: Path) -> None:
+    assert set(RECIPES) == {"fractaldb-resnet", "fdsl-vit", "finetune"}
+    paper = resolve_config("fractaldb-resnet")
+    assert (paper.model, paper.lr, paper.momentum, paper.weight_decay, paper.batch_size,
+            paper.epochs, paper.mean) == ("resnet50", 0.01, 0.9, 1e-4, 256, 90, [0.2] * 3)
+    vit = resolve_config("fdsl-vit")
+    assert (vit.optimizer, vit.schedule, vit.warmup_epochs, vit.mixup, vit.cutmix, vit.hflip,
+            vit.label_smoothing, vit.random_erasing) == ("adamw", "cosine", 5, 0.8, 1.0, 0.0, 0.1, 0.25)
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("lr: 0.3\nepochs: 7\nbatch_size: 64\n")
+    config = resolve_config("finetune", config_file=yaml_file, flags={"epochs": 5, "lr": None},
+                            sets=parse_set(["batch_size=8", "step_at=[0.5]"]))
+    assert (config.lr, config.epochs, config.batch_size, config.step_at) == (0.3, 5, 8, [0.5])
+    with pytest.raises(FdslError, match="unknown config field 'lrr'"):
+        resolve_config("finetune", sets={"lrr": 1})
+    with pytest.raises(FdslError, match="expects int"):
+        resolve_config("finetune", sets={"epochs": "many"})
+    with pytest.raises(FdslError, match="unknown recipe"):
+        resolve_config("imagenet")
+
+
+def test_split_is_stratified_and_seeded() -> None:
+    labels = np.repeat(np.arange(3), [10, 20, 5])
+    train, val = split_indices(labels, 0.2, seed=3)
+    assert np.bincount(labels[val]).tolist() == [2, 4, 1]
+    assert not set(train) & set(val) and len(train) + len(val) == len(labels)
+    again = split_indices(labels, 0.2, seed=3)
+    assert np.array_equal(val, again[1])
+    assert not np.array_equal(val, split_indices(labels, 0.2, seed=4)[1])
+
+
+def test_lr_schedules() -> None:
+    param = torch.nn.Parameter(torch.zeros(1))
+    step = LRSchedule(torch.optim.SGD([param], lr=1.0), TrainConfig(lr=1.0, epochs=9), steps_per_epoch=2)
+    lrs = []
+    for _ in range(18):
+        lrs.append(step.lr)
+        step.step_iteration()
+    assert lrs[::2] == pytest.approx([1, 1, 1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01])
+    cosine = LRSchedule(torch.optim.SGD([param], lr=1.0),
+                        TrainConfig(lr=1.0, epochs=10, schedule="cosine", warmup_epochs=2), 5)
+    lrs = []
+    for _ in range(50):
+        lrs.append(cosine.lr)
+        cosine.step_iteration()
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[10] == pytest.approx(1.0) and lrs[-1] < 0.01 and lrs[30] < lrs[20]
+    plateau = LRSchedule(torch.optim.SGD([param], lr=1.0),
+                         TrainConfig(lr=1.0, schedule="plateau", plateau_patience=1, gamma=0.5), 3)
+    for val_loss in (1.0, 0.9, 0.95, 0.95, 0.8):
+        plateau.end_epoch(val_loss)
+    assert plateau.lr == pytest.approx(0.5)  # two epochs without improvement > patience 1
+    restored = LRSchedule(torch.optim.SGD([param], lr=1.0), plateau.config, 3)
+    restored.load_state_dict(plateau.state_dict())
+    assert restored.lr == plateau.lr
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data", "{tmp}/missing", "--out", "{tmp}/o"], "data folder"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--model", "resnet7"], "unknown model"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--recipe", "imagenet"], "invalid choice"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--set", "nonsense"], "key=value"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--resume"], "no checkpoint.pt"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--finetune-from", "{tmp}/none.pt"], "does not exist"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--finetune-from", "{tmp}/junk.pt"], "cannot read checkpoint"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--epochs", "0"], "positive integer"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--config", "{tmp}/none.yaml"], "does not exist"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--device", "tpu"], "invalid choice"),
+])
+def test_bad_input_exits_2_with_one_line(argv: list[str], message: str, shards: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    argv = [a.format(tmp=tmp_path, shards=shards) for a in argv]
+    code, err = _main(argv + ["--workers", "0", "--device", "cpu"], capsys)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err
+
+
+def test_checkpoint_of_another_architecture_exits_2(pretrained: tuple[Path, dict], shards: Path,
+                                                    tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run, _ = pretrained
+    code, err = _main(["--data", str(shards), "--out", str(tmp_path / "x"), "--model", "resnet34",
+                       "--finetune-from", str(run / "checkpoint.pt"), "--image-size", "32",
+                       "--workers", "0"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "does not fit this model's architecture" in err
+    assert not (tmp_path / "x" / "checkpoint.pt").exists()
+
+
+def test_help_documents_every_flag(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for action in cli.build_parser()._actions:
+        assert action.help, action.dest
+        assert action.option_strings[-1] in text

@@ -1,0 +1,127 @@
+"""``train-classifier``: pre-train or fine-tune a classifier on shards or an ImageFolder tree."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Sequence
+
+from fdsl.cli import OneLineParser, fraction, non_negative_int, positive_int, run_cli, setup_logging
+
+PROG = "train-classifier"
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a number > 0, got 0")
+    return value
+
+
+def build_parser() -> OneLineParser:
+    from fdsl.train.recipes import OPTIMIZERS, RECIPES, SCHEDULES, field_names
+
+    parser = OneLineParser(
+        prog=PROG,
+        description="Pre-train or fine-tune an image classifier (ResNet-18/34/50, ViT-Tiny, timm:NAME) "
+                    "on an fdsl shard folder or an ImageFolder tree (root/<class>/<image>). Writes "
+                    "config.yaml, checkpoint.pt, metrics.jsonl, curves.png and summary.json into --out.",
+        epilog="Precedence: recipe < --config < explicit flags < --set. Multi-GPU: "
+               "torchrun --nproc_per_node N $(which train-classifier) ... (--batch-size is global).")
+    io = parser.add_argument_group("data and run folder")
+    io.add_argument("--data", required=True, help="training data: shard folder (manifest.json) or ImageFolder root")
+    io.add_argument("--out", required=True, help="run folder for checkpoints, metrics, curves and summary")
+    io.add_argument("--val-data", help="held-out folder with the same classes (default: hold out --val-fraction of --data)")
+    io.add_argument("--val-fraction", type=fraction, help="stratified, seeded share of --data held out for testing "
+                    "(recipe default: 0.1; 0.2 for finetune; 0 = no held-out test)")
+    io.add_argument("--finetune-from", help="checkpoint (fdsl run or a torchvision/timm state_dict) whose "
+                    "backbone initialises the model; the head is new")
+    io.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint.pt")
+    io.add_argument("--overwrite", action="store_true",
+                    help="replace a previous run's outputs in --out (else an existing run is an error)")
+    io.add_argument("--stop-after-epochs", type=positive_int,
+                    help="stop after this many epochs of this invocation (continue later with --resume)")
+    rec = parser.add_argument_group("recipe and overrides")
+    rec.add_argument("--recipe", default="fractaldb-resnet", choices=sorted(RECIPES),
+                     help="preset of all settings (default: fractaldb-resnet)")
+    rec.add_argument("--model", help="resnet18, resnet34, resnet50, vit_tiny (= deit_tiny) or timm:NAME "
+                     "(needs timm); default: the recipe's")
+    rec.add_argument("--config", help="YAML/JSON file of config fields overriding the recipe")
+    rec.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="override any config field, e.g. --set step_at=[0.5,0.75] (repeatable); "
+                          f"fields: {', '.join(field_names())}")
+    rec.add_argument("--epochs", type=positive_int, help="training epochs")
+    rec.add_argument("--batch-size", type=positive_int, help="global batch size (split over DDP processes)")
+    rec.add_argument("--lr", type=_positive_float, help="peak learning rate")
+    rec.add_argument("--weight-decay", type=_non_negative_float, help="weight decay")
+    rec.add_argument("--optimizer", choices=OPTIMIZERS, help="optimiser")
+    rec.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule")
+    rec.add_argument("--warmup-epochs", type=_non_negative_float, help="linear warm-up epochs")
+    rec.add_argument("--label-smoothing", type=fraction, help="label smoothing")
+    rec.add_argument("--image-size", type=positive_int, help="crop size fed to the model (px)")
+    rec.add_argument("--mixup", type=_non_negative_float, help="mixup Beta alpha (0 = off)")
+    rec.add_argument("--cutmix", type=_non_negative_float, help="cutmix Beta alpha (0 = off)")
+    rec.add_argument("--hflip", type=fraction, help="horizontal flip probability")
+    rec.add_argument("--random-erasing", type=fraction, help="random erasing probability")
+    rec.add_argument("--self-paced-threshold", type=_non_negative_float,
+                     help="self-paced augmentation: augment only samples whose un-augmented loss is >= "
+                          "this (0 = augment all)")
+    rec.add_argument("--seed", type=non_negative_int, help="seed of the split, model init, order and augmentation")
+    rec.add_argument("--workers", type=non_negative_int, help="data loader workers (0 = main process)")
+    run = parser.add_argument_group("device")
+    run.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"),
+                     help="auto = CUDA when available (bf16 autocast + channels_last there)")
+    run.add_argument("--cpu-threads", type=positive_int,
+                     help="torch CPU threads (default: one per core; 1 is faster on a busy machine)")
+    run.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+FIELD_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "schedule", "warmup_epochs",
+               "label_smoothing", "image_size", "mixup", "cutmix", "hflip", "random_erasing",
+               "self_paced_threshold", "seed", "workers", "compile", "val_fraction")
+
+
+def _body(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    import torch
+
+    from fdsl.train.loop import train_classifier
+    from fdsl.train.recipes import parse_set
+
+    if args.cpu_threads:
+        torch.set_num_threads(args.cpu_threads)
+
+    summary = train_classifier(
+        args.data, args.out, recipe=args.recipe, model=args.model, finetune_from=args.finetune_from,
+        val_data=args.val_data, device=args.device, resume=args.resume, config_file=args.config,
+        overrides=parse_set(args.set), stop_after_epochs=args.stop_after_epochs, overwrite=args.overwrite,
+        **{name: getattr(args, name) for name in FIELD_FLAGS})
+    if os.environ.get("RANK", "0") == "0":
+        top1 = summary["top1"]
+        shown = "n/a (no held-out set)" if top1 is None else f"{top1:.4f}"
+        print(f"top-1 {shown} after {summary['epochs_done']} epochs; run folder {summary['run_dir']}")
+        print(json.dumps({k: summary[k] for k in ("top1", "best_top1", "model", "images_per_second")}))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``train-classifier``."""
+    return run_cli(PROG, _body, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

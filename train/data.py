@@ -1,0 +1,175 @@
+"""Training data: shard folders or ImageFolder trees, held-out splits, rank-aware batch loaders.
+
+A data folder is either an fdsl shard data set (``manifest.json``; read with ShardLoader) or an
+ImageFolder tree (one sub-folder per class holding images, as users keep Oxford-IIIT Pet or
+CUB-200-2011). Both give uint8 batches [B, C, H, W] of one fixed size; everything else happens on
+the training device (see ``fdsl.train.augment``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from fdsl.errors import FdslError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
+IMAGEFOLDER_RESIZE_RATIO = 256 / 224  # short side of decoded images relative to the crop size
+
+
+class ImageFolderDataset(torch.utils.data.Dataset):
+    """Images in ``root/<class>/<file>``, decoded to RGB, short side resized to ``side`` and centre
+    cropped square: ``ds[i] -> (uint8 tensor [3, side, side], label)``. Classes are the sorted
+    sub-folder names; files are sorted, so indices are stable across machines."""
+
+    def __init__(self, root: str | Path, side: int) -> None:
+        self.root, self.side = Path(root), side
+        self.classes = sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        files, labels = [], []
+        for label, name in enumerate(self.classes):
+            found = sorted(p for p in (self.root / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            files += found
+            labels += [label] * len(found)
+        if not files:
+            raise FdslError(f"{self.root}: no images in class sub-folders (expected ImageFolder layout "
+                            "root/<class>/<image>, or a shard folder with manifest.json)")
+        self.files = files
+        self.labels = np.asarray(labels, np.int64)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (3, self.side, self.side)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        path = self.files[i]
+        try:
+            with Image.open(path) as img:
+                img = img.convert("RGB")
+                scale = self.side / min(img.size)
+                w, h = max(self.side, round(img.width * scale)), max(self.side, round(img.height * scale))
+                img = img.resize((w, h), Image.Resampling.BILINEAR)
+                left, top = (w - self.side) // 2, (h - self.side) // 2
+                img = img.crop((left, top, left + self.side, top + self.side))
+                array = np.asarray(img, dtype=np.uint8)
+        except (OSError, UnidentifiedImageError) as exc:
+            raise FdslError(f"cannot read image {path}: {exc}") from None
+        return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous(), int(self.labels[i])
+
+
+def _stack(batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch], dtype=torch.int64)
+
+
+class MapLoader:
+    """ShardLoader's contract for any map-style data set (used for ImageFolder trees).
+
+    Same per-epoch order (``fdsl.datasets.sampler``: seeded by (seed, epoch), padded to equal
+    length per rank) and the same batches whatever ``num_workers``.
+    """
+
+    def __init__(self, dataset: torch.utils.data.Dataset, batch_size: int, shuffle: bool,
+                 num_workers: int, seed: int, rank: int = 0, world_size: int = 1,
+                 drop_last: bool = False, indices: Sequence[int] | np.ndarray | None = None) -> None:
+        self.dataset = dataset
+        self.indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, np.int64)
+        self.batch_size, self.shuffle, self.num_workers = batch_size, shuffle, num_workers
+        self.seed, self.rank, self.world_size, self.drop_last = seed, rank, world_size, drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _batches(self) -> list[list[int]]:
+        from fdsl.datasets import sampler
+
+        positions = sampler.rank_positions(len(self.indices), shuffle=self.shuffle, seed=self.seed,
+                                           epoch=self.epoch, rank=self.rank, world_size=self.world_size)
+        return [self.indices[b].tolist() for b in
+                sampler.split_batches(positions, self.batch_size, self.drop_last)]
+
+    def __len__(self) -> int:
+        from fdsl.datasets import sampler
+
+        return sampler.num_batches(len(self.indices), self.batch_size, self.drop_last, self.world_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        # A private generator keeps the DataLoader from drawing on torch's global RNG, whose
+        # state belongs to augmentation and is saved in checkpoints.
+        loader = torch.utils.data.DataLoader(
+            self.dataset, batch_sampler=self._batches(), num_workers=self.num_workers,
+            collate_fn=_stack, generator=torch.Generator().manual_seed(self.seed),
+            pin_memory=torch.cuda.is_available())
+        return iter(loader)
+
+
+@dataclass
+class DataSource:
+    """An opened data folder: the data set, its class names and labels, and how to batch it."""
+
+    path: Path
+    kind: str  # "shards" or "imagefolder"
+    dataset: Any
+    classes: list[str]
+    labels: np.ndarray  # int64 [N]
+    native_side: int  # short side of the stored images
+
+    def loader(self, indices: np.ndarray, *, batch_size: int, shuffle: bool, workers: int,
+               seed: int, rank: int = 0, world_size: int = 1, drop_last: bool = False) -> Any:
+        """A ShardLoader/MapLoader over ``indices`` for this rank."""
+        if self.kind == "shards":
+            from fdsl.datasets import ShardLoader
+
+            return ShardLoader(self.dataset, batch_size=batch_size, shuffle=shuffle,
+                               num_workers=workers, seed=seed, rank=rank, world_size=world_size,
+                               drop_last=drop_last, indices=indices)
+        return MapLoader(self.dataset, batch_size, shuffle, workers, seed, rank, world_size,
+                         drop_last, indices)
+
+
+def open_data(path: str | Path, image_size: int, resize_ratio: float | None) -> DataSource:
+    """Open a shard folder or an ImageFolder tree; FdslError (one line) when it is neither."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FdslError(f"data folder {path} does not exist")
+    if (path / "manifest.json").is_file():
+        from fdsl.datasets import ShardDataset
+
+        dataset = ShardDataset(path)
+        if len(dataset) == 0:
+            raise FdslError(f"{path}: the data set holds no images")
+        side = min(dataset.image_shape[1:])
+        return DataSource(path, "shards", dataset, list(dataset.classes), np.asarray(dataset.labels),
+                          side)
+    side = round(image_size * (resize_ratio or IMAGEFOLDER_RESIZE_RATIO))
+    dataset = ImageFolderDataset(path, side)
+    return DataSource(path, "imagefolder", dataset, dataset.classes, dataset.labels, side)
+
+
+def split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified held-out split: (train positions, val positions), both sorted int64.
+
+    Each class gives round(fraction * n_c) items (at least 1 when it has 2+ items and fraction > 0),
+    chosen by a permutation seeded with (seed, class): the same split on every machine.
+    """
+    train, val = [], []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        count = round(fraction * len(members))
+        if fraction > 0 and len(members) > 1:
+            count = min(max(count, 1), len(members) - 1)
+        order = np.random.default_rng([seed, 0x5EED, int(label)]).permutation(members)
+        val.append(order[:count])
+        train.append(order[count:])
+    return np.sort(np.concatenate(train)).astype(np.int64), np.sort(np.concatenate(val)).astype(np.int64)

@@ -1,0 +1,208 @@
+"""Training recipes: named presets of every training setting, overridable field by field.
+
+Resolution order (later wins): recipe preset < ``--config file.yaml`` < explicit flags <
+``--set key=value``. The resolved config is saved in the run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fdsl.errors import FdslError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("step", "cosine", "plateau", "constant")
+CROPS = ("random", "random_resized", "center")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run. Sizes in pixels, epochs counted from 0."""
+
+    model: str = "resnet18"
+    epochs: int = 90
+    batch_size: int = 256
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "step"
+    step_at: list[float] = field(default_factory=lambda: [1 / 3, 2 / 3])  # fractions of the run
+    gamma: float = 0.1  # lr factor at each step / plateau
+    plateau_patience: int = 5
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0  # cosine floor
+    label_smoothing: float = 0.0
+    image_size: int = 224
+    # Images are first resized so the short side is round(image_size * resize_ratio), then cropped.
+    # None keeps the paper's proportion for pre-training data: native_side * image_size / 224.
+    resize_ratio: float | None = None
+    train_crop: str = "random"
+    rrc_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
+    hflip: float = 0.0
+    color_jitter: float = 0.0
+    random_erasing: float = 0.0
+    mixup: float = 0.0  # Beta(alpha, alpha) of mixup; 0 = off
+    cutmix: float = 0.0  # Beta(alpha, alpha) of cutmix; 0 = off
+    mix_prob: float = 1.0
+    mean: list[float] = field(default_factory=lambda: [0.2, 0.2, 0.2])
+    std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    self_paced_threshold: float = 0.0  # augment only samples whose loss >= this; 0 = all
+    drop_path: float = 0.0
+    grad_clip: float = 0.0
+    val_fraction: float = 0.1
+    seed: int = 0
+    workers: int = 2
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = True  # on CUDA
+    compile: bool = False
+    save_every: int = 0  # keep checkpoint-epochNNN.pt every N epochs (0: only the latest)
+
+    def validate(self) -> None:
+        """Raise FdslError (one line) for an inconsistent value."""
+        checks = [
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
+            (self.train_crop in CROPS, f"train_crop must be one of {CROPS}"),
+            (self.epochs > 0 and self.batch_size > 0 and self.image_size > 0,
+             "epochs, batch_size and image_size must be positive"),
+            (self.lr > 0, "lr must be positive"),
+            (0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)"),
+            (0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)"),
+            (len(self.mean) in (1, 3) and len(self.std) == len(self.mean), "mean/std need 1 or 3 values"),
+            (self.resize_ratio is None or self.resize_ratio >= 1.0, "resize_ratio must be >= 1"),
+            (len(self.rrc_scale) == 2 and 0 < self.rrc_scale[0] <= self.rrc_scale[1] <= 1,
+             "rrc_scale must be [min, max] in (0, 1]"),
+            (self.workers >= 0, "workers must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise FdslError(f"bad training config: {message}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # Kataoka et al. 2020, FractalDB pre-training of ResNet-50.
+    "fractaldb-resnet": dict(model="resnet50", optimizer="sgd", lr=0.01, momentum=0.9,
+                             weight_decay=1e-4, batch_size=256, epochs=90, schedule="step",
+                             step_at=[1 / 3, 2 / 3], gamma=0.1, train_crop="random",
+                             resize_ratio=None, mean=[0.2, 0.2, 0.2], std=[0.5, 0.5, 0.5]),
+    # DeiT-style FDSL pre-training of ViTs (Kataoka et al. 2022): no flip on formula images.
+    "fdsl-vit": dict(model="vit_tiny_patch16_224", optimizer="adamw", lr=1e-3, weight_decay=0.05,
+                     batch_size=256, epochs=300, schedule="cosine", warmup_epochs=5,
+                     label_smoothing=0.1, mixup=0.8, cutmix=1.0, random_erasing=0.25,
+                     train_crop="random_resized", resize_ratio=1.0, hflip=0.0, drop_path=0.1,
+                     mean=[0.2, 0.2, 0.2], std=[0.5, 0.5, 0.5]),
+    # Fine-tuning of the FractalDB paper: Resize 256 + RandomCrop 224, CenterCrop 224 for test.
+    "finetune": dict(model="resnet50", optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=1e-4,
+                     batch_size=256, epochs=90, schedule="step", step_at=[1 / 3, 2 / 3],
+                     gamma=0.1, train_crop="random", resize_ratio=256 / 224, hflip=0.5,
+                     mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), val_fraction=0.2),
+}
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Check ``value`` against the field's default type (YAML/``--set`` give loose types)."""
+    default = TrainConfig().__dict__[name]
+    if value is None:
+        if name == "resize_ratio":
+            return None
+        raise FdslError(f"config field {name} cannot be empty")
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(default, float) or name == "resize_ratio":
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(default, list):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = [value]
+        if isinstance(value, list) and all(isinstance(v, int | float) for v in value):
+            return [float(v) for v in value]
+    elif isinstance(default, str):
+        if isinstance(value, str):
+            return value
+    raise FdslError(f"config field {name} expects {type(default).__name__}, got {value!r}")
+
+
+def apply_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    """``base`` updated with ``overrides`` (unknown keys raise FdslError naming ``origin``)."""
+    names = set(field_names())
+    out = dict(base)
+    for key, value in overrides.items():
+        key = key.replace("-", "_")
+        if key not in names:
+            raise FdslError(f"unknown config field {key!r} in {origin}; known: {', '.join(sorted(names))}")
+        out[key] = _coerce(key, value)
+    return out
+
+
+def parse_set(items: list[str] | None) -> dict[str, Any]:
+    """``["lr=0.1", "step_at=[0.5]"]`` -> ``{"lr": 0.1, "step_at": [0.5]}`` (values read as YAML)."""
+    result: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise FdslError(f"--set expects key=value, got {item!r}")
+        try:
+            result[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise FdslError(f"--set {key}: cannot read value {text!r}") from None
+    return result
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML or JSON mapping of config fields."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise FdslError(f"config file {path} does not exist") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise FdslError(f"cannot read config file {path}: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise FdslError(f"config file {path} must hold a mapping of field: value")
+    return data
+
+
+def resolve_config(recipe: str, *, config_file: str | Path | None = None,
+                   flags: Mapping[str, Any] | None = None,
+                   sets: Mapping[str, Any] | None = None) -> TrainConfig:
+    """The recipe preset with the file, explicit flags (None = not given) and ``--set`` applied."""
+    if recipe not in RECIPES:
+        raise FdslError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    values = apply_overrides(TrainConfig().to_dict(), RECIPES[recipe], f"recipe {recipe}")
+    if config_file is not None:
+        values = apply_overrides(values, load_config_file(config_file), str(config_file))
+    values = apply_overrides(values, {k: v for k, v in (flags or {}).items() if v is not None}, "flags")
+    values = apply_overrides(values, sets or {}, "--set")
+    config = TrainConfig(**values)
+    config.validate()
+    return config
+
+
+def save_config(config: TrainConfig, extra: Mapping[str, Any], folder: Path) -> None:
+    """Write ``config.yaml`` and ``config.json`` (same content) into the run folder."""
+    data = {"recipe_fields": config.to_dict(), **extra}
+    (folder / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    (folder / "config.json").write_text(json.dumps(data, indent=1) + "\n")
