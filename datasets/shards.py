@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import hdf5plugin  # registers the LZ4/zstd filters, so any process that reads a shard can decode it
 import numpy as np
 
 from fdsl.errors import ShardError
@@ -40,8 +41,6 @@ def shard_file_name(index: int) -> str:
 def _compression_kwargs(compression: str) -> dict[str, Any]:
     if compression == "none":
         return {}
-    import hdf5plugin  # registers the filters with HDF5
-
     if compression == "lz4":
         return dict(hdf5plugin.LZ4())
     if compression == "zstd":
@@ -121,6 +120,88 @@ class ShardRecord:
                 "bytes": self.bytes, "sha256": self.sha256}
 
 
+def _check_part(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    images = np.ascontiguousarray(images)
+    if images.dtype != np.uint8 or images.ndim not in (3, 4):
+        raise ShardError(f"images must be uint8 [N,H,W] or [N,H,W,C], got {images.dtype} {images.shape}")
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.shape != (images.shape[0],):
+        raise ShardError(f"labels have shape {labels.shape}, expected ({images.shape[0]},)")
+    return images, labels
+
+
+class ShardWriter:
+    """Write one shard part by part, so a worker never holds more than one part in memory.
+
+    Images go straight to the temporary file; labels and metadata (small) are kept and written at
+    close. The file appears under its final name only when ``close`` succeeds. Appending the same
+    parts gives the same bytes.
+    """
+
+    def __init__(self, path: str | Path, compression: str = "lz4", index: int = 0) -> None:
+        self.path = Path(path)
+        self.index = index
+        self._filter = _compression_kwargs(compression)
+        self._tmp = temp_path(self.path)
+        self._file = h5py.File(self._tmp, "w", libver="earliest", track_order=False)
+        self._images: h5py.Dataset | None = None
+        self._image_shape: tuple[int, ...] | None = None
+        self._labels: list[np.ndarray] = []
+        self._metadata: dict[str, list[np.ndarray]] | None = None
+        self.count = 0
+
+    def append(self, images: np.ndarray, labels: np.ndarray,
+               metadata: Mapping[str, np.ndarray] | None = None) -> None:
+        """Add images uint8 [n,H,W] or [n,H,W,C], labels [n] and per-image 1-D metadata arrays [n]."""
+        images, labels = _check_part(images, labels)
+        n = images.shape[0]
+        metadata = {name: _metadata_array(name, values, n) for name, values in (metadata or {}).items()}
+        if self._image_shape is None:
+            self._image_shape = images.shape[1:]
+            self._metadata = {name: [] for name in metadata}
+        if images.shape[1:] != self._image_shape:
+            raise ShardError(f"{self.path}: image shape {images.shape[1:]} differs from {self._image_shape}")
+        if set(metadata) != set(self._metadata):
+            raise ShardError(f"{self.path}: metadata fields {sorted(metadata)} differ from {sorted(self._metadata)}")
+        if n:
+            if self._images is None:
+                self._images = self._file.create_dataset(
+                    "images", shape=(0, *self._image_shape), maxshape=(None, *self._image_shape),
+                    dtype=np.uint8, chunks=(1, *self._image_shape), track_times=False, **self._filter)
+            self._images.resize(self.count + n, axis=0)
+            self._images[self.count:self.count + n] = images
+        self._labels.append(labels)
+        for name, values in metadata.items():
+            self._metadata[name].append(values)
+        self.count += n
+
+    def close(self) -> ShardRecord:
+        """Finish the file, fsync it, rename it to its final name and return its manifest record."""
+        if self._image_shape is None:
+            self.abort()
+            raise ShardError(f"{self.path}: nothing was appended to the shard")
+        f = self._file
+        if self._images is None:
+            f.create_dataset("images", data=np.zeros((0, *self._image_shape), np.uint8), track_times=False)
+        f.create_dataset("labels", data=np.concatenate(self._labels), track_times=False)
+        meta = f.create_group("metadata", track_order=False)
+        for name in sorted(self._metadata):
+            meta.create_dataset(name, data=np.concatenate(self._metadata[name]), track_times=False)
+        f.attrs["format"] = FORMAT_NAME
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["count"] = self.count
+        f.close()
+        commit_file(self._tmp, self.path)
+        return ShardRecord(index=self.index, file=self.path.name, count=self.count,
+                           bytes=self.path.stat().st_size, sha256=sha256_file(self.path))
+
+    def abort(self) -> None:
+        """Drop the temporary file."""
+        with contextlib.suppress(Exception):
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+
 def write_shard(
     path: str | Path,
     images: np.ndarray,
@@ -129,7 +210,7 @@ def write_shard(
     compression: str = "lz4",
     index: int = 0,
 ) -> ShardRecord:
-    """Write one shard atomically and return its manifest record.
+    """Write one shard atomically from whole arrays and return its manifest record.
 
     Args:
         path: final file name (``shard-00000.h5``); a temporary name is used until complete.
@@ -139,30 +220,14 @@ def write_shard(
         compression: ``none``, ``lz4`` or ``zstd`` (the last two through hdf5plugin).
         index: the shard's position in the data set.
     """
-    path = Path(path)
-    images = np.ascontiguousarray(images)
-    if images.dtype != np.uint8 or images.ndim not in (3, 4):
-        raise ShardError(f"images must be uint8 [N,H,W] or [N,H,W,C], got {images.dtype} {images.shape}")
-    count = images.shape[0]
-    labels = np.asarray(labels, dtype=np.int64)
-    if labels.shape != (count,):
-        raise ShardError(f"labels have shape {labels.shape}, expected ({count},)")
-    tmp = temp_path(path)
-    with h5py.File(tmp, "w", libver="earliest", track_order=False) as f:
-        chunks = (1, *images.shape[1:]) if count else None
-        f.create_dataset("images", data=images, chunks=chunks, track_times=False,
-                         **(_compression_kwargs(compression) if count else {}))
-        f.create_dataset("labels", data=labels, track_times=False)
-        meta = f.create_group("metadata", track_order=False)
-        for name in sorted(metadata or {}):
-            meta.create_dataset(name, data=_metadata_array(name, metadata[name], count),
-                                track_times=False)
-        f.attrs["format"] = FORMAT_NAME
-        f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["count"] = count
-    commit_file(tmp, path)
-    return ShardRecord(index=index, file=path.name, count=count, bytes=path.stat().st_size,
-                       sha256=sha256_file(path))
+    images, labels = _check_part(images, labels)
+    writer = ShardWriter(path, compression, index)
+    try:
+        writer.append(images, labels, metadata)
+        return writer.close()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 # --------------------------------------------------------------------------- manifest

@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", dest="fmt", choices=("hdf5", "png"), default="hdf5",
                         help="hdf5 shards (default) or PNG files in the official folder layout")
     parser.add_argument("--params-from", type=Path, default=None,
-                        help="regenerate from saved class parameters (a classes.npz of an earlier run) instead of searching")
+                        help="regenerate from saved class parameters instead of searching: the classes.npz of an earlier run, "
+                             "or (fractaldb) a folder of the official code's per-class CSV files")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a data set made with other settings in --out")
     parser.add_argument("--verbose", action="store_true", help="debug logging")

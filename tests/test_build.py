@@ -87,6 +87,22 @@ def test_failures_recorded_and_counted(tmp_path):
     assert manifest["failures"] == 6 and manifest["num_images"] == 24 and manifest["num_items"] == 30
 
 
+def test_shards_written_part_by_part_hold_the_same_images(tmp_path, monkeypatch):
+    import h5py
+
+    from fdsl.datasets import build
+
+    whole = build_dataset(ToySource(fail_every=5), tmp_path / "whole", shard_size=12, workers=1)
+    monkeypatch.setattr(build, "RENDER_PART", 5)  # 12-item shards now take three render() calls
+    parts = build_dataset(ToySource(fail_every=5), tmp_path / "parts", shard_size=12, workers=1)
+    assert parts.images == whole.images == 24 and parts.failures == whole.failures == 6
+    for name in ("shard-00000.h5", "shard-00001.h5", "shard-00002.h5"):
+        with h5py.File(tmp_path / "whole" / name) as a, h5py.File(tmp_path / "parts" / name) as b:
+            assert (a["images"][:] == b["images"][:]).all() and (a["labels"][:] == b["labels"][:]).all()
+            assert (a["metadata/item"][:] == b["metadata/item"][:]).all()
+    assert (tmp_path / "whole" / "failures.jsonl").read_bytes() == (tmp_path / "parts" / "failures.jsonl").read_bytes()
+
+
 def test_png_format_layout_and_resume(tmp_path, hashes):
     out = tmp_path / "png"
     build_dataset(ToySource(classes=2, per_class=3), out, shard_size=4, storage="png", workers=1)

@@ -138,3 +138,21 @@ def test_inspect_bad_input_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         inspect_main([str(tmp_path), "--per-class", "0"])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("compression", ["lz4", "zstd"])
+def test_compressed_shards_read_in_a_fresh_process(tmp_path, compression):
+    """Reading must not depend on the writer having imported hdf5plugin in the same process."""
+    import subprocess
+    import sys
+
+    from toy_source import ToySource
+
+    from fdsl.datasets.build import build_dataset
+
+    build_dataset(ToySource(), tmp_path / "ds", shard_size=10, workers=1, compression=compression)
+    grid = tmp_path / "grid.png"
+    done = subprocess.run([sys.executable, "-m", "fdsl.datasets.cli", str(tmp_path / "ds"), "--verify",
+                           "--grid", str(grid)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert grid.stat().st_size > 0
