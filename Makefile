@@ -43,6 +43,7 @@ lint: setup
 
 bench: setup
 	for b in benchmarks/bench_*.py; do PYOPENGL_PLATFORM=egl $(BIN)/python $$b || exit 1; done
+	$(BIN)/python benchmarks/collect_results.py
 
 demo: setup
 	@echo "== FractalDB: 10 classes x 100 images =="

@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from collections.abc import Sequence
 
-from fdsl.cli import OneLineParser, fraction, non_negative_int, positive_int, run_cli, setup_logging
+from fdsl.cli import (
+    OneLineParser,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run_cli,
+    setup_logging,
+)
 
 PROG = "train-classifier"
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("expected a number > 0, got 0")
-    return value
 
 
 def build_parser() -> OneLineParser:
@@ -63,18 +54,18 @@ def build_parser() -> OneLineParser:
                           f"fields: {', '.join(field_names())}")
     rec.add_argument("--epochs", type=positive_int, help="training epochs")
     rec.add_argument("--batch-size", type=positive_int, help="global batch size (split over DDP processes)")
-    rec.add_argument("--lr", type=_positive_float, help="peak learning rate")
-    rec.add_argument("--weight-decay", type=_non_negative_float, help="weight decay")
+    rec.add_argument("--lr", type=positive_float, help="peak learning rate")
+    rec.add_argument("--weight-decay", type=non_negative_float, help="weight decay")
     rec.add_argument("--optimizer", choices=OPTIMIZERS, help="optimiser")
     rec.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule")
-    rec.add_argument("--warmup-epochs", type=_non_negative_float, help="linear warm-up epochs")
+    rec.add_argument("--warmup-epochs", type=non_negative_float, help="linear warm-up epochs")
     rec.add_argument("--label-smoothing", type=fraction, help="label smoothing")
     rec.add_argument("--image-size", type=positive_int, help="crop size fed to the model (px)")
-    rec.add_argument("--mixup", type=_non_negative_float, help="mixup Beta alpha (0 = off)")
-    rec.add_argument("--cutmix", type=_non_negative_float, help="cutmix Beta alpha (0 = off)")
+    rec.add_argument("--mixup", type=non_negative_float, help="mixup Beta alpha (0 = off)")
+    rec.add_argument("--cutmix", type=non_negative_float, help="cutmix Beta alpha (0 = off)")
     rec.add_argument("--hflip", type=fraction, help="horizontal flip probability")
     rec.add_argument("--random-erasing", type=fraction, help="random erasing probability")
-    rec.add_argument("--self-paced-threshold", type=_non_negative_float,
+    rec.add_argument("--self-paced-threshold", type=non_negative_float,
                      help="self-paced augmentation: augment only samples whose un-augmented loss is >= "
                           "this (0 = augment all)")
     rec.add_argument("--seed", type=non_negative_int, help="seed of the split, model init, order and augmentation")
