@@ -26,7 +26,8 @@ def _load_columns(folder: Path, fields: Sequence[str] = ()) -> dict[str, np.ndar
 def summarize(folder: str | Path, read_labels: bool = True) -> dict[str, Any]:
     """Counts per class, image shape, metadata fields and size of a data set.
 
-    ``read_labels=False`` takes everything from the manifest alone (for damaged data sets).
+    ``read_labels=False`` takes everything from the manifest alone (for damaged data sets); the
+    per-class counts are then None.
     """
     folder = Path(folder)
     manifest = shards.read_manifest(folder)
@@ -48,14 +49,15 @@ def summarize(folder: str | Path, read_labels: bool = True) -> dict[str, Any]:
         "image_shape": manifest.get("image_shape"),
         "metadata_fields": manifest.get("metadata_fields") or {},
         "bytes": sum(s.get("png_bytes", s["bytes"]) for s in manifest["shards"]),
-        "classes": {name: int(n) for name, n in zip(classes, counts, strict=True)},
+        "classes": {name: (int(n) if readable else None) for name, n in zip(classes, counts, strict=True)},
     }
 
 
 def format_summary(summary: dict[str, Any], max_classes: int = 20) -> str:
     """Human-readable text of ``summarize``'s result."""
     gen = summary["generator"]
-    counts = np.array(list(summary["classes"].values()) or [0])
+    known = [n for n in summary["classes"].values() if n is not None]
+    counts = np.array(known or [0])
     lines = [
         f"data set   {summary['folder']}",
         f"generator  {gen['name']} v{gen['version']}, seed {summary['seed']}",
@@ -65,14 +67,15 @@ def format_summary(summary: dict[str, Any], max_classes: int = 20) -> str:
         f"failures   {summary['failures']}",
         f"shape      {summary['image_shape']} uint8",
         "metadata   " + (", ".join(f"{k} ({v})" for k, v in summary["metadata_fields"].items()) or "-"),
-        f"classes    {len(summary['classes'])}, images per class min {counts.min()} / "
-        f"mean {counts.mean():.1f} / max {counts.max()}",
+        f"classes    {len(summary['classes'])}, "
+        + (f"images per class min {counts.min()} / mean {counts.mean():.1f} / max {counts.max()}" if known
+           else "images per class not read (the data set failed verification)"),
     ]
     for i, (name, n) in enumerate(summary["classes"].items()):
         if i == max_classes:
             lines.append(f"  ... {len(summary['classes']) - max_classes} more classes")
             break
-        lines.append(f"  {i:5d} {name:<24} {n}")
+        lines.append(f"  {i:5d} {name:<24} {'?' if n is None else n}")
     return "\n".join(lines)
 
 

@@ -54,9 +54,12 @@ def non_negative_float(text: str) -> float:
 
 def positive_float(text: str) -> float:
     """argparse type: a number > 0."""
-    value = non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("expected a number > 0, got 0")
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
     return value
 
 

@@ -434,3 +434,54 @@ def test_help_documents_every_flag(capsys: pytest.CaptureFixture) -> None:
     for action in cli.build_parser()._actions:
         assert action.help, action.dest
         assert action.option_strings[-1] in text
+
+
+# ---------------------------------------------------------------- pruning the training split
+
+
+class PatternsWithBrightness(Patterns):
+    """Patterns that record each image's mean grey level, a metadata field to prune by."""
+
+    name = "patterns-brightness"
+
+    def render(self, start: int, stop: int) -> RenderedBatch:
+        batch = super().render(start, stop)
+        batch.metadata["brightness"] = batch.images.mean(axis=(1, 2)).astype(np.float32)
+        return batch
+
+
+def test_pruning_keeps_the_brightest_half_of_each_class(tmp_path: Path) -> None:
+    from fdsl.datasets import ShardDataset
+    from fdsl.train import loop
+
+    data = tmp_path / "data"
+    build_dataset(PatternsWithBrightness(per_class=20), data, shard_size=100, backend="inline", workers=1)
+    summary = train_classifier(data, tmp_path / "run", recipe="fractaldb-resnet", epochs=1, lr=0.05,
+                               val_fraction=0.25, prune="drop-smallest", prune_field="brightness",
+                               keep_fraction=0.5, **SMALL)
+    assert summary["train_images"] == 4 * 8 and summary["val_images"] == 4 * 5  # 15 train, 5 val per class
+
+    ds = ShardDataset(data)
+    config = resolve_config("fractaldb-resnet", flags=dict(val_fraction=0.25, prune="drop-smallest",
+                                                           prune_field="brightness", keep_fraction=0.5))
+    source = open_data(data, 32, 1.0)
+    train_idx, _ = split_indices(source.labels, 0.25, config.seed)
+    kept = loop._pruned(source, train_idx, config)
+    brightness = ds.metadata["brightness"]
+    for label in range(4):
+        members = train_idx[source.labels[train_idx] == label]
+        mine = kept[source.labels[kept] == label]
+        dropped = np.setdiff1d(members, mine)
+        assert len(mine) == 8 and brightness[mine].min() >= brightness[dropped].max()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--prune", "drop-largest"], "needs prune_field"),
+    (["--prune", "drop-smallest", "--prune-field", "area"], "'area'"),
+    (["--prune", "random", "--keep-fraction", "0"], "keep_fraction"),
+])
+def test_bad_pruning_exits_2_with_one_line(extra: list[str], message: str, shards: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture) -> None:
+    code, err = _main(["--data", str(shards), "--out", str(tmp_path / "o"), "--workers", "0",
+                       "--device", "cpu", "--epochs", "1", *extra], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err

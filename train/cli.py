@@ -21,7 +21,7 @@ PROG = "train-classifier"
 
 
 def build_parser() -> OneLineParser:
-    from fdsl.train.recipes import OPTIMIZERS, RECIPES, SCHEDULES, field_names
+    from fdsl.train.recipes import OPTIMIZERS, PRUNE_MODES, RECIPES, SCHEDULES, field_names
 
     parser = OneLineParser(
         prog=PROG,
@@ -68,6 +68,11 @@ def build_parser() -> OneLineParser:
     rec.add_argument("--self-paced-threshold", type=non_negative_float,
                      help="self-paced augmentation: augment only samples whose un-augmented loss is >= "
                           "this (0 = augment all)")
+    rec.add_argument("--prune", choices=PRUNE_MODES,
+                     help="prune the training split per class: random, or drop-smallest / drop-largest "
+                          "by --prune-field (default none)")
+    rec.add_argument("--prune-field", help="metadata field that ranks the images, e.g. area (renders)")
+    rec.add_argument("--keep-fraction", type=fraction, help="fraction of each class kept by --prune")
     rec.add_argument("--seed", type=non_negative_int, help="seed of the split, model init, order and augmentation")
     rec.add_argument("--workers", type=non_negative_int, help="data loader workers (0 = main process)")
     run = parser.add_argument_group("device")
@@ -82,7 +87,8 @@ def build_parser() -> OneLineParser:
 
 FIELD_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "schedule", "warmup_epochs",
                "label_smoothing", "image_size", "mixup", "cutmix", "hflip", "random_erasing",
-               "self_paced_threshold", "seed", "workers", "compile", "val_fraction")
+               "self_paced_threshold", "seed", "workers", "compile", "val_fraction", "prune", "prune_field",
+               "keep_fraction")
 
 
 def _body(argv: Sequence[str] | None) -> int:

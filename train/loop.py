@@ -439,6 +439,26 @@ def _open_splits(data: str | Path, val_data: str | Path | None, config: TrainCon
     return train_src, train_idx, train_src, val_idx
 
 
+def _pruned(source: Any, train_idx: np.ndarray, config: TrainConfig) -> np.ndarray:
+    """The training positions kept by ``config.prune`` (per class, ranked by ``prune_field``)."""
+    if config.prune == "none":
+        return train_idx
+    from fdsl.datasets.pruning import select_per_class
+
+    values = None
+    if config.prune != "random":
+        metadata = getattr(source.dataset, "metadata", {})
+        if config.prune_field not in metadata:
+            raise FdslError(f"--prune-field {config.prune_field!r}: {source.path} records "
+                            f"{', '.join(sorted(metadata)) or 'no metadata'}")
+        values = metadata[config.prune_field][train_idx]
+    kept = select_per_class(source.labels[train_idx], values, mode=config.prune,
+                            keep_fraction=config.keep_fraction, seed=config.seed)
+    log.info("pruning (%s%s): kept %d of %d training images", config.prune,
+             f" by {config.prune_field}" if values is not None else "", len(kept), len(train_idx))
+    return train_idx[kept]
+
+
 def train_classifier(
     data: str | Path,
     out: str | Path,
@@ -505,6 +525,7 @@ def train_classifier(
                         "replace it, or choose another --out")
 
     train_src, train_idx, val_src, val_idx = _open_splits(data, val_data, config)
+    train_idx = _pruned(train_src, train_idx, config)
     num_classes = len(train_src.classes)
     if len(train_idx) == 0:
         raise FdslError(f"{data}: no training images left after holding out the validation split")

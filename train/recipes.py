@@ -22,6 +22,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "plateau", "constant")
 CROPS = ("random", "random_resized", "center")
+PRUNE_MODES = ("none", "random", "drop-smallest", "drop-largest")
 
 
 @dataclass
@@ -60,6 +61,11 @@ class TrainConfig:
     drop_path: float = 0.0
     grad_clip: float = 0.0
     val_fraction: float = 0.1
+    # Data pruning of the training split, per class (fdsl.datasets.pruning): "none", "random",
+    # "drop-smallest" or "drop-largest" by the metadata field prune_field, keeping keep_fraction.
+    prune: str = "none"
+    prune_field: str = ""
+    keep_fraction: float = 1.0
     seed: int = 0
     workers: int = 2
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
@@ -83,6 +89,10 @@ class TrainConfig:
             (len(self.rrc_scale) == 2 and 0 < self.rrc_scale[0] <= self.rrc_scale[1] <= 1,
              "rrc_scale must be [min, max] in (0, 1]"),
             (self.workers >= 0, "workers must be >= 0"),
+            (self.prune in PRUNE_MODES, f"prune must be one of {PRUNE_MODES}"),
+            (0.0 < self.keep_fraction <= 1.0, "keep_fraction must be in (0, 1]"),
+            (self.prune in ("none", "random") or bool(self.prune_field),
+             f"prune={self.prune} needs prune_field (a metadata field such as area)"),
         ]
         for ok, message in checks:
             if not ok:
