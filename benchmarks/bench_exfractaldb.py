@@ -11,11 +11,7 @@ NumPy, the official does it in OpenGL).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,21 +19,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import machine, median_cpu_seconds  # noqa: E402
 from benchmarks.reference import exfractaldb_official as ref  # noqa: E402
 from fdsl.generators import exfractaldb  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "exfractaldb.md"
-
-
-def _timed(fn, repeats: int = 3) -> float:
-    """Median CPU seconds of this process for ``fn()`` over ``repeats`` runs (CPU time, not wall
-    time, so that other jobs on a shared machine disturb the figures less)."""
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        fn()
-        times.append(time.process_time() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -50,7 +36,7 @@ def main() -> None:
     exfractaldb.search_classes(1, seed=99, workers=1, backend="inline")  # compile / load the kernels
     found = exfractaldb.search_classes(our_classes, seed=seed, workers=1, backend="inline")
     per_class = (int(found.candidate[-1]) + 1) / our_classes  # candidates per accepted class
-    ours_search = _timed(lambda: exfractaldb.search_classes(our_classes, seed=seed, workers=1, backend="inline"),
+    ours_search = median_cpu_seconds(lambda: exfractaldb.search_classes(our_classes, seed=seed, workers=1, backend="inline"),
                          repeats=2) / our_classes
 
     def ref_candidates_run() -> None:
@@ -61,26 +47,26 @@ def main() -> None:
     def our_candidates_run() -> None:
         exfractaldb._SearchChunk(seed, 10_000, 0.05)((0, ref_candidates))
 
-    ref_candidate = _timed(ref_candidates_run, 1) / ref_candidates
-    our_candidate = _timed(our_candidates_run, 3) / ref_candidates
+    ref_candidate = median_cpu_seconds(ref_candidates_run, 1) / ref_candidates
+    our_candidate = median_cpu_seconds(our_candidates_run, 3) / ref_candidates
     ref_search = ref_candidate * per_class
 
     classes = exfractaldb.search_classes(1, seed=seed, workers=1, backend="inline")
-    ours_model = _timed(lambda: exfractaldb.variant_cloud(classes, 0, 1, seed, points))
+    ours_model = median_cpu_seconds(lambda: exfractaldb.variant_cloud(classes, 0, 1, seed, points))
     matrices, shifts, probs = classes.system(0, exfractaldb.variant_weights(1))
     params = np.c_[matrices.reshape(len(probs), 9), shifts]
     uniforms = np.random.default_rng(0).random(points)
-    ref_model_10k = _timed(lambda: ref.normalize_center(ref.chaos_game(params, probs, uniforms[:10_000])), 1)
-    ref_model = _timed(lambda: ref.normalize_center(ref.chaos_game(params, probs, uniforms)), 1)
+    ref_model_10k = median_cpu_seconds(lambda: ref.normalize_center(ref.chaos_game(params, probs, uniforms[:10_000])), 1)
+    ref_model = median_cpu_seconds(lambda: ref.normalize_center(ref.chaos_game(params, probs, uniforms)), 1)
 
     source = exfractaldb.make_source(classes=1, instances=variants * views, seed=seed, image_size=224,
                                      points=points, params_from=None, workers=1, backend="inline",
                                      instances_3d=variants, views=views)
     source.render(0, 2)
-    ours_image = _timed(lambda: source.render(0, source.num_items()), 3) / source.num_items()
+    ours_image = median_cpu_seconds(lambda: source.render(0, source.num_items()), 3) / source.num_items()
     cloud = exfractaldb.variant_cloud(classes, 0, 0, seed, points)
     angles = [exfractaldb.view_angles(seed, 0, 0, v, True) for v in range(10)]
-    ref_view = _timed(lambda: [ref.render_view(cloud, *a, 224) for a in angles], 1) / len(angles)
+    ref_view = median_cpu_seconds(lambda: [ref.render_view(cloud, *a, 224) for a in angles], 1) / len(angles)
     ref_image = ref_view + ref_model / views
 
     rows = [
@@ -110,8 +96,7 @@ def main() -> None:
     RESULTS.write_text(f"# ExFractalDB generator\n\n{table}\n\nSingle process, CPU time (median of repeats); reference = "
                        "benchmarks/reference/exfractaldb_official.py on the same candidates and clouds "
                        f"({our_classes} classes searched by fdsl, {variants} x {views} "
-                       f"images timed).\n\nMachine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-                       f"{os.cpu_count()} cores, Python {platform.python_version()}.\n\nCommand:\n\n{command}\n")
+                       f"images timed).\n\nMachine: {machine()}.\n\nCommand:\n\n{command}\n")
     print(f"wrote {RESULTS}")
 
 

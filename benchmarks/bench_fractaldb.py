@@ -13,8 +13,6 @@ Python loop; it is timed on fewer points and scaled linearly (its cost is per po
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import resource
 import shutil
 import sys
@@ -26,6 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import machine  # noqa: E402
 from benchmarks.reference import fractaldb_official as ref  # noqa: E402
 from fdsl.datasets import build  # noqa: E402
 from fdsl.datasets.jobs import run_tasks  # noqa: E402
@@ -227,8 +226,7 @@ def main() -> None:
         "(the official per-point Python loop with PIL patches, same random streams), timed on "
         f"{ref_points} points and scaled linearly to 200k. fdsl kernels are compiled before timing "
         f"(numba cache). ifs2d uses {ifs2d.LUT_BITS}-bit map-selection tables.", "",
-        f"Machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}.", "",
+        f"Machine: {machine()}.", "",
         "Command:", "", "    .venv/bin/python benchmarks/bench_fractaldb.py" + (" --quick" if args.quick else ""),
         "",
     ])

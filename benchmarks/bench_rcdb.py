@@ -9,31 +9,17 @@ both; the reference draws with Pillow's ``ImageDraw.line`` like the official mak
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import machine, median_cpu_seconds  # noqa: E402
 from benchmarks.reference import rcdb_official as ref  # noqa: E402
 from fdsl.generators import rcdb  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "rcdb.md"
-
-
-def _timed(fn, repeats: int = 3) -> float:
-    """Median CPU seconds of this process for ``fn()`` over ``repeats`` runs (CPU time, not wall
-    time, so that other jobs on a shared machine disturb the figures less)."""
-    times = []
-    for _ in range(repeats):
-        start = time.process_time()
-        fn()
-        times.append(time.process_time() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -49,15 +35,15 @@ def main() -> None:
     params = source.classes
     draws = [(rcdb.sample_image(seed, c, i, int(params.vertices[c]), int(params.contours[c])),
               float(params.perlin[c]), float(params.offset[c])) for c in range(classes) for i in range(ref_per_class)]
-    ref_image = _timed(lambda: [ref.draw_image(d, p, o, size) for d, p, o in draws], 1) / len(draws)
-    ours_same = _timed(lambda: [rcdb.draw_image(d, p, o, size) for d, p, o in draws]) / len(draws)
+    ref_image = median_cpu_seconds(lambda: [ref.draw_image(d, p, o, size) for d, p, o in draws], 1) / len(draws)
+    ours_same = median_cpu_seconds(lambda: [rcdb.draw_image(d, p, o, size) for d, p, o in draws]) / len(draws)
     batch = 1000  # one render() call per 1000 images, as with --shard-size 1000
 
     def render_all() -> None:
         for start in range(0, source.num_items(), batch):
             source.render(start, min(start + batch, source.num_items()))
 
-    ours_render = _timed(render_all, 2) / source.num_items()
+    ours_render = median_cpu_seconds(render_all, 2) / source.num_items()
     segments = sum(int(params.vertices[c] * params.contours[c]) for c in range(classes)) / classes
 
     lines = ["| measure | reference port (Python + Pillow) | fdsl (Numba) | speed-up | target |",
@@ -77,8 +63,7 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(f"# RCDB generator\n\n{table}\n\nSingle process, CPU time (median of repeats); reference = "
                        "benchmarks/reference/rcdb_official.py on the same images.\n\n"
-                       f"Machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-                       f"{os.cpu_count()} cores, Python {platform.python_version()}.\n\nCommand:\n\n{command}\n")
+                       f"Machine: {machine()}.\n\nCommand:\n\n{command}\n")
     print(f"wrote {RESULTS}")
 
 
