@@ -16,7 +16,6 @@ import io
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from fdsl.errors import ConfigMismatchError, FdslError
 log = logging.getLogger(__name__)
 
 STORAGES = ("hdf5", "png")
+PNG_INDEX_PREFIX = ".png-index-"  # + task number + .txt: the files one PNG task wrote
 # Images rendered and held in memory at a time per worker (a whole 10,000-image FractalDB shard
 # would be 1.3 GB); shards are written part by part.
 RENDER_PART = 1000
@@ -175,9 +175,9 @@ def _write_png_task(source: ShardSource, out: Path, task: ShardTask, batch: Rend
         listing.update(f"{rel}\t{hashlib.sha256(data).hexdigest()}\n".encode())
         total += len(data)
         names.append(rel)
-    index_name = f".png-index/task-{task.index:05d}.txt"
+    # A hidden file, not a folder: ImageFolder-style readers take every folder of the root as a class.
+    index_name = f"{PNG_INDEX_PREFIX}{task.index:05d}.txt"
     index_path = out / index_name
-    index_path.parent.mkdir(exist_ok=True)
     shards.write_bytes_atomic(index_path, ("\n".join(names) + "\n").encode())
     return {"index": task.index, "file": index_name, "count": len(names), "bytes": index_path.stat().st_size,
             "sha256": shards.sha256_file(index_path), "png_bytes": total, "png_sha256": listing.hexdigest()}
@@ -227,7 +227,7 @@ def _prepare_folder(out: Path, identity: dict[str, Any], overwrite: bool) -> dic
         stale.unlink()  # left by a killed run
     manifest_file = shards.manifest_path(out)
     if not manifest_file.exists():
-        others = [p for p in out.iterdir() if p.name not in (".png-index", "run.json")]
+        others = [p for p in out.iterdir() if p.name != "run.json" and not p.name.startswith(PNG_INDEX_PREFIX)]
         if others and not overwrite:
             raise ConfigMismatchError(f"{out} is not empty and holds no fdsl manifest; "
                                       "choose an empty folder or pass --overwrite")
@@ -276,7 +276,8 @@ def _remove_dataset(out: Path, manifest: Mapping[str, Any]) -> None:
         (out / name).unlink(missing_ok=True)
     (out / shards.FAILURES_NAME).unlink(missing_ok=True)
     (out / "run.json").unlink(missing_ok=True)
-    shutil.rmtree(out / ".png-index", ignore_errors=True)
+    for listing in out.glob(f"{PNG_INDEX_PREFIX}*"):
+        listing.unlink()
     shards.manifest_path(out).unlink()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -43,14 +44,29 @@ def _inline_backend(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int
             yield task, None, exc
 
 
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches the whole process group; only the main process handles it (and stops the
+    # workers), so workers print no tracebacks of their own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_now(pool: ProcessPoolExecutor) -> None:
+    """Stop the workers without finishing their shards (a re-run redoes them; the builder
+    removes their temporary files). ProcessPoolExecutor has no public terminate before 3.14."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _local_backend(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int) -> Iterator[Outcome]:
     """Local worker processes (spawned, so EGL/OpenGL and numba state never cross a fork)."""
     if workers <= 1:
         yield from _inline_backend(fn, tasks, workers)
         return
-    ctx = mp.get_context("spawn")
     pending = list(tasks)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                               initializer=_ignore_sigint)
+    try:
         running: dict[Future, Any] = {}
         while pending or running:
             # Keep at most 2 tasks per worker queued so a crash loses little and order stays near
@@ -67,6 +83,10 @@ def _local_backend(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int)
                     raise FdslError(f"a worker process died (out of memory or killed?): {exc}") from None
                 except Exception as exc:  # noqa: BLE001
                     yield task, None, exc
+    except BaseException:  # Ctrl-C, or the caller gave up (GeneratorExit): don't wait for queued shards
+        _stop_now(pool)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _call(fn: Callable[[Any], Any], task: Any) -> Any:

@@ -108,6 +108,8 @@ def test_png_format_layout_and_resume(tmp_path, hashes):
     build_dataset(ToySource(classes=2, per_class=3), out, shard_size=4, storage="png", workers=1)
     names = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
     assert names == [f"{c:05d}/{c:05d}_{i:04d}.png" for c in range(2) for i in range(3)]
+    # ImageFolder (the official training scripts) takes every folder of the root as a class.
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["00000", "00001"]
     before = hashes(out)
     (out / "00001/00001_0002.png").write_bytes(b"broken")
     again = build_dataset(ToySource(classes=2, per_class=3), out, shard_size=4, storage="png", workers=1)
@@ -198,4 +200,56 @@ def test_resume_after_sigkill_is_byte_identical(tmp_path, hashes):
     result = build_dataset(ToySource(classes=4, per_class=12), out, shard_size=4, workers=2)
     assert result.shards_skipped >= 1
     assert hashes(out) == hashes(reference)
+    assert not list(out.glob(".*tmp*"))
+
+
+INTERRUPTIBLE = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from toy_source import ToySource
+    from fdsl.cli import run_cli
+    from fdsl.datasets.build import build_dataset
+
+    def body(argv):
+        build_dataset(ToySource(classes=4, per_class=12, delay=1.0), argv[0], shard_size=4, workers=2)
+        return 0
+
+    if __name__ == "__main__":
+        sys.exit(run_cli("toy-build", body, sys.argv[1:]))
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("whole_group", [True, False])
+def test_ctrl_c_stops_at_once_with_one_line_and_resumes(tmp_path, hashes, whole_group):
+    """SIGINT (to the whole process group as a terminal's Ctrl-C sends it, or to the main process
+    alone as ``kill -INT`` does) stops the workers without finishing their queued shards, prints
+    one line, and a re-run completes the set."""
+    script = tmp_path / "build.py"
+    script.write_text(INTERRUPTIBLE.format(tests=str(TESTS)))
+    out = tmp_path / "ds"
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None:
+            manifest = out / "manifest.json"
+            if manifest.exists() and len(json.loads(manifest.read_text())["shards"]) >= 1:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "run finished before it could be interrupted"
+        (os.killpg if whole_group else os.kill)(proc.pid, signal.SIGINT)
+        sent = time.time()
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert time.time() - sent < 1.5, "the interrupted run waited for its queued shards"
+    assert proc.returncode != 0
+    assert err.strip().splitlines() == ["toy-build: interrupted; re-run the same command to resume"], err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert not manifest["complete"] and len(manifest["shards"]) < 12
+    build_dataset(ToySource(classes=4, per_class=12), out, shard_size=4, workers=2)
+    build_dataset(ToySource(classes=4, per_class=12), tmp_path / "reference", shard_size=4, workers=1)
+    assert hashes(out) == hashes(tmp_path / "reference")
     assert not list(out.glob(".*tmp*"))
