@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fdsl.cli import OneLineParser, positive_int, run_cli, setup_logging
+from fdsl.cli import OneLineParser, non_negative_int, positive_int, run_cli, setup_logging
 from fdsl.datasets.build import BuildResult, build_dataset
 from fdsl.datasets.jobs import BACKENDS, default_workers
 from fdsl.datasets.shards import COMPRESSIONS
@@ -24,6 +24,19 @@ DEFAULT_MODELS_PER_CLASS = 100
 DEFAULT_MAX_FACES = 1_000_000
 DEFAULT_FOV_DEG = 40.0
 MSAA_CHOICES = (0, 2, 4)
+IMAGE_SIZES = (16, 4096)  # smallest and largest --image-size; larger framebuffers fail in GL, late
+
+
+def image_side(text: str) -> int:
+    """argparse type: an image side in pixels within IMAGE_SIZES."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    low, high = IMAGE_SIZES
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be between {low} and {high} pixels, got {value}")
+    return value
 
 
 def _class_list(classes: str | Sequence[str] | None) -> list[str]:
@@ -64,12 +77,12 @@ def shapenet_models(root: Path, classes: Sequence[str], models_per_class: int | 
     layout = shapenet.detect_layout(root)
     taxonomy = shapenet.read_taxonomy(root)
     names, synsets, refs, notes = [], [], [], [f"ShapeNetCore {layout} layout"]
+    seen: set[str] = set()
     for raw in classes:
         name, synset = shapenet.resolve_class(raw, taxonomy)
-        if synset in synsets:
+        if synset in seen:
             raise FdslError(f"class {raw!r} ({synset}) is given twice in --classes")
-        if name == "hat":
-            notes.append("hat: rendered from ShapeNet's cap synset 02954340 (56 models in the release)")
+        seen.add(synset)
         models = shapenet.list_models(root, synset, layout)
         if not models:
             hint = ""
@@ -78,6 +91,8 @@ def shapenet_models(root: Path, classes: Sequence[str], models_per_class: int | 
                 hint = f"; nearest substitute: --classes {sub} ({shapenet.SYNSETS[sub]})"
             notes.append(f"{name} ({synset}): not in this ShapeNetCore tree, dropped{hint}")
             continue
+        if synset == shapenet.SYNSETS["hat"]:
+            notes.append(f"hat: rendered from ShapeNet's cap synset {synset} (56 models in the release)")
         label = len(names)
         names.append(name)
         synsets.append(synset)
@@ -95,8 +110,13 @@ def make_source(*, shapenet_root: str | Path | None = None, classes: str | Seque
                 image_size: int = 224, max_faces: int = DEFAULT_MAX_FACES, seed: int = 0,
                 msaa: int = 0, fov_deg: float = DEFAULT_FOV_DEG) -> RenderSource:
     """The RenderSource for these settings (see ``render_shapenet``)."""
-    if views <= 0 or image_size <= 0 or max_faces <= 0:
-        raise FdslError("--views, --image-size and --max-faces must be positive")
+    if views <= 0 or max_faces <= 0:
+        raise FdslError("--views and --max-faces must be positive")
+    low, high = IMAGE_SIZES
+    if not low <= image_size <= high:
+        raise FdslError(f"--image-size must be between {low} and {high} pixels, got {image_size}")
+    if seed < 0:
+        raise FdslError(f"--seed must be >= 0, got {seed}")
     if viewpoints not in VIEWPOINTS:
         raise FdslError(f"unknown --viewpoints {viewpoints!r}; choose one of {', '.join(VIEWPOINTS)}")
     if msaa not in MSAA_CHOICES:
@@ -177,14 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
     add("--viewpoints", choices=VIEWPOINTS, default="fibonacci",
         help="fibonacci: even sphere coverage, randomly rotated per model (default); "
              "grid: fixed azimuth x elevation rings")
-    add("--image-size", type=positive_int, default=224, help="image side in pixels (default 224)")
+    add("--image-size", type=image_side, default=224,
+        help=f"image side in pixels, {IMAGE_SIZES[0]} to {IMAGE_SIZES[1]} (default 224)")
     add("--max-faces", type=positive_int, default=DEFAULT_MAX_FACES,
         help=f"skip (and record) models with more faces (default {DEFAULT_MAX_FACES})")
     add("--msaa", type=int, choices=MSAA_CHOICES, default=0,
         help="multisample anti-aliasing samples (default 0: about 3x faster on a CPU rasteriser)")
     add("--fov", dest="fov_deg", type=float, default=DEFAULT_FOV_DEG,
         help=f"vertical field of view in degrees; the camera distance keeps the unit sphere in view (default {DEFAULT_FOV_DEG:g})")
-    add("--seed", type=int, default=0, help="seed that fixes the model sample, viewpoints and every pixel (default 0)")
+    add("--seed", type=non_negative_int, default=0, help="seed that fixes the model sample, viewpoints and every pixel (default 0)")
     add("--workers", type=positive_int, default=None,
         help=f"worker processes, one renderer each (default: all cores, here {default_workers()})")
     add("--backend", choices=sorted(BACKENDS), default="local",

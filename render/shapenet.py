@@ -34,7 +34,9 @@ SYNSETS = {"bench": "02828884", "bicycle": "02834778", "camera": "02942699", "ca
            "chair": "03001627", "hat": "02954340", "cap": "02954340", "helmet": "03513137",
            "laptop": "03642806", "sofa": "04256520", "motorbike": "03790512"}
 SUBSTITUTES = {"bicycle": "motorbike"}
+STUDY_NAMES = {SYNSETS["hat"]: "hat"}  # synsets named as in the study however they are selected
 _SYNSET_RE = re.compile(r"^\d{8}$")
+_COUNT_RE = re.compile(r"\s*\(\d+\)\s*$")  # the model count in a jstree node's text: "armchair (100)"
 
 
 class BrokenModel(Exception):
@@ -68,7 +70,7 @@ def _walk_jstree(nodes: Any, out: dict[str, str]) -> None:
             continue
         meta = node.get("metadata") or node.get("li_attr") or {}
         synset = str(meta.get("name") or meta.get("synsetId") or node.get("id") or "")
-        label = meta.get("label") or node.get("text") or ""
+        label = meta.get("label") or _COUNT_RE.sub("", str(node.get("text") or ""))
         if _SYNSET_RE.match(synset) and label:
             out.setdefault(synset, str(label))
         _walk_jstree(node.get("children", []), out)
@@ -94,17 +96,18 @@ def read_taxonomy(root: Path) -> dict[str, str]:
 
 
 def resolve_class(name: str, taxonomy: dict[str, str]) -> tuple[str, str]:
-    """(class name, synset) for a class given by name or 8-digit synset id."""
+    """(class name, synset) for a class given by name or 8-digit synset id. ShapeNet's cap synset
+    is named "hat" (the study's name) whether it is given as hat, cap or 02954340."""
     key = name.strip().lower()
     if _SYNSET_RE.match(key):
         label = taxonomy.get(key, key).split(",")[0].strip() or key
         inverse = {v: k for k, v in SYNSETS.items() if k not in SUBSTITUTES.values()}
-        return inverse.get(key, label), key
+        return STUDY_NAMES.get(key, inverse.get(key, label)), key
     if key in SYNSETS:
-        return key, SYNSETS[key]
+        return STUDY_NAMES.get(SYNSETS[key], key), SYNSETS[key]
     for synset, names in sorted(taxonomy.items()):
         if key in (n.strip().lower() for n in names.split(",")):
-            return key, synset
+            return STUDY_NAMES.get(synset, key), synset
     raise FdslError(f"unknown class {name!r}: give a ShapeNet synset id or one of "
                     f"{', '.join(sorted(SYNSETS))} (or a name in taxonomy.json)")
 
@@ -137,7 +140,8 @@ def _referenced(text: str, keyword: str) -> list[str]:
 
 
 def check_materials(obj_path: Path, obj_text: str) -> None:
-    """Raise BrokenModel when a material library or a texture it names is missing or unreadable."""
+    """Raise BrokenModel when a material library or a texture it names is missing or unreadable
+    (textures are decoded in full: a truncated image fails here, not in the renderer)."""
     from PIL import Image
 
     for mtl_name in _referenced(obj_text, "mtllib"):
@@ -155,8 +159,10 @@ def check_materials(obj_path: Path, obj_text: str) -> None:
             texture = mtl.parent / words[-1]
             try:
                 with Image.open(texture) as image:
-                    image.verify()
-            except (OSError, ValueError, SyntaxError) as exc:
+                    image.verify()  # checksums (PNG); it decodes nothing, so decode it too
+                with Image.open(texture) as image:
+                    image.load()  # a truncated JPEG fails only here
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
                 raise BrokenModel(f"unreadable texture {words[-1]}: {type(exc).__name__}") from None
 
 
@@ -184,7 +190,8 @@ def _parts_from_geometry(geometry) -> MeshPart:
 
 def count_faces(obj_bytes: bytes) -> int:
     """Face lines in an OBJ file (cheap, before parsing a possibly huge mesh)."""
-    return obj_bytes.count(b"\nf ") + int(obj_bytes.startswith(b"f "))
+    return sum(obj_bytes.count(b"\nf" + space) + int(obj_bytes.startswith(b"f" + space))
+               for space in (b" ", b"\t"))
 
 
 def _resolver(path: Path):

@@ -1,8 +1,10 @@
 """``RenderSource``: the ShardSource that renders models (ShapeNetCore or procedural) view by view.
 
 Items are (model, view) pairs: ``item = model_index * views + view``. A model that cannot be
-loaded is skipped with one failure record ``{"synset", "model_id", "path", "reason"}`` (written
-by the shard that holds its first view) and its views are absent from the data set.
+loaded or rendered is skipped with one failure record ``{"synset", "model_id", "path", "reason"}``
+(written by the shard that holds its first view) and its views are absent from the data set; the
+reason is BrokenModel's message, or ``"<Type>: <message>"`` for any other error of that model.
+Out-of-memory and OpenGL errors are not the model's fault: they fail the shard (retried).
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ def normalise_parts(parts: Sequence[MeshPart]) -> list[MeshPart]:
                      p.uv, p.texture) for p in parts]
 
 
+def _fatal(exc: BaseException) -> bool:
+    """Errors that are not the model's fault: out of memory, or OpenGL/EGL failing (a lost
+    context fails every later model too), which fail the shard so that it is retried."""
+    return isinstance(exc, MemoryError) or type(exc).__module__.split(".")[0] == "OpenGL"
+
+
 @dataclass
 class RenderSource:
     """Render ``models`` from ``views`` viewpoints each (see the module docstring).
@@ -65,7 +73,7 @@ class RenderSource:
     rasterizer_threads: int | None = None
 
     name = "render-shapenet"
-    version = "1"
+    version = "2"  # 2: metadata "view" is int32 (was int16)
 
     @property
     def id_width(self) -> int:
@@ -117,18 +125,23 @@ class RenderSource:
         for model in range(start // self.views, (stop - 1) // self.views + 1):
             ref = self.models[model]
             first, last = max(start, model * self.views), min(stop, (model + 1) * self.views)
-            try:
-                parts = self.load_parts(ref)
-            except BrokenModel as exc:
-                if first == model * self.views:  # one record per model, from its first view's shard
-                    failures.append({"synset": ref.synset, "model_id": ref.model_id, "path": ref.path,
-                                     "reason": str(exc)})
-                log.warning("skipping %s/%s: %s", ref.synset, ref.model_id, exc)
-                continue
             views = self.model_views(ref)
             sel = slice(first - model * self.views, last - model * self.views)
             count = sel.stop - sel.start
-            _, areas = renderer.render(parts, views.poses[sel], out=images[filled:filled + count])
+            try:
+                parts = self.load_parts(ref)
+                _, areas = renderer.render(parts, views.poses[sel], out=images[filled:filled + count])
+            except Exception as exc:  # noqa: BLE001 - one bad model must not fail the job
+                if _fatal(exc):
+                    raise
+                reason = str(exc) if isinstance(exc, BrokenModel) else f"{type(exc).__name__}: {exc}"
+                if first == model * self.views:  # one record per model, from its first view's shard
+                    failures.append({"synset": ref.synset, "model_id": ref.model_id, "path": ref.path,
+                                     "reason": reason})
+                log.warning("skipping %s/%s: %s", ref.synset, ref.model_id, reason)
+                if not isinstance(exc, BrokenModel):
+                    log.debug("traceback of %s/%s", ref.synset, ref.model_id, exc_info=True)
+                continue
             filled += count
             del parts
             chunks.append(self._metadata(model, ref, views, sel, areas))
@@ -143,7 +156,7 @@ class RenderSource:
                 "model": np.full(n, model, np.int32),
                 "synset": np.full(n, ref.synset.encode(), f"S{max(8, len(ref.synset))}"),
                 "model_id": np.full(n, ref.model_id.encode(), f"S{self.id_width}"),
-                "view": view.astype(np.int16), "azimuth": views.azimuth[sel].astype(np.float32),
+                "view": view.astype(np.int32), "azimuth": views.azimuth[sel].astype(np.float32),
                 "elevation": views.elevation[sel].astype(np.float32),
                 "distance": views.distance[sel].astype(np.float32), "area": areas.astype(np.float32)}
         poses = views.poses[sel].reshape(n, 16).astype(np.float32)
@@ -162,7 +175,7 @@ class RenderSource:
 
     def _field_dtypes(self) -> dict[str, Any]:
         dtypes: dict[str, Any] = {"model": np.int32, "synset": "S8", "model_id": f"S{self.id_width}",
-                                  "view": np.int16, "azimuth": np.float32, "elevation": np.float32,
+                                  "view": np.int32, "azimuth": np.float32, "elevation": np.float32,
                                   "distance": np.float32, "area": np.float32}
         dtypes.update({name: np.float32 for name in POSE_FIELDS})
         return dtypes

@@ -17,7 +17,9 @@ BROKEN = {  # model id -> the reason keyword the failure record must contain
     "zero_faces": "zero faces",
     "nan_vertices": "non-finite",
     "bad_texture": "unreadable texture",
+    "bad_jpeg": "unreadable texture",  # a truncated JPEG: opens, fails only when decoded
 }
+TEXTURES = {"chair_tex": "texture0.png", "bad_texture": "missing_texture.png", "bad_jpeg": "truncated.jpg"}
 
 
 def _obj_text(mesh: trimesh.Trimesh, material: str | None, uv: np.ndarray | None = None) -> str:
@@ -48,15 +50,18 @@ def _write_model(folder: Path, obj_name: str, model_id: str, image_dir: Path) ->
     mesh = _model_mesh(model_id)
     uv = None
     mtl = ["newmtl mat0", f"Kd {0.2 + 0.1 * (len(model_id) % 5):.2f} 0.4 0.6"]
-    if model_id == "chair_tex" or model_id == "bad_texture":
+    if model_id in TEXTURES:
         uv = (mesh.vertices[:, [0, 2]] + 0.5) % 1.0
-        texture = "texture0.png" if model_id == "chair_tex" else "missing_texture.png"
+        texture = TEXTURES[model_id]
         rel = Path(*[".."] * len(folder.relative_to(image_dir.parent).parts)) / image_dir.name / texture
         mtl.append(f"map_Kd {rel.as_posix()}")
-        if model_id == "chair_tex":
+        if model_id != "bad_texture":
             image_dir.mkdir(parents=True, exist_ok=True)
             checker = (np.indices((16, 16)).sum(axis=0) % 2 * 200 + 30).astype(np.uint8)
             Image.fromarray(np.stack([checker, checker // 2, 255 - checker], -1)).save(image_dir / texture)
+            if model_id == "bad_jpeg":  # keep the headers, cut the scan data short
+                data = (image_dir / texture).read_bytes()
+                (image_dir / texture).write_bytes(data[: data.index(b"\xff\xda") + 32])
     text = _obj_text(mesh, "normalized" if obj_name.endswith("model_normalized.obj") else "model", uv)
     (folder / obj_name).write_text(text)
     (folder / mtl_name).write_text("\n".join(mtl) + "\n")
@@ -74,7 +79,7 @@ def _write_broken(model_dir: Path, rel_obj: Path, model_id: str) -> None:
         obj.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n")
     elif model_id == "nan_vertices":
         obj.write_text("v 0 0 0\nv nan 0 0\nv 0 1 0\nv 1 1 0\nf 1 2 3\nf 2 4 3\n")
-    elif model_id == "bad_texture":
+    elif model_id in TEXTURES:
         _write_model(obj.parent, obj.name, model_id, model_dir / "images")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from fake_shapenet import BROKEN, CHAIR, GOOD, LAPTOP, make_tree  # noqa: E402
 from fdsl.datasets import shards  # noqa: E402
 from fdsl.errors import FdslError  # noqa: E402
 from fdsl.render import procedural, shapenet  # noqa: E402
+from fdsl.render import source as render_source  # noqa: E402
 from fdsl.render.cli import main, make_source, render_shapenet  # noqa: E402
 from fdsl.render.renderer import MeshPart, get_renderer  # noqa: E402
 from fdsl.render.source import POSE_FIELDS, normalise_parts  # noqa: E402
@@ -151,6 +153,41 @@ def test_layout_taxonomy_and_classes(trees):
         shapenet.resolve_class("spaceship", {})
 
 
+def test_nested_taxonomy_text_loses_its_model_count(tmp_path):
+    tree = [{"id": "03001627", "text": "chair (6778)", "children": [
+        {"id": "02738535", "text": "armchair (100)", "children": [
+            {"id": "04331277", "text": "lawn chair,garden chair(5) ", "children": []}]}]}]
+    (tmp_path / "taxonomy.json").write_text(json.dumps(tree))
+    assert shapenet.read_taxonomy(tmp_path) == {
+        "03001627": "chair", "02738535": "armchair", "04331277": "lawn chair,garden chair"}
+    assert shapenet.resolve_class("armchair", shapenet.read_taxonomy(tmp_path)) == ("armchair", "02738535")
+
+
+def test_count_faces_accepts_any_blank_after_f():
+    obj = b"f 1 2 3\nv 0 0 0\nf\t1 2 3\nf  1 2 3\nvt 0 0\nfoo\n# f 1 2 3\n"
+    assert shapenet.count_faces(obj) == 3
+    assert shapenet.count_faces(b"f\t1\t2\t3") == 1
+
+
+def test_cap_synset_is_always_named_hat(tmp_path, trees):
+    root = make_tree(tmp_path / "t", "v2", "flat")
+    hat = shapenet.SYNSETS["hat"]
+    shutil.copytree(root / CHAIR / "chair_a", root / hat / "cap_a")
+    for given in ("cap", hat, "hat", " Hat "):
+        source = make_source(shapenet_root=root, classes=f"{given},laptop")
+        assert source.class_names() == ["hat", "laptop"], given
+        assert [m.model_id for m in source.models if m.label == 0] == ["cap_a"]
+        assert any(n.startswith("hat: rendered from ShapeNet's cap synset") for n in source.notes)
+        assert not any("dropped" in n for n in source.notes)
+    with pytest.raises(FdslError, match="given twice"):
+        make_source(shapenet_root=root, classes="hat,cap")
+    # A tree without caps: only the "dropped" note, not the "rendered from cap" one.
+    notes = make_source(shapenet_root=trees["v2"]).notes
+    assert f"hat ({hat}): not in this ShapeNetCore tree, dropped" in notes
+    assert not any(n.startswith("hat: rendered") for n in notes)
+    assert make_source(classes="cap,chair", models_per_class=1).class_names() == ["hat", "chair"]
+
+
 def test_model_sample_is_deterministic(trees):
     models = shapenet.list_models(trees["v2"], CHAIR, "v2")
     a = shapenet.select_models(models, 3, seed=1, synset=CHAIR)
@@ -201,6 +238,41 @@ def test_shapenet_build_with_failures(trees, tmp_path, version):
         assert ((area > 0.01) & (area < 1)).all()
 
 
+def test_unexpected_model_error_is_recorded_and_the_job_goes_on(trees, tmp_path, monkeypatch):
+    real_load = render_source.load_model
+
+    def load(path, max_faces):
+        if "chair_b" in str(path):
+            raise RuntimeError("boom")
+        return real_load(path, max_faces)
+
+    monkeypatch.setattr(render_source, "load_model", load)
+    out = tmp_path / "ds"
+    result = _build(out, shapenet_root=trees["v2"], classes="chair,laptop", shard_size=6)
+    good = sum(len(v) for v in GOOD.values())
+    assert result.images == (good - 1) * 3 and result.failures == len(BROKEN) + 1
+    lines = (out / "failures.jsonl").read_text().splitlines()
+    records = {r["model_id"]: r["reason"] for r in map(json.loads, lines)}
+    assert records["chair_b"] == "RuntimeError: boom"
+
+    def out_of_memory(path, max_faces):
+        raise MemoryError
+
+    monkeypatch.setattr(render_source, "load_model", out_of_memory)
+    source = make_source(shapenet_root=trees["v2"], classes="laptop", views=1, image_size=16)
+    with pytest.raises(MemoryError):  # not the model's fault: the shard fails (and is retried)
+        source.render(0, 1)
+
+
+def test_view_index_does_not_wrap_past_int16():
+    source = make_source(classes="camera", models_per_class=1, views=40_000, image_size=16)
+    batch = source.render(39_998, 40_000)
+    assert batch.metadata["view"].dtype == np.int32
+    assert batch.metadata["view"].tolist() == [39_998, 39_999]
+    assert batch.items.tolist() == [39_998, 39_999]
+    assert source.render(0, 0).metadata["view"].dtype == np.int32
+
+
 def test_missing_class_is_dropped_with_a_note(trees, tmp_path):
     source = make_source(shapenet_root=trees["v2"], classes="chair,bicycle,laptop", models_per_class=2)
     assert source.class_names() == ["chair", "laptop"]
@@ -237,9 +309,19 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert err.count("\n") == 0 and "no such folder" in err
     assert main(["--out", str(tmp_path / "x"), "--classes", "spaceship"]) == 2
     assert "unknown class 'spaceship'" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exc:
-        main(["--out", str(tmp_path / "x"), "--views", "0"])
-    assert exc.value.code == 2
+    for flag, value, message in [("--views", "0", "expected a positive integer"),
+                                 ("--seed", "-1", "expected an integer >= 0"),
+                                 ("--image-size", "20000", "between 16 and 4096"),
+                                 ("--image-size", "8", "between 16 and 4096")]:
+        with pytest.raises(SystemExit) as exc:
+            main(["--out", str(tmp_path / "x"), flag, value])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and message in err and flag in err, err
+    with pytest.raises(FdslError, match="--seed"):
+        make_source(seed=-1)
+    with pytest.raises(FdslError, match="--image-size"):
+        make_source(image_size=20_000)
 
 
 def test_cli_renders_and_reports(tmp_path, trees, capsys):
