@@ -162,7 +162,7 @@ def _write_png_task(source: ShardSource, out: Path, task: ShardTask, batch: Rend
 
     listing = hashlib.sha256()
     total = 0
-    names = []
+    lines = []
     for k in range(len(batch.items)):
         meta = {name: values[k] for name, values in batch.metadata.items()}
         rel = source.png_path(int(batch.labels[k]), meta, int(batch.items[k]))
@@ -172,14 +172,15 @@ def _write_png_task(source: ShardSource, out: Path, task: ShardTask, batch: Rend
         Image.fromarray(batch.images[k]).save(buf, format="PNG", optimize=False)
         data = buf.getvalue()
         shards.write_bytes_atomic_nosync(path, data)
-        listing.update(f"{rel}\t{hashlib.sha256(data).hexdigest()}\n".encode())
+        line = f"{rel}\t{hashlib.sha256(data).hexdigest()}\n"
+        listing.update(line.encode())
         total += len(data)
-        names.append(rel)
+        lines.append(line)
     # A hidden file, not a folder: ImageFolder-style readers take every folder of the root as a class.
     index_name = f"{PNG_INDEX_PREFIX}{task.index:05d}.txt"
     index_path = out / index_name
-    shards.write_bytes_atomic(index_path, ("\n".join(names) + "\n").encode())
-    return {"index": task.index, "file": index_name, "count": len(names), "bytes": index_path.stat().st_size,
+    shards.write_bytes_atomic(index_path, "".join(lines).encode())
+    return {"index": task.index, "file": index_name, "count": len(lines), "bytes": index_path.stat().st_size,
             "sha256": shards.sha256_file(index_path), "png_bytes": total, "png_sha256": listing.hexdigest()}
 
 
@@ -253,15 +254,7 @@ def _prepare_folder(out: Path, identity: dict[str, Any], overwrite: bool) -> dic
 
 
 def _png_entry_ok(out: Path, entry: Mapping[str, Any]) -> bool:
-    if "png_sha256" not in entry:
-        return True
-    listing = hashlib.sha256()
-    for rel in (out / entry["file"]).read_text().split():
-        path = out / rel
-        if not path.is_file():
-            return False
-        listing.update(f"{rel}\t{shards.sha256_file(path)}\n".encode())
-    return listing.hexdigest() == entry["png_sha256"]
+    return not shards.check_png_entry(out, entry)
 
 
 def _remove_dataset(out: Path, manifest: Mapping[str, Any]) -> None:
@@ -269,7 +262,7 @@ def _remove_dataset(out: Path, manifest: Mapping[str, Any]) -> None:
     for entry in manifest.get("shards", []):
         path = out / entry["file"]
         if "png_sha256" in entry and path.is_file():
-            for rel in path.read_text().split():
+            for rel, _ in shards.read_png_listing(path):
                 (out / rel).unlink(missing_ok=True)
         path.unlink(missing_ok=True)
     for name in manifest.get("extra_files", {}):
@@ -345,17 +338,20 @@ def build_dataset(
     done = {i: e for i, e in done.items() if i in valid}
     skipped = len(done)
 
-    extras = {}
-    for name, data in sorted(source.extra_files().items()):
-        shards.write_bytes_atomic(out / name, data)
-        extras[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    extra_files = source.extra_files()
+    extras = {name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+              for name, data in sorted(extra_files.items())}
 
     def on_result(task: ShardTask, entry: dict[str, Any]) -> int:
         done[task.index] = entry
         shards.write_manifest(out, _manifest(identity, source, tasks, done, extras, False, None, None))
         return task.stop - task.start
 
+    # The manifest comes first: a folder holding a manifest is ours, so a run killed right after
+    # this line resumes instead of finding a "non-empty folder without a manifest".
     shards.write_manifest(out, _manifest(identity, source, tasks, done, extras, False, None, None))
+    for name, data in sorted(extra_files.items()):
+        shards.write_bytes_atomic(out / name, data)
     todo = [t for t in tasks if t.index not in done]
     job = _Job(source, str(out), storage, compression)
     workers = workers or default_workers()

@@ -7,6 +7,8 @@ renderers never know where they run. Results arrive in completion order; callers
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import multiprocessing as mp
 import os
@@ -23,6 +25,8 @@ from tqdm import tqdm
 from fdsl.errors import FdslError
 
 log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 Outcome = tuple[Any, Any, BaseException | None]  # (task, result, error)
 Backend = Callable[[Callable[[Any], Any], Sequence[Any], int], Iterator[Outcome]]
@@ -44,10 +48,15 @@ def _inline_backend(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int
             yield task, None, exc
 
 
-def _ignore_sigint() -> None:
+def _init_worker(parent: int) -> None:
     # Ctrl-C reaches the whole process group; only the main process handles it (and stops the
     # workers), so workers print no tracebacks of their own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A SIGKILLed main process cannot stop its workers: have the kernel kill them with it (Linux).
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the main process died before prctl took effect
+        os._exit(1)
 
 
 def _stop_now(pool: ProcessPoolExecutor) -> None:
@@ -65,7 +74,7 @@ def _local_backend(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int)
         return
     pending = list(tasks)
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                               initializer=_ignore_sigint)
+                               initializer=_init_worker, initargs=(os.getpid(),))
     try:
         running: dict[Future, Any] = {}
         while pending or running:

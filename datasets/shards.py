@@ -305,6 +305,37 @@ def check_record(folder: Path, record: ShardRecord, checksum: bool = True) -> Pr
     return None
 
 
+def read_png_listing(path: Path) -> list[tuple[str, str | None]]:
+    """The (relative path, sha256) lines of a PNG task's listing (sha256 None in old listings)."""
+    rows = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            rel, _, digest = line.partition("\t")
+            rows.append((rel, digest or None))
+    return rows
+
+
+def check_png_entry(folder: Path, entry: Mapping[str, Any], checksum: bool = True) -> list[Problem]:
+    """Problems with the PNG files a ``--format png`` task listed: each missing or changed file."""
+    listing_path = folder / entry["file"]
+    if "png_sha256" not in entry or not listing_path.is_file():
+        return []
+    problems, combined = [], hashlib.sha256()
+    for rel, digest in read_png_listing(listing_path):
+        path = folder / rel
+        if not path.is_file():
+            problems.append(Problem(str(path), "exists", "PNG file is missing"))
+            continue
+        if checksum:
+            actual = sha256_file(path)
+            combined.update(f"{rel}\t{actual}\n".encode())
+            if digest is not None and actual != digest:
+                problems.append(Problem(str(path), "sha256", f"got {actual[:16]}..., listing says {digest[:16]}..."))
+    if checksum and not problems and combined.hexdigest() != entry["png_sha256"]:
+        problems.append(Problem(str(listing_path), "png_sha256", "the listed PNG files changed"))
+    return problems
+
+
 def verify_dataset(folder: str | Path, checksum: bool = True) -> list[Problem]:
     """Check every file the manifest lists; return the problems found (empty when all is well)."""
     folder = Path(folder)
@@ -313,6 +344,8 @@ def verify_dataset(folder: str | Path, checksum: bool = True) -> list[Problem]:
     except ShardError as exc:
         return [Problem(str(manifest_path(folder)), "manifest", str(exc).split(": ", 1)[-1])]
     problems = [p for r in shard_records(manifest) if (p := check_record(folder, r, checksum))]
+    for entry in manifest.get("shards", []):
+        problems.extend(check_png_entry(folder, entry, checksum))
     for name, info in sorted(manifest.get("extra_files", {}).items()):
         rec = ShardRecord(index=-1, file=name, count=0, bytes=info["bytes"], sha256=info["sha256"])
         if p := check_record(folder, rec, checksum):

@@ -86,6 +86,9 @@ def run_cli(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequen
     except FdslError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as exc:  # a path the user gave cannot be read or written
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130

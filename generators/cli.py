@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,9 +12,31 @@ from typing import Any
 from fdsl.cli import OneLineParser, positive_int, run_cli, setup_logging
 from fdsl.datasets.build import BuildResult, build_dataset
 from fdsl.datasets.jobs import BACKENDS, default_workers
-from fdsl.datasets.shards import COMPRESSIONS
+from fdsl.datasets.shards import COMPRESSIONS, TMP_MARK
 from fdsl.errors import FdslError
 from fdsl.generators.registry import GENERATORS, available, get_generator
+
+
+def check_writable(out: Path) -> list[Path]:
+    """Create ``out`` and write a probe file in it, so an unusable folder fails before a long
+    category search; returns the folders it created (deepest first). FdslError (one line)."""
+    created = [p for p in (out, *out.parents) if not p.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-probe{TMP_MARK}{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise FdslError(f"cannot write to output folder {out}: {exc.strerror or exc}") from None
+    return created
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def generate(
@@ -47,9 +70,14 @@ def generate(
     if unknown:
         raise FdslError(f"option(s) {', '.join(sorted(unknown))} do not apply to --db {db}")
     workers = workers or default_workers()
-    source = module.make_source(classes=classes, instances=instances, seed=seed, image_size=image_size,
-                                points=points, params_from=Path(params_from) if params_from else None,
-                                workers=workers, backend=backend, **options)
+    created = check_writable(Path(out))
+    try:
+        source = module.make_source(classes=classes, instances=instances, seed=seed, image_size=image_size,
+                                    points=points, params_from=Path(params_from) if params_from else None,
+                                    workers=workers, backend=backend, **options)
+    except BaseException:
+        _remove_empty(created)  # a bad setting or an interrupted search leaves no empty folder behind
+        raise
     return build_dataset(source, out, shard_size=shard_size, workers=workers, backend=backend,
                          compression=compression, storage=fmt, overwrite=overwrite)
 

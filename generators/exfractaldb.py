@@ -16,7 +16,10 @@ official 25-instance table (0.9 / 1.1) and all 145 variants are the official 145
 sphere with a random roll; image ``j`` of a class is variant ``j // views``, view ``j % views``.
 ``--instances`` (images per class) defaults to ``instances_3d * views``; a smaller value keeps the
 first images of each class in that order (all views of variant 0, then variant 1, ...), a larger
-one is an error.
+one is an error. When the cloud of variant slot ``v < instances_3d`` diverges (not finite), the slot
+takes the next unused variant of the table (``instances_3d``, ``instances_3d + 1``, ... skipping
+diverging ones, slots in order), so every class still has ``instances_3d * views`` images, fixed by
+the seed and the class parameters; the image metadata's ``variant`` is the variant actually drawn.
 
 Rendering: perspective camera, fovy 45 degrees, near 1, far 100, at distance 4 looking at the
 origin; each point lights one pixel white on black. Differences from the official OpenGL script:
@@ -50,12 +53,13 @@ DESCRIPTION = "3-D IFS fractals projected from random viewpoints (Kataoka et al.
 OPTION_NAMES = ("instances_3d", "views", "no_roll", "variance_threshold", "search_points_3d")
 
 NAME = "exfractaldb"
-VERSION = "1"
+VERSION = "2"  # 2: a diverging variant is replaced by the next unused one
 MAX_MAPS = 7
 NUM_PARAMS = 12
 PARAM_LETTERS = "abcdefghijkl"
 FACTOR_RINGS = 6
 MAX_VARIANTS = 1 + NUM_PARAMS * 2 * FACTOR_RINGS  # 145, the official largest table
+MIN_SEARCH_POINTS = 100
 DEFAULTS = {"instances_3d": 25, "views": 40, "points": 100_000, "image_size": 224,
             "variance_threshold": 0.05, "search_points_3d": 10_000}
 SEARCH_CHUNK = 256
@@ -256,6 +260,24 @@ class ExFractalSource:
         self.classes, self.seed, self.per_class = classes, seed, per_class
         self.instances_3d, self.views, self.points = instances_3d, views, points
         self.image_size, self.roll, self.search = image_size, roll, search
+        self._substitutes: dict[int, dict[int, int | None]] = {}
+
+    def substitutes(self, label: int) -> dict[int, int | None]:
+        """Variant slot -> the variant drawn instead, for the slots of class ``label`` whose own
+        variant diverges (None when no variant of the table is left). Computed once per class."""
+        plan = self._substitutes.get(label)
+        if plan is None:
+            def finite(variant: int) -> bool:
+                return variant_cloud(self.classes, label, variant, self.seed, self.points) is not None
+
+            spare = iter(range(self.instances_3d, MAX_VARIANTS))
+            slots = min(self.instances_3d, math.ceil(self.per_class / self.views))
+            plan = {}
+            for slot in range(slots):
+                if not finite(slot):
+                    plan[slot] = next((v for v in spare if finite(v)), None)
+            self._substitutes[label] = plan
+        return plan
 
     def config(self) -> dict[str, Any]:
         return {"seed": self.seed, "classes": len(self.classes.num_maps), "instances": self.per_class,
@@ -271,7 +293,7 @@ class ExFractalSource:
     def render(self, start: int, stop: int) -> RenderedBatch:
         size = self.image_size
         images = np.zeros((stop - start, size, size), dtype=np.uint8)
-        meta = {k: np.zeros(stop - start, dtype=np.int16) for k in ("variant", "view")}
+        meta = {k: np.zeros(stop - start, dtype=np.int32) for k in ("variant", "view")}
         meta.update({k: np.zeros(stop - start, dtype=np.float32) for k in ("azimuth", "elevation", "roll", "fill")})
         keep = np.ones(stop - start, dtype=bool)
         failures: list[dict[str, Any]] = []
@@ -279,16 +301,22 @@ class ExFractalSource:
         while item < stop:
             # One 3-D model (class, variant) at a time: its cloud is shared by all its views.
             label, j = divmod(item, self.per_class)
-            variant, first_view = divmod(j, self.views)
-            group_end = min(stop, label * self.per_class + (variant + 1) * self.views,
+            slot, first_view = divmod(j, self.views)
+            group_end = min(stop, label * self.per_class + (slot + 1) * self.views,
                             (label + 1) * self.per_class)
             rows = slice(item - start, group_end - start)
             views = np.arange(first_view, first_view + group_end - item)
-            cloud = variant_cloud(self.classes, label, variant, self.seed, self.points)
+            variant = slot
+            cloud = variant_cloud(self.classes, label, slot, self.seed, self.points)
+            substitute = self.substitutes(label)[slot] if cloud is None else None
+            if substitute is not None:
+                variant = substitute
+                cloud = variant_cloud(self.classes, label, variant, self.seed, self.points)
             if cloud is None:
                 keep[rows] = False
-                failures.append({"class": label, "variant": variant, "items": [item, group_end - 1],
-                                 "reason": "the variant's point cloud diverges (not finite)"})
+                failures.append({"class": label, "variant": slot, "items": [item, group_end - 1],
+                                 "reason": "the variant's point cloud diverges (not finite) and so do "
+                                           f"all spare variants up to {MAX_VARIANTS - 1}"})
             else:
                 angles = np.array([view_angles(self.seed, label, variant, int(v), self.roll) for v in views])
                 bases = np.stack([ifs3d.camera_basis(*a) for a in angles])
@@ -339,7 +367,12 @@ def make_source(*, classes: int, instances: int | None, seed: int, image_size: i
     if not 0.0 <= threshold < 1.0:
         raise FdslError(f"--variance-threshold must be in [0, 1), got {threshold}")
     search_points = _positive("search-points-3d", search_points_3d, DEFAULTS["search_points_3d"])
+    if search_points < MIN_SEARCH_POINTS:
+        raise FdslError(f"--search-points-3d must be >= {MIN_SEARCH_POINTS}, got {search_points}")
     if params_from is not None:
+        if variance_threshold is not None or search_points_3d is not None:
+            raise FdslError("--variance-threshold and --search-points-3d do not apply with --params-from "
+                            "(the classes are read, not searched)")
         class_params = load_class_params(params_from, classes)
         search = {"params_sha256": hashlib.sha256(params_from.read_bytes()).hexdigest()}
     else:

@@ -11,8 +11,9 @@ Rendering (the official ``make_fractaldb.py`` with patch_gray, 362 px, 200k poin
 variants in the official weights-file order (variant v scales parameter v // 4 (a..f) by
 0.2, 0.6, 1.4 or 1.8 in every map, with the identity as variant 2; probabilities are not
 renormalised) x 10 renders (different random patches on the same points) x 4 flips. Image ``i`` of
-a class is variant ``i // 40``, render ``(i // 4) % 10``, flip ``i % 4``. More than 1000 instances
-add renders per variant, as the official ``--instance`` flag does (10 renders per 1000 images).
+a class is variant ``i // 40``, render ``(i // 4) % 10``, flip ``i % 4``. Other ``--instances``
+values set the renders per variant to ceil(instances / 100), as the official ``--instance`` flag
+does (k renders of all 25 variants x 4 flips), so 100 instances are one render of every variant.
 
 Each render drops the first 100 points, shifts and scales the rest by their min/max box into the
 frame (6 px padding, truncated like the official ``np.uint16``) and pastes, point by point, a
@@ -62,7 +63,7 @@ DESCRIPTION = "2-D IFS fractals drawn with random 3x3 patches (Kataoka et al., A
 OPTION_NAMES = ("fill_rate", "search_points", "color")
 
 NAME = "fractaldb"
-VERSION = "1"
+VERSION = "2"  # 2: fewer than 1000 instances use 1..9 renders of all 25 variants
 MIN_MAPS, MAX_MAPS = 2, 7
 PAD = 6
 DROP_POINTS = 100
@@ -430,7 +431,7 @@ class FractalDBSource:
         self.params = params
         self.instances, self.seed, self.image_size, self.points = instances, seed, image_size, points
         self.color, self.search, self.params_sha256 = color, dict(search), params_sha256
-        self.renders = max(RENDERS, math.ceil(instances / (VARIANTS * FLIPS)))
+        self.renders = max(1, math.ceil(instances / (VARIANTS * FLIPS)))
         self._points: _VariantPoints | None = None
         self._scratch: tuple[np.ndarray, ...] | None = None
         self._canvas_key: tuple[int, int, int] | None = None
@@ -529,10 +530,12 @@ class FractalDBSource:
 # --------------------------------------------------------------------------- entry point
 
 
-def _check(classes: int, instances: int, image_size: int, points: int, fill_rate: float,
+def _check(classes: int, seed: int, instances: int, image_size: int, points: int, fill_rate: float,
            search_points: int, color: str) -> None:
     if classes <= 0:
         raise FdslError(f"--classes must be positive, got {classes}")
+    if seed < 0:
+        raise FdslError(f"--seed must be >= 0 for fractaldb, got {seed}")
     max_instances = VARIANTS * FLIPS * 1000
     if not 1 <= instances <= max_instances:
         raise FdslError(f"--instances must be in 1..{max_instances} for fractaldb, got {instances}")
@@ -564,7 +567,7 @@ def make_source(*, classes: int, instances: int | None = None, seed: int = 0,
     settings = {"instances": instances, "image_size": image_size, "points": points,
                 "fill_rate": fill_rate, "search_points": search_points, "color": color}
     s = {k: DEFAULTS[k] if v is None else v for k, v in settings.items()}
-    _check(classes, s["instances"], s["image_size"], s["points"], s["fill_rate"], s["search_points"], s["color"])
+    _check(classes, seed, s["instances"], s["image_size"], s["points"], s["fill_rate"], s["search_points"], s["color"])
     if params_from is not None:
         if fill_rate is not None or search_points is not None:
             raise FdslError("--fill-rate and --search-points do not apply with --params-from "

@@ -42,6 +42,8 @@ OFFICIAL_SIZE = 512
 DEFAULT_INSTANCES = 1000
 MAX_VERTICES = 200
 MAX_CONTOURS = 200
+MAX_PERLIN = 4.0
+MAX_OFFSET = 0.1
 CENTRE_SPREAD = 400
 TAG_CLASS, TAG_IMAGE = 1, 2
 
@@ -89,12 +91,18 @@ def load_class_params(path: Path, classes: int) -> ClassParams:
             arrays = {k: np.asarray(data[k]) for k in ("vertices", "contours", "perlin", "offset")}
     except (OSError, ValueError, KeyError) as exc:
         raise FdslError(f"--params-from {path}: not an RCDB classes.npz ({exc})") from None
-    if len({len(a) for a in arrays.values()}) != 1 or arrays["vertices"].ndim != 1:
+    if any(a.ndim != 1 for a in arrays.values()) or len({len(a) for a in arrays.values()}) != 1:
         raise FdslError(f"--params-from {path}: arrays must be 1-D and of equal length")
     if len(arrays["vertices"]) < classes:
         raise FdslError(f"--params-from {path} holds {len(arrays['vertices'])} classes, fewer than --classes {classes}")
-    if np.any(arrays["vertices"] < 3) or np.any(arrays["contours"] < 1):
-        raise FdslError(f"--params-from {path}: vertices must be >= 3 and contours >= 1")
+    for name, lo, hi in (("vertices", 3, MAX_VERTICES), ("contours", 1, MAX_CONTOURS),
+                         ("perlin", 0.0, MAX_PERLIN), ("offset", 0.0, MAX_OFFSET)):
+        values = arrays[name]
+        integral = name in ("vertices", "contours")
+        if (values.dtype.kind not in ("iu" if integral else "iuf") or not np.all(np.isfinite(values))
+                or np.any(values < lo) or np.any(values > hi)):
+            raise FdslError(f"--params-from {path}: {name} must be {'integers' if integral else 'finite'} "
+                            f"in [{lo}, {hi}] (the ranges of the class sampling)")
     return ClassParams(arrays["vertices"][:classes].astype(np.int64), arrays["contours"][:classes].astype(np.int64),
                        arrays["perlin"][:classes].astype(np.float64), arrays["offset"][:classes].astype(np.float64))
 

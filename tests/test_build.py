@@ -111,9 +111,13 @@ def test_png_format_layout_and_resume(tmp_path, hashes):
     # ImageFolder (the official training scripts) takes every folder of the root as a class.
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["00000", "00001"]
     before = hashes(out)
+    assert shards.verify_dataset(out) == []
     (out / "00001/00001_0002.png").write_bytes(b"broken")
+    (out / "00000/00000_0001.png").unlink()
+    problems = {(Path(p.file).name, p.check) for p in shards.verify_dataset(out)}
+    assert problems == {("00001_0002.png", "sha256"), ("00000_0001.png", "exists")}
     again = build_dataset(ToySource(classes=2, per_class=3), out, shard_size=4, storage="png", workers=1)
-    assert again.shards_skipped == 1
+    assert again.shards_skipped == 0  # both tasks lost a file
     assert hashes(out) == before
 
 
@@ -170,20 +174,42 @@ KILLABLE = textwrap.dedent("""
 """)
 
 
-def _run_and_kill(script: Path, out: Path, after_shards: int) -> None:
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _run_and_kill(script: Path, out: Path, after_shards: int, whole_group: bool = True) -> None:
+    """Start a build, SIGKILL it once the manifest lists ``after_shards`` shards (0: as soon as a
+    worker runs), the whole process group or the main process alone, and check that no worker
+    outlives it."""
     proc = subprocess.Popen([sys.executable, str(script), str(out)], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
+    workers: set[int] = set()
     try:
         while time.time() < deadline and proc.poll() is None:
+            workers |= set(_children(proc.pid))
             manifest = out / "manifest.json"
-            if manifest.exists() and len(json.loads(manifest.read_text())["shards"]) >= after_shards:
+            if (len(workers) >= 2 and after_shards == 0) or (
+                    manifest.exists() and len(json.loads(manifest.read_text())["shards"]) >= after_shards):
                 break
             time.sleep(0.02)
         assert proc.poll() is None, "run finished before it could be killed; raise the delay"
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        (os.killpg if whole_group else os.kill)(proc.pid, signal.SIGKILL)
         proc.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{w}").exists() for w in workers), "worker processes outlived the main one"
 
 
 @pytest.mark.slow
@@ -193,8 +219,9 @@ def test_resume_after_sigkill_is_byte_identical(tmp_path, hashes):
     reference = tmp_path / "reference"
     build_dataset(ToySource(classes=4, per_class=12), reference, shard_size=4, workers=1)
     out = tmp_path / "killed"
-    for after in (1, 5):  # kill twice, at different points
-        _run_and_kill(script, out, after)
+    # Killed three times: as the first worker starts (main process alone), and later (whole group).
+    for after, whole_group in ((0, False), (1, True), (5, False)):
+        _run_and_kill(script, out, after, whole_group)
     manifest = json.loads((out / "manifest.json").read_text())
     assert not manifest["complete"] and 1 <= len(manifest["shards"]) < 12
     result = build_dataset(ToySource(classes=4, per_class=12), out, shard_size=4, workers=2)

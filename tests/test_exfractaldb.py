@@ -165,6 +165,37 @@ def test_diverging_variant_is_reported_not_drawn():
     assert all("diverges" in f["reason"] for f in batch.failures)
 
 
+def _expanding_in_x_class() -> exfractaldb.ClassParams:
+    """Two maps contracting y, z by 0.5 and x by 0.98: parameter a x 1.1 (variant 2) makes x grow by
+    1.078 per step, which overflows to inf within 20000 points; a x 0.9 and b x 0.9 stay finite."""
+    params = np.zeros((1, 7, 12))
+    params[0, :2, [0, 4, 8]] = [[0.98, 0.98], [0.5, 0.5], [0.5, 0.5]]
+    params[0, 1, 9:] = [1.0, 0.7, 0.3]
+    return exfractaldb.ClassParams(params, np.array([[0.5, 0.5, 0, 0, 0, 0, 0]]), np.array([2]), np.array([-1]))
+
+
+def test_diverging_variant_slot_takes_the_next_unused_variant():
+    classes = _expanding_in_x_class()
+    finite = [exfractaldb.variant_cloud(classes, 0, v, 0, 20_000) is not None for v in range(5)]
+    assert finite == [True, True, False, True, True]
+    src = exfractaldb.ExFractalSource(classes, seed=0, per_class=6, instances_3d=3, views=2, points=20_000,
+                                      image_size=32, roll=True, search={})
+    whole = src.render(0, 6)
+    assert not whole.failures and whole.items.tolist() == list(range(6))
+    assert whole.metadata["variant"].tolist() == [0, 0, 1, 1, 3, 3]  # slot 2 draws variant 3
+    assert (whole.images == 255).any(axis=(1, 2)).all()
+    # the substitute does not depend on the split, nor on a fresh source
+    fresh = exfractaldb.ExFractalSource(classes, seed=0, per_class=6, instances_3d=3, views=2, points=20_000,
+                                        image_size=32, roll=True, search={})
+    part = fresh.render(5, 6)
+    np.testing.assert_array_equal(part.images[0], whole.images[5])
+    assert part.metadata["variant"].tolist() == [3]
+    # with more slots, the slot takes the first variant after the table's used ones
+    wider = exfractaldb.ExFractalSource(classes, seed=0, per_class=8, instances_3d=4, views=2, points=20_000,
+                                        image_size=32, roll=True, search={})
+    assert wider.render(4, 6).metadata["variant"].tolist() == [4, 4]
+
+
 def _shard_arrays(folder: Path) -> dict[str, np.ndarray]:
     with h5py.File(folder / "shard-00000.h5") as f:
         return {"images": f["images"][:], "labels": f["labels"][:],
@@ -178,6 +209,7 @@ def test_generate_bytes_independent_of_workers_and_params_from(tmp_path, hashes)
     cli.generate("exfractaldb", tmp_path / "w1", workers=1, **common)
     cli.generate("exfractaldb", tmp_path / "w2", workers=2, **common)
     assert hashes(tmp_path / "w1") == hashes(tmp_path / "w2")
+    common.pop("search_points_3d")  # refused with --params-from: nothing is searched
     cli.generate("exfractaldb", tmp_path / "p", workers=1, params_from=tmp_path / "w1" / "classes.npz", **common)
     np.testing.assert_array_equal(_shard_arrays(tmp_path / "p")["images"], _shard_arrays(tmp_path / "w1")["images"])
     manifest = (tmp_path / "p" / "manifest.json").read_text()
@@ -202,6 +234,8 @@ def test_png_layout_and_instances_subset(tmp_path):
     (["--variance-threshold", "1.5"], "--variance-threshold"),
     (["--instances-3d", "146"], "at most 145"),
     (["--params-from", "/nonexistent/classes.npz"], "not an ExFractalDB classes.npz"),
+    (["--search-points-3d", "50"], "--search-points-3d must be >= 100"),
+    (["--seed", "-1"], "--seed must be >= 0"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, flags, message):
     argv = ["--db", "exfractaldb", "--classes", "1", "--out", str(tmp_path / "o"), "--instances-3d", "2",
@@ -209,3 +243,15 @@ def test_bad_input_is_one_line(tmp_path, capsys, flags, message):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
+
+
+@pytest.mark.parametrize("flag", [["--variance-threshold", "0.1"], ["--search-points-3d", "5000"]])
+def test_search_flags_are_refused_with_params_from(tmp_path, capsys, flag):
+    saved = tmp_path / "classes.npz"
+    saved.write_bytes(_expanding_in_x_class().to_npz())
+    argv = ["--db", "exfractaldb", "--classes", "1", "--out", str(tmp_path / "o"), "--instances-3d", "1",
+            "--views", "1", "--image-size", "16", "--points", "500", "--params-from", str(saved), *flag]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "do not apply with --params-from" in err, err
+    assert not (tmp_path / "o").exists()

@@ -194,7 +194,7 @@ def test_generate_is_identical_across_workers_and_shard_sizes(tmp_path):
     b_images, b_labels, _ = read_images(tmp_path / "two")
     assert digest(a_images) == digest(b_images) and np.array_equal(a_labels, b_labels)
     assert a_images.shape == (24, 64, 64)
-    assert list(a_meta["variant"][:12]) == [0] * 12 and list(a_meta["render"][:12]) == [0] * 4 + [1] * 4 + [2] * 4
+    assert list(a_meta["variant"][:12]) == [0] * 4 + [1] * 4 + [2] * 4 and list(a_meta["render"][:12]) == [0] * 12
     assert set(a_meta) >= {"item", "variant", "render", "flip", "n_maps", "points_drawn"}
     assert (tmp_path / "one" / "classes.npz").read_bytes() == (tmp_path / "two" / "classes.npz").read_bytes()
     manifest = shards.read_manifest(tmp_path / "one")
@@ -233,7 +233,7 @@ def test_png_format_uses_the_official_file_names(tmp_path):
     names = sorted(p.relative_to(tmp_path / "png").as_posix() for p in (tmp_path / "png").rglob("*.png"))
     assert names == ["00000/00000_00_count_0_flip0.png", "00000/00000_00_count_0_flip1.png",
                      "00000/00000_00_count_0_flip2.png", "00000/00000_00_count_0_flip3.png",
-                     "00000/00000_00_count_1_flip0.png", "00000/00000_00_count_1_flip1.png"]
+                     "00000/00000_01_count_0_flip0.png", "00000/00000_01_count_0_flip1.png"]
 
 
 def test_item_layout_follows_the_official_loops():
@@ -248,6 +248,19 @@ def test_item_layout_follows_the_official_loops():
     assert more.config()["renders_per_variant"] == 11 and more.num_items() == 1100
     batch = more.render(1096, 1100)
     assert [int(batch.metadata["variant"][0]), int(batch.metadata["render"][0])] == [24, 10]
+    assert small_source([square_ifs()], instances=1000).config()["renders_per_variant"] == 10
+
+
+@pytest.mark.parametrize("instances,renders", [(100, 1), (400, 4)])
+def test_fewer_instances_use_fewer_renders_of_all_25_variants(instances, renders):
+    source = small_source([square_ifs()], instances=instances, points=300, image_size=16)
+    assert source.config()["renders_per_variant"] == renders and source.num_items() == instances
+    meta = source.render(0, instances).metadata
+    assert sorted(set(meta["variant"].tolist())) == list(range(25))
+    assert np.bincount(meta["variant"]).tolist() == [4 * renders] * 25
+    assert set(meta["render"].tolist()) == set(range(renders))
+    assert [fractaldb.item_layout(i, renders) for i in (3, 4, instances - 1)] == [
+        (0, 0, 3), (0, 1, 0) if renders > 1 else (1, 0, 0), (24, renders - 1, 3)]
 
 
 # --------------------------------------------------------------------------- bad input
@@ -257,7 +270,7 @@ def test_item_layout_follows_the_official_loops():
     ({"image_size": 8}, "--image-size"), ({"points": 150}, "--points"),
     ({"instances": 10**6}, "--instances"), ({"fill_rate": 0.0}, "--fill-rate"),
     ({"fill_rate": 1.5}, "--fill-rate"), ({"search_points": 10}, "--search-points"),
-    ({"color": "pink"}, "--color"),
+    ({"color": "pink"}, "--color"), ({"seed": -1}, "--seed must be >= 0"),
 ])
 def test_bad_values_raise_one_line(kwargs, message):
     with pytest.raises(FdslError, match=message) as info:
@@ -290,6 +303,22 @@ def test_cli_unknown_db_and_unwritable_out(tmp_path, capsys):
     assert run_main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot write" in err[0]
+
+
+def test_cli_checks_the_output_folder_before_the_search(tmp_path, capsys, monkeypatch):
+    def no_search(*args, **kwargs):
+        raise AssertionError("searched before checking --out")
+
+    monkeypatch.setattr(fractaldb, "search_classes", no_search)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    argv = ["--db", "fractaldb", "--classes", "5", "--out", str(blocker / "sub")]
+    assert run_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot write" in err[0]
+    # a bad setting after the folder check leaves no empty folder behind
+    assert run_main(["--db", "fractaldb", "--classes", "1", "--seed", "-1", "--out", str(tmp_path / "a" / "b")]) == 2
+    assert "--seed must be >= 0" in capsys.readouterr().err and not (tmp_path / "a").exists()
 
 
 def test_params_from_a_folder_of_official_csvs(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from fdsl.datasets import cli as inspect_cli
+from fdsl.errors import FdslError
 from fdsl.generators import cli, rcdb
 from fdsl.generators.kernels import perlin, raster
 
@@ -137,3 +139,20 @@ def test_bad_input_is_one_line(tmp_path, capsys, flags, message):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
+
+
+@pytest.mark.parametrize("name, value", [("vertices", 201), ("vertices", 2), ("contours", 0), ("contours", 500),
+                                         ("perlin", np.nan), ("perlin", 4.5), ("offset", -0.01),
+                                         ("offset", np.inf)])
+def test_params_from_values_outside_the_sampling_ranges_are_refused(tmp_path, name, value):
+    params = rcdb.sample_classes(2, seed=0)
+    arrays = {k: getattr(params, k).copy() for k in ("vertices", "contours", "perlin", "offset")}
+    path = tmp_path / "classes.npz"
+    path.write_bytes(rcdb.ClassParams(**arrays).to_npz())
+    assert rcdb.load_class_params(path, 2).vertices.tolist() == params.vertices.tolist()
+    arrays[name] = arrays[name].astype(np.float64 if isinstance(value, float) else np.int64)
+    arrays[name][1] = value
+    path.write_bytes(rcdb.ClassParams(**arrays).to_npz())
+    with pytest.raises(FdslError, match=re.escape(f"{path}: {name} must be")) as info:
+        rcdb.load_class_params(path, 1)
+    assert "\n" not in str(info.value)

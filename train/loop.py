@@ -420,6 +420,31 @@ def _config_for_run(recipe: str, model: str | None, config_file: str | Path | No
     return config
 
 
+def _make_run_folder(out: Path) -> None:
+    """Create the run folder before the heavy work, so a bad --out fails at once in one line."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise FdslError(f"cannot write the run folder {out}: {exc.strerror or exc}") from None
+
+
+def _check_resume_data(saved: Mapping[str, Any], classes: list[str], train_images: int,
+                       data: str | Path, out: Path) -> None:
+    """Refuse to continue a run on other data; a moved data folder with the same content is fine."""
+    if "classes" in saved and list(saved["classes"]) != list(classes):
+        raise FdslError(f"--resume: {data} has other classes than the data the run in {out} was trained on "
+                        f"({saved.get('data')})")
+    if "train_images" in saved and saved["train_images"] != train_images:
+        raise FdslError(f"--resume: {data} gives {train_images} training images, the run in {out} had "
+                        f"{saved['train_images']} (from {saved.get('data')})")
+    if saved.get("data_resolved") not in (None, str(Path(data).resolve())):
+        log.warning("--resume: data is now %s (the run started on %s); same classes and size, going on",
+                    data, saved["data_resolved"])
+
+
 def _check_resume(config: TrainConfig, saved: Mapping[str, Any], out: Path) -> None:
     mine = config.to_dict()
     for key, value in saved.items():
@@ -524,11 +549,15 @@ def train_classifier(
         raise FdslError(f"{out} already holds a run; pass --resume to continue it, --overwrite to "
                         "replace it, or choose another --out")
 
+    if ctx.main:
+        _make_run_folder(out)
     train_src, train_idx, val_src, val_idx = _open_splits(data, val_data, config)
     train_idx = _pruned(train_src, train_idx, config)
     num_classes = len(train_src.classes)
     if len(train_idx) == 0:
         raise FdslError(f"{data}: no training images left after holding out the validation split")
+    if saved is not None:
+        _check_resume_data(saved, train_src.classes, len(train_idx), data, out)
 
     per_rank_batch = config.batch_size // ctx.world_size
     train_loader = train_src.loader(train_idx, batch_size=per_rank_batch, shuffle=True,
@@ -545,7 +574,8 @@ def train_classifier(
     net, optimizer, schedule = trainer.raw, trainer.optimizer, trainer.schedule
     start_epoch = 0 if saved is None else int(saved["epoch"]) + 1
 
-    extra = {"recipe": recipe, "data": str(data), "val_data": None if val_data is None else str(val_data),
+    extra = {"recipe": recipe, "data": str(data), "data_resolved": str(Path(data).resolve()),
+             "train_images": len(train_idx), "val_data": None if val_data is None else str(val_data),
              "finetune_from": None if finetune_from is None else str(finetune_from),
              "classes": train_src.classes, "world_size": ctx.world_size}
     metrics_path = out / "metrics.jsonl"
