@@ -45,27 +45,28 @@ bench: setup
 	for b in benchmarks/bench_*.py; do PYOPENGL_PLATFORM=egl $(BIN)/python $$b || exit 1; done
 	$(BIN)/python benchmarks/collect_results.py
 
+# --overwrite: a demo folder made by an older fdsl is replaced; one made with these settings resumes.
 demo: setup
 	@echo "== FractalDB: 10 classes x 100 images =="
-	$(BIN)/gen-fractal --db fractaldb --classes 10 --instances 100 --out $(DEMO)/fractaldb
+	$(BIN)/gen-fractal --db fractaldb --classes 10 --instances 100 --overwrite --out $(DEMO)/fractaldb
 	$(BIN)/inspect-shards $(DEMO)/fractaldb --verify --grid $(DEMO)/fractaldb_grid.png --per-class 10
 	@echo "== ExFractalDB: 5 classes x 4 3-D variants x 10 views =="
-	$(BIN)/gen-fractal --db exfractaldb --classes 5 --instances-3d 4 --views 10 --out $(DEMO)/exfractaldb
+	$(BIN)/gen-fractal --db exfractaldb --classes 5 --instances-3d 4 --views 10 --overwrite --out $(DEMO)/exfractaldb
 	$(BIN)/inspect-shards $(DEMO)/exfractaldb --verify --grid $(DEMO)/exfractaldb_grid.png --per-class 10
 	@echo "== RCDB: 5 classes x 40 images =="
-	$(BIN)/gen-fractal --db rcdb --classes 5 --instances 40 --out $(DEMO)/rcdb
+	$(BIN)/gen-fractal --db rcdb --classes 5 --instances 40 --overwrite --out $(DEMO)/rcdb
 	$(BIN)/inspect-shards $(DEMO)/rcdb --verify --grid $(DEMO)/rcdb_grid.png --per-class 10
 	@echo "== Renders: procedural set, 9 classes x 3 models x 100 views, with silhouette area =="
-	PYOPENGL_PLATFORM=egl $(BIN)/render-shapenet --out $(DEMO)/renders --models-per-class 3 --views 100 --image-size 128
+	PYOPENGL_PLATFORM=egl $(BIN)/render-shapenet --out $(DEMO)/renders --models-per-class 3 --views 100 --image-size 128 --overwrite
 	$(BIN)/inspect-shards $(DEMO)/renders --verify --grid $(DEMO)/renders_grid.png --sort-by area --per-class 12
 	$(BIN)/inspect-shards $(DEMO)/renders --hist area $(DEMO)/renders_area_hist.png
 	@echo "== Pre-train ResNet-18 on the demo FractalDB (about a minute on CPU) =="
 	$(BIN)/train-classifier --data $(DEMO)/fractaldb --model resnet18 --recipe fractaldb-resnet --epochs 5 \
 	  --batch-size 64 --lr 0.05 --schedule cosine --image-size 64 --overwrite --out $(DEMO)/runs/fractaldb-resnet18
-	@echo "== Fine-tune it on the demo renders =="
+	@echo "== Fine-tune it on the demo renders (tested on held-out models) =="
 	$(BIN)/train-classifier --data $(DEMO)/renders --recipe finetune --model resnet18 \
 	  --finetune-from $(DEMO)/runs/fractaldb-resnet18/checkpoint.pt --epochs 5 --batch-size 64 --image-size 64 \
-	  --overwrite --out $(DEMO)/runs/renders-finetune
+	  --split-by model_id --overwrite --out $(DEMO)/runs/renders-finetune
 	@echo "Contact sheets, histograms and training curves are in $(DEMO)/"
 
 clean:

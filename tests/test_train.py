@@ -512,3 +512,22 @@ def test_resnet_learns_a_small_fractaldb(tmp_path: Path) -> None:
                                schedule="cosine", val_fraction=0.2, **dict(SMALL, image_size=48))
     assert summary["val_images"] == 80
     assert summary["top1"] >= 0.45, summary  # 0.69 here; chance is 0.25
+
+
+def test_split_by_groups_keeps_each_group_on_one_side() -> None:
+    labels = np.repeat(np.arange(3), 40)
+    groups = np.array([f"m{(i // 10) % 4}" for i in range(120)])  # 4 models x 10 views per class
+    train, val = split_indices(labels, 0.25, seed=0, groups=groups)
+    assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == 120
+    for label in range(3):
+        held = {g for g in groups[val][labels[val] == label]}
+        kept = {g for g in groups[train][labels[train] == label]}
+        assert len(held) == 1 and not held & kept  # one model of four held out, whole
+    plain = split_indices(labels, 0.25, seed=0)
+    assert np.array_equal(plain[0], split_indices(labels, 0.25, seed=0, groups=None)[0])
+
+
+def test_split_by_unknown_field_exits_2(shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, err = _main(["--data", str(shards), "--out", str(tmp_path / "o"), "--workers", "0",
+                       "--device", "cpu", "--split-by", "model_id"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "model_id" in err

@@ -68,6 +68,9 @@ def build_parser() -> OneLineParser:
     rec.add_argument("--self-paced-threshold", type=non_negative_float,
                      help="self-paced augmentation: augment only samples whose un-augmented loss is >= "
                           "this (0 = augment all)")
+    rec.add_argument("--split-by", metavar="FIELD",
+                     help="hold out whole groups of this metadata field, e.g. model_id for renders, so "
+                          "views of one model never sit on both sides of the split")
     rec.add_argument("--prune", choices=PRUNE_MODES,
                      help="prune the training split per class: random, or drop-smallest / drop-largest "
                           "by --prune-field (default none)")
@@ -87,8 +90,8 @@ def build_parser() -> OneLineParser:
 
 FIELD_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "schedule", "warmup_epochs",
                "label_smoothing", "image_size", "mixup", "cutmix", "hflip", "random_erasing",
-               "self_paced_threshold", "seed", "workers", "compile", "val_fraction", "prune", "prune_field",
-               "keep_fraction")
+               "self_paced_threshold", "seed", "workers", "compile", "val_fraction", "split_by",
+               "prune", "prune_field", "keep_fraction")
 
 
 def _body(argv: Sequence[str] | None) -> int:

@@ -157,19 +157,25 @@ def open_data(path: str | Path, image_size: int, resize_ratio: float | None) -> 
     return DataSource(path, "imagefolder", dataset, dataset.classes, dataset.labels, side)
 
 
-def split_indices(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(labels: np.ndarray, fraction: float, seed: int,
+                  groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A stratified held-out split: (train positions, val positions), both sorted int64.
 
-    Each class gives round(fraction * n_c) items (at least 1 when it has 2+ items and fraction > 0),
-    chosen by a permutation seeded with (seed, class): the same split on every machine.
+    Each class gives round(fraction * n_c) of its units (at least 1 when it has 2+ units and
+    fraction > 0), chosen by a permutation seeded with (seed, class): the same split on every
+    machine. Units are images, or with ``groups`` ([N], e.g. the model id of each rendered view)
+    whole groups, so no group has images on both sides.
     """
     train, val = [], []
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
-        count = round(fraction * len(members))
-        if fraction > 0 and len(members) > 1:
-            count = min(max(count, 1), len(members) - 1)
-        order = np.random.default_rng([seed, 0x5EED, int(label)]).permutation(members)
-        val.append(order[:count])
-        train.append(order[count:])
+        units, unit_of = (np.arange(len(members)), np.arange(len(members))) if groups is None else \
+            np.unique(groups[members], return_inverse=True)
+        count = round(fraction * len(units))
+        if fraction > 0 and len(units) > 1:
+            count = min(max(count, 1), len(units) - 1)
+        order = np.random.default_rng([seed, 0x5EED, int(label)]).permutation(len(units))
+        held = np.isin(unit_of, order[:count])
+        val.append(members[held])
+        train.append(members[~held])
     return np.sort(np.concatenate(train)).astype(np.int64), np.sort(np.concatenate(val)).astype(np.int64)

@@ -460,7 +460,14 @@ def _open_splits(data: str | Path, val_data: str | Path | None, config: TrainCon
         if val_src.classes != train_src.classes:
             raise FdslError(f"--val-data {val_data} has other classes than {data}")
         return train_src, np.arange(len(train_src.labels)), val_src, np.arange(len(val_src.labels))
-    train_idx, val_idx = data_mod.split_indices(train_src.labels, config.val_fraction, config.seed)
+    groups = None
+    if config.split_by:
+        metadata = getattr(train_src.dataset, "metadata", {})
+        if config.split_by not in metadata:
+            raise FdslError(f"--split-by {config.split_by!r}: {train_src.path} records "
+                            f"{', '.join(sorted(metadata)) or 'no metadata'}")
+        groups = metadata[config.split_by]
+    train_idx, val_idx = data_mod.split_indices(train_src.labels, config.val_fraction, config.seed, groups)
     return train_src, train_idx, train_src, val_idx
 
 
