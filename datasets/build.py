@@ -15,7 +15,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -217,13 +216,7 @@ def _describe_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
 
 def _prepare_folder(out: Path, identity: dict[str, Any], overwrite: bool) -> dict[int, dict[str, Any]]:
     """Check ``out`` against ``identity``; return the shard entries that can be kept."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-probe{shards.TMP_MARK}{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise FdslError(f"cannot write to output folder {out}: {exc.strerror or exc}") from None
+    shards.ensure_writable(out)
     for stale in out.glob(f".*{shards.TMP_MARK}*"):
         stale.unlink()  # left by a killed run
     manifest_file = shards.manifest_path(out)

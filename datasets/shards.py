@@ -21,7 +21,7 @@ import h5py
 import hdf5plugin  # registers the LZ4/zstd filters, so any process that reads a shard can decode it
 import numpy as np
 
-from fdsl.errors import ShardError
+from fdsl.errors import FdslError, ShardError
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,18 @@ def commit_file(tmp: Path, final: Path) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, final)
     fsync_dir(final.parent)
+
+
+def ensure_writable(folder: Path, what: str = "output folder") -> None:
+    """Create ``folder`` and write a probe file in it; FdslError (one line) when that fails, so an
+    unusable folder is reported before any long work."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe{TMP_MARK}{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise FdslError(f"cannot write to {what} {folder}: {exc.strerror or exc}") from None
 
 
 def write_bytes_atomic(final: Path, data: bytes) -> None:

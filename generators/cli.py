@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 from fdsl.cli import OneLineParser, positive_int, run_cli, setup_logging
 from fdsl.datasets.build import BuildResult, build_dataset
 from fdsl.datasets.jobs import BACKENDS, default_workers
-from fdsl.datasets.shards import COMPRESSIONS, TMP_MARK
+from fdsl.datasets.shards import COMPRESSIONS, ensure_writable
 from fdsl.errors import FdslError
 from fdsl.generators.registry import GENERATORS, available, get_generator
 
@@ -21,13 +20,7 @@ def check_writable(out: Path) -> list[Path]:
     """Create ``out`` and write a probe file in it, so an unusable folder fails before a long
     category search; returns the folders it created (deepest first). FdslError (one line)."""
     created = [p for p in (out, *out.parents) if not p.exists()]
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-probe{TMP_MARK}{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise FdslError(f"cannot write to output folder {out}: {exc.strerror or exc}") from None
+    ensure_writable(out)
     return created
 
 

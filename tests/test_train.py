@@ -407,8 +407,8 @@ def test_lr_schedules() -> None:
     (["--data", "{shards}", "--out", "{tmp}/o", "--device", "tpu"], "invalid choice"),
     (["--data", "{shards}", "--out", "{tmp}/o", "--set", "momentum=-3"], "must be >= 0"),
     (["--data", "{shards}", "--out", "{tmp}/o", "--set", "drop_path=2"], "drop_path"),
-    (["--data", "{shards}", "--out", "{tmp}/junk.pt"], "cannot write the run folder"),
-    (["--data", "{shards}", "--out", "/proc/fdsl-run"], "cannot write the run folder"),
+    (["--data", "{shards}", "--out", "{tmp}/junk.pt"], "cannot write to the run folder"),
+    (["--data", "{shards}", "--out", "/proc/fdsl-run"], "cannot write to the run folder"),
 ])
 def test_bad_input_exits_2_with_one_line(argv: list[str], message: str, shards: Path, tmp_path: Path,
                                          capsys: pytest.CaptureFixture) -> None:

@@ -422,13 +422,9 @@ def _config_for_run(recipe: str, model: str | None, config_file: str | Path | No
 
 def _make_run_folder(out: Path) -> None:
     """Create the run folder before the heavy work, so a bad --out fails at once in one line."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-probe-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise FdslError(f"cannot write the run folder {out}: {exc.strerror or exc}") from None
+    from fdsl.datasets.shards import ensure_writable
+
+    ensure_writable(out, "the run folder")
 
 
 def _check_resume_data(saved: Mapping[str, Any], classes: list[str], train_images: int,
