@@ -16,7 +16,7 @@ import io
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -128,53 +128,58 @@ class _Job:
 
     def __call__(self, task: ShardTask) -> dict[str, Any]:
         out = Path(self.out)
+        failures: list[dict[str, Any]] = []
         if self.storage == "png":
-            batch = self.source.render(task.start, task.stop)
-            entry = _write_png_task(self.source, out, task, batch)
-            failures = batch.failures
+            entry = _write_png_task(self.source, out, task, self._parts(task, failures))
         else:
-            entry, failures = self._write_hdf5(out, task)
+            entry = self._write_hdf5(out, task, self._parts(task, failures))
         entry["failures"] = failures
         entry["first_item"] = task.start
         return entry
 
-    def _write_hdf5(self, out: Path, task: ShardTask) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        # Rendered part by part so that a worker holds RENDER_PART images, not a whole shard.
+    def _parts(self, task: ShardTask, failures: list[dict[str, Any]]) -> Iterator[RenderedBatch]:
+        """The task's items rendered RENDER_PART at a time, so a worker never holds a whole shard;
+        their failures are collected into ``failures``."""
+        for start in range(task.start, task.stop, RENDER_PART):
+            batch = self.source.render(start, min(start + RENDER_PART, task.stop))
+            # A unit (a model) cut by a part boundary reports its failure in both parts.
+            failures.extend(f for f in batch.failures if f not in failures)
+            yield batch
+
+    def _write_hdf5(self, out: Path, task: ShardTask, parts: Iterator[RenderedBatch]) -> dict[str, Any]:
         writer = shards.ShardWriter(out / shards.shard_file_name(task.index), self.compression, task.index)
-        failures: list[dict[str, Any]] = []
         try:
-            for start in range(task.start, task.stop, RENDER_PART):
-                batch = self.source.render(start, min(start + RENDER_PART, task.stop))
+            for batch in parts:
                 meta = dict(batch.metadata)
                 meta["item"] = np.asarray(batch.items, dtype=np.int64)
                 writer.append(batch.images, batch.labels, meta)
-                # A unit (a model) cut by a part boundary reports its failure in both parts.
-                failures.extend(f for f in batch.failures if f not in failures)
-            return writer.close().to_json(), failures
+            return writer.close().to_json()
         except BaseException:
             writer.abort()
             raise
 
 
-def _write_png_task(source: ShardSource, out: Path, task: ShardTask, batch: RenderedBatch) -> dict[str, Any]:
+def _write_png_task(source: ShardSource, out: Path, task: ShardTask,
+                    parts: Iterator[RenderedBatch]) -> dict[str, Any]:
     from PIL import Image
 
     listing = hashlib.sha256()
     total = 0
     lines = []
-    for k in range(len(batch.items)):
-        meta = {name: values[k] for name, values in batch.metadata.items()}
-        rel = source.png_path(int(batch.labels[k]), meta, int(batch.items[k]))
-        path = out / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        buf = io.BytesIO()
-        Image.fromarray(batch.images[k]).save(buf, format="PNG", optimize=False)
-        data = buf.getvalue()
-        shards.write_bytes_atomic_nosync(path, data)
-        line = f"{rel}\t{hashlib.sha256(data).hexdigest()}\n"
-        listing.update(line.encode())
-        total += len(data)
-        lines.append(line)
+    for batch in parts:
+        for k in range(len(batch.items)):
+            meta = {name: values[k] for name, values in batch.metadata.items()}
+            rel = source.png_path(int(batch.labels[k]), meta, int(batch.items[k]))
+            path = out / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            buf = io.BytesIO()
+            Image.fromarray(batch.images[k]).save(buf, format="PNG", optimize=False)
+            data = buf.getvalue()
+            shards.write_bytes_atomic_nosync(path, data)
+            line = f"{rel}\t{hashlib.sha256(data).hexdigest()}\n"
+            listing.update(line.encode())
+            total += len(data)
+            lines.append(line)
     # A hidden file, not a folder: ImageFolder-style readers take every folder of the root as a class.
     index_name = f"{PNG_INDEX_PREFIX}{task.index:05d}.txt"
     index_path = out / index_name

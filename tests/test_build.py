@@ -103,6 +103,15 @@ def test_shards_written_part_by_part_hold_the_same_images(tmp_path, monkeypatch)
     assert (tmp_path / "whole" / "failures.jsonl").read_bytes() == (tmp_path / "parts" / "failures.jsonl").read_bytes()
 
 
+def test_png_tasks_rendered_part_by_part_give_the_same_files(tmp_path, monkeypatch, hashes):
+    from fdsl.datasets import build
+
+    build_dataset(ToySource(fail_every=5), tmp_path / "whole", shard_size=12, workers=1, storage="png")
+    monkeypatch.setattr(build, "RENDER_PART", 5)
+    build_dataset(ToySource(fail_every=5), tmp_path / "parts", shard_size=12, workers=1, storage="png")
+    assert hashes(tmp_path / "whole") == hashes(tmp_path / "parts")
+
+
 def test_png_format_layout_and_resume(tmp_path, hashes):
     out = tmp_path / "png"
     build_dataset(ToySource(classes=2, per_class=3), out, shard_size=4, storage="png", workers=1)
