@@ -33,9 +33,12 @@ import numpy as np
 from PIL import Image
 
 from fdsl.cli import OneLineParser, positive_int, run_cli, setup_logging
-from fdsl.datasets.build import STORAGES, BuildResult, RenderedBatch, build_dataset
-from fdsl.datasets.jobs import BACKENDS, default_workers
-from fdsl.datasets.shards import COMPRESSIONS
+from fdsl.datasets.build import (
+    BuildResult,
+    RenderedBatch,
+    add_build_arguments,
+    build_dataset,
+)
 from fdsl.errors import FdslError
 
 log = logging.getLogger(__name__)
@@ -331,17 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"image side in pixels; short side resized, centre crop (default {DEFAULT_IMAGE_SIZE})")
     add("--classes", type=positive_int, default=None,
         help="keep only the first N classes of classes.txt (default: all 200)")
-    add("--workers", type=positive_int, default=None,
-        help=f"worker processes (default: all cores, here {default_workers()})")
-    add("--backend", choices=sorted(BACKENDS), default="local",
-        help="where shards run: local processes (default), inline (this process), ray")
-    add("--shard-size", type=positive_int, default=DEFAULT_SHARD_SIZE,
-        help=f"images per shard file (default {DEFAULT_SHARD_SIZE})")
-    add("--compression", choices=COMPRESSIONS, default="lz4", help="per-image chunk compression (default lz4)")
-    add("--format", dest="fmt", choices=STORAGES, default="hdf5",
-        help="hdf5 shards (default) or PNG files as <class>/<image stem>.png (an ImageFolder tree)")
-    add("--overwrite", action="store_true", help="replace a data set made with other settings in --out")
-    add("--verbose", action="store_true", help="debug logging")
+    add_build_arguments(parser, shard_size=DEFAULT_SHARD_SIZE, shard_size_help=f"default {DEFAULT_SHARD_SIZE}",
+                        png_help="PNG files as <class>/<image stem>.png (an ImageFolder tree)")
     return parser
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from fdsl.cli import OneLineParser, positive_int, run_cli, setup_logging
-from fdsl.datasets.build import BuildResult, build_dataset
-from fdsl.datasets.jobs import BACKENDS, default_workers
-from fdsl.datasets.shards import COMPRESSIONS, ensure_writable
+from fdsl.datasets.build import BuildResult, add_build_arguments, build_dataset
+from fdsl.datasets.jobs import default_workers
+from fdsl.datasets.shards import ensure_writable
 from fdsl.errors import FdslError
 from fdsl.generators.registry import GENERATORS, available, get_generator
 
@@ -88,25 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--instances", type=positive_int, default=None,
                         help="images per class (default: the data set's official 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed that fixes every image bit for bit (default 0)")
-    parser.add_argument("--workers", type=positive_int, default=None,
-                        help=f"worker processes (default: all cores, here {default_workers()})")
-    parser.add_argument("--backend", choices=sorted(BACKENDS), default="local",
-                        help="where shards run: local processes (default), inline (this process), ray (a Ray cluster)")
     parser.add_argument("--image-size", type=positive_int, default=None,
                         help="image side in pixels (default: fractaldb 362, exfractaldb 224, rcdb 512)")
     parser.add_argument("--points", type=positive_int, default=None,
                         help="points per fractal (default: fractaldb 200000, exfractaldb 100000)")
-    parser.add_argument("--shard-size", type=positive_int, default=10_000, help="images per shard file (default 10000)")
-    parser.add_argument("--compression", choices=COMPRESSIONS, default="lz4",
-                        help="per-image chunk compression in the shards (default lz4)")
-    parser.add_argument("--format", dest="fmt", choices=("hdf5", "png"), default="hdf5",
-                        help="hdf5 shards (default) or PNG files in the official folder layout")
     parser.add_argument("--params-from", type=Path, default=None,
                         help="regenerate from saved class parameters instead of searching: the classes.npz of an earlier run, "
                              "or (fractaldb) a folder of the official code's per-class CSV files")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace a data set made with other settings in --out")
-    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    add_build_arguments(parser, shard_size=10_000, shard_size_help="default 10000",
+                        png_help="PNG files in the official folder layout")
     for name, module in available().items():
         module.add_arguments(parser.add_argument_group(f"{name} options"))
     return parser

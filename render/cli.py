@@ -9,9 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fdsl.cli import OneLineParser, non_negative_int, positive_int, run_cli, setup_logging
-from fdsl.datasets.build import BuildResult, build_dataset
-from fdsl.datasets.jobs import BACKENDS, default_workers
-from fdsl.datasets.shards import COMPRESSIONS
+from fdsl.datasets.build import BuildResult, add_build_arguments, build_dataset
+from fdsl.datasets.jobs import default_workers
 from fdsl.errors import FdslError
 from fdsl.render import procedural, shapenet
 from fdsl.render.shapenet import ModelRef
@@ -206,17 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--fov", dest="fov_deg", type=float, default=DEFAULT_FOV_DEG,
         help=f"vertical field of view in degrees; the camera distance keeps the unit sphere in view (default {DEFAULT_FOV_DEG:g})")
     add("--seed", type=non_negative_int, default=0, help="seed that fixes the model sample, viewpoints and every pixel (default 0)")
-    add("--workers", type=positive_int, default=None,
-        help=f"worker processes, one renderer each (default: all cores, here {default_workers()})")
-    add("--backend", choices=sorted(BACKENDS), default="local",
-        help="where shards run: local processes (default), inline (this process), ray")
-    add("--shard-size", type=positive_int, default=None,
-        help="images per shard file (default: whole models, about 2000 images; a worker holds one shard in memory)")
-    add("--compression", choices=COMPRESSIONS, default="lz4", help="per-image chunk compression (default lz4)")
-    add("--format", dest="fmt", choices=("hdf5", "png"), default="hdf5",
-        help="hdf5 shards (default) or PNG files as <class>/<model_id>/<view>.png")
-    add("--overwrite", action="store_true", help="replace a data set made with other settings in --out")
-    add("--verbose", action="store_true", help="debug logging")
+    add_build_arguments(parser, shard_size=None, workers_help="worker processes, one renderer each",
+                        shard_size_help="default: whole models, about 2000 images",
+                        png_help="PNG files as <class>/<model_id>/<view>.png")
     return parser
 
 
