@@ -18,15 +18,16 @@ import json
 import logging
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from fdsl.datasets import shards
 from fdsl.datasets.jobs import default_workers, run_tasks
 from fdsl.errors import ConfigMismatchError, FdslError
+from fdsl.sources import RenderedBatch, ShardSource  # noqa: F401  (re-exported for old imports)
 
 log = logging.getLogger(__name__)
 
@@ -35,49 +36,6 @@ PNG_INDEX_PREFIX = ".png-index-"  # + task number + .txt: the files one PNG task
 # Images rendered and held in memory at a time per worker (a whole 10,000-image FractalDB shard
 # would be 1.3 GB); shards are written part by part.
 RENDER_PART = 1000
-
-
-@dataclass
-class RenderedBatch:
-    """Items ``[start, stop)`` of a source, as rendered.
-
-    images: uint8 [n, H, W] or [n, H, W, C]; labels: int64 [n]; metadata: name -> 1-D array [n];
-    items: int64 [n], the item index of each image (a source may skip broken items, so n can be
-    smaller than stop - start); failures: one JSON-able dict per skipped unit (e.g. a broken mesh),
-    each with at least ``reason``.
-    """
-
-    images: np.ndarray
-    labels: np.ndarray
-    metadata: dict[str, np.ndarray]
-    items: np.ndarray
-    failures: list[dict[str, Any]] = field(default_factory=list)
-
-
-@runtime_checkable
-class ShardSource(Protocol):
-    """What a generator or renderer offers the builder. It must pickle (it is sent to workers)."""
-
-    name: str
-    version: str
-
-    def config(self) -> dict[str, Any]:
-        """JSON-able configuration that, with the version, fixes every output byte."""
-
-    def class_names(self) -> list[str]:
-        """Class names; label ``i`` is ``class_names()[i]``."""
-
-    def num_items(self) -> int:
-        """How many items (images) the data set has, before any failures."""
-
-    def render(self, start: int, stop: int) -> RenderedBatch:
-        """Render items ``[start, stop)``; each item depends only on its index and the config."""
-
-    def png_path(self, label: int, metadata: Mapping[str, Any], item: int) -> str:
-        """Relative path of an item in the official PNG folder layout."""
-
-    def extra_files(self) -> dict[str, bytes]:
-        """Files to store beside the manifest (e.g. the class parameters), name -> bytes."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +134,7 @@ def _write_png_task(source: ShardSource, out: Path, task: ShardTask,
             buf = io.BytesIO()
             Image.fromarray(batch.images[k]).save(buf, format="PNG", optimize=False)
             data = buf.getvalue()
-            shards.write_bytes_atomic_nosync(path, data)
+            shards.write_bytes_atomic(path, data, sync=False)
             line = f"{rel}\t{hashlib.sha256(data).hexdigest()}\n"
             listing.update(line.encode())
             total += len(data)

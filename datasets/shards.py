@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,16 @@ import h5py
 import hdf5plugin  # registers the LZ4/zstd filters, so any process that reads a shard can decode it
 import numpy as np
 
-from fdsl.errors import FdslError, ShardError
+from fdsl.atomic import (  # noqa: F401  (re-exported: older callers import them from here)
+    TMP_MARK,
+    commit_file,
+    ensure_writable,
+    fsync_dir,
+    sha256_file,
+    temp_path,
+    write_bytes_atomic,
+)
+from fdsl.errors import ShardError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +38,6 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 FAILURES_NAME = "failures.jsonl"
 COMPRESSIONS = ("none", "lz4", "zstd")
-TMP_MARK = ".tmp-"
 
 
 def shard_file_name(index: int) -> str:
@@ -46,64 +53,6 @@ def _compression_kwargs(compression: str) -> dict[str, Any]:
     if compression == "zstd":
         return dict(hdf5plugin.Zstd(clevel=3))
     raise ShardError(f"unknown compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}")
-
-
-def sha256_file(path: Path, block: int = 1 << 22) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename inside ``folder`` durable."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def temp_path(final: Path) -> Path:
-    """A hidden temporary name beside ``final``, unique to this process."""
-    return final.with_name(f".{final.name}{TMP_MARK}{os.getpid()}")
-
-
-def commit_file(tmp: Path, final: Path) -> None:
-    """fsync ``tmp`` and atomically rename it to ``final``."""
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
-    fsync_dir(final.parent)
-
-
-def ensure_writable(folder: Path, what: str = "output folder") -> None:
-    """Create ``folder`` and write a probe file in it; FdslError (one line) when that fails, so an
-    unusable folder is reported before any long work."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-probe{TMP_MARK}{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise FdslError(f"cannot write to {what} {folder}: {exc.strerror or exc}") from None
-
-
-def write_bytes_atomic(final: Path, data: bytes) -> None:
-    """Write ``data`` to ``final`` through a temporary file and a rename."""
-    tmp = temp_path(final)
-    tmp.write_bytes(data)
-    commit_file(tmp, final)
-
-
-def write_bytes_atomic_nosync(final: Path, data: bytes) -> None:
-    """Like write_bytes_atomic without fsync, for many small files whose hashes are checked on resume."""
-    tmp = temp_path(final)
-    tmp.write_bytes(data)
-    os.replace(tmp, final)
 
 
 def _metadata_array(name: str, values: np.ndarray, count: int) -> np.ndarray:

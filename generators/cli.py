@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fdsl.atomic import ensure_writable
 from fdsl.cli import OneLineParser, positive_int, run_cli, setup_logging
 from fdsl.datasets.build import BuildResult, add_build_arguments, build_dataset
 from fdsl.datasets.jobs import default_workers
-from fdsl.datasets.shards import ensure_writable
 from fdsl.errors import FdslError
 from fdsl.generators.registry import GENERATORS, available, get_generator
 

@@ -42,10 +42,10 @@ from typing import Any
 
 import numpy as np
 
-from fdsl.datasets.build import RenderedBatch
 from fdsl.datasets.jobs import run_tasks
 from fdsl.errors import FdslError
 from fdsl.generators.kernels import ifs3d
+from fdsl.sources import RenderedBatch
 
 log = logging.getLogger(__name__)
 

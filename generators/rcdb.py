@@ -27,11 +27,11 @@ from typing import Any
 import numba
 import numpy as np
 
-from fdsl.datasets.build import RenderedBatch
 from fdsl.errors import FdslError
 from fdsl.generators.exfractaldb import npz_bytes
 from fdsl.generators.kernels.perlin import PERM, _noise1
 from fdsl.generators.kernels.raster import draw_line
+from fdsl.sources import RenderedBatch
 
 DESCRIPTION = "radial contours: Perlin-noised concentric polygons (Kataoka et al., CVPR 2022)"
 OPTION_NAMES: tuple[str, ...] = ()

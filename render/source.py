@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from fdsl.datasets.build import RenderedBatch
 from fdsl.render import procedural
 from fdsl.render.renderer import MeshPart, get_renderer
 from fdsl.render.shapenet import BrokenModel, ModelRef, load_model
 from fdsl.render.viewpoints import Views, camera_distance, make_views
+from fdsl.sources import RenderedBatch
 
 log = logging.getLogger(__name__)
 

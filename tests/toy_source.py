@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from fdsl.datasets.build import RenderedBatch
+from fdsl.sources import RenderedBatch
 
 
 class ToySource:

@@ -422,7 +422,7 @@ def _config_for_run(recipe: str, model: str | None, config_file: str | Path | No
 
 def _make_run_folder(out: Path) -> None:
     """Create the run folder before the heavy work, so a bad --out fails at once in one line."""
-    from fdsl.datasets.shards import ensure_writable
+    from fdsl.atomic import ensure_writable
 
     ensure_writable(out, "the run folder")
 

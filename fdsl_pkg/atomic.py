@@ -1,0 +1,137 @@
+"""Files that are never seen half-written, and folders that one run owns at a time.
+
+Every writer in fdsl (shards, manifests, PNG trees, checkpoints, metrics, summaries) goes through
+these helpers: write to a hidden temporary name in the same folder, fsync, rename, fsync the
+folder. ``folder_lock`` takes an advisory ``flock`` on ``FOLDER/.fdsl.lock``; the kernel drops it
+when the process exits or is killed, so a crashed run never leaves a stale lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from fdsl.errors import FdslError
+
+TMP_MARK = ".tmp-"
+LOCK_NAME = ".fdsl.lock"
+
+
+def sha256_file(path: str | Path, block: int = 1 << 22) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Make a rename inside ``folder`` durable."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def temp_path(final: str | Path) -> Path:
+    """A hidden temporary name beside ``final``, unique to this process."""
+    final = Path(final)
+    return final.with_name(f".{final.name}{TMP_MARK}{os.getpid()}")
+
+
+def commit_file(tmp: str | Path, final: str | Path) -> None:
+    """fsync ``tmp`` and atomically rename it to ``final``."""
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    fsync_dir(Path(final).parent)
+
+
+def remove_quietly(path: str | Path) -> None:
+    """Delete a file if it is there (clean-up after a failed write)."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def write_bytes_atomic(final: str | Path, data: bytes, *, sync: bool = True) -> None:
+    """Write ``data`` to ``final`` through a temporary file and a rename.
+
+    ``sync=False`` skips the fsyncs, for many small files whose hashes are checked on resume. The
+    temporary file is removed when the write fails (a full disk, say) and the error re-raised.
+    """
+    final = Path(final)
+    tmp = temp_path(final)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+    if sync:
+        fsync_dir(final.parent)
+
+
+def ensure_writable(folder: str | Path, what: str = "output folder") -> None:
+    """Create ``folder`` and write a probe file in it; FdslError (one line) when that fails, so an
+    unusable folder is reported before any long work."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe{TMP_MARK}{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise FdslError(f"cannot write to {what} {folder}: {exc.strerror or exc}") from None
+
+
+class FolderLockedError(FdslError):
+    """Another fdsl process holds the output folder."""
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path, *, wait: bool = False) -> Iterator[Path]:
+    """Hold an exclusive advisory lock on ``folder`` (created if missing) for the ``with`` body.
+
+    A second process asking for the same folder is refused at once with FolderLockedError (one
+    line naming the folder), or blocks until the first is done when ``wait`` is true. The lock file
+    itself stays (it is empty and hidden); the kernel releases the lock on exit or kill.
+    """
+    folder = Path(folder)
+    ensure_writable(folder)
+    path = folder / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise FolderLockedError(
+                    f"{folder} is in use by another fdsl run; wait for it to finish or choose "
+                    f"another output folder") from None
+            raise
+        yield path
+    finally:
+        os.close(fd)  # closing the descriptor releases the flock
+
+
+def free_bytes(folder: str | Path) -> int:
+    """Bytes free for an unprivileged writer on the file system holding ``folder``."""
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether an exception is the OS saying the disk is full or failing (ENOSPC, EDQUOT, EIO)."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO)

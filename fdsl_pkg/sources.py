@@ -1,0 +1,57 @@
+"""The seam between what makes images (generators, renderers, importers) and what stores them.
+
+NumPy only: importing a generator imports this module, never h5py, torch or the builder.
+A source describes a data set as ``num_items()`` items, each a pure function of (config, index);
+the builder (``fdsl.datasets.build``) splits the items into shards and drives ``render``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass
+class RenderedBatch:
+    """Items ``[start, stop)`` of a source, as rendered.
+
+    images: uint8 [n, H, W] or [n, H, W, C]; labels: int64 [n]; metadata: name -> 1-D array [n];
+    items: int64 [n], the item index of each image (a source may skip broken items, so n can be
+    smaller than stop - start); failures: one JSON-able dict per skipped unit (e.g. a broken mesh),
+    each with at least ``reason``.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    metadata: dict[str, np.ndarray]
+    items: np.ndarray
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+
+@runtime_checkable
+class ShardSource(Protocol):
+    """What a generator or renderer offers the builder. It must pickle (it is sent to workers)."""
+
+    name: str
+    version: str
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able configuration that, with the version, fixes every output byte."""
+
+    def class_names(self) -> list[str]:
+        """Class names; label ``i`` is ``class_names()[i]``."""
+
+    def num_items(self) -> int:
+        """How many items (images) the data set has, before any failures."""
+
+    def render(self, start: int, stop: int) -> RenderedBatch:
+        """Render items ``[start, stop)``; each item depends only on its index and the config."""
+
+    def png_path(self, label: int, metadata: Mapping[str, Any], item: int) -> str:
+        """Relative path of an item in the official PNG folder layout."""
+
+    def extra_files(self) -> dict[str, bytes]:
+        """Files to store beside the manifest (e.g. the class parameters), name -> bytes."""
