@@ -11,7 +11,6 @@ writes the same bytes whether or not it was interrupted.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
@@ -262,27 +261,6 @@ def _read_layout(out: Path, done: Mapping[int, Mapping[str, Any]], storage: str)
             with shards.open_shard(out / done[index]["file"]) as f:
                 return list(f["images"].shape[1:]), {k: f["metadata"][k].dtype.str for k in sorted(f["metadata"])}
     return None, None
-
-
-def add_build_arguments(parser: argparse.ArgumentParser, *, shard_size: int | None, shard_size_help: str,
-                        png_help: str, workers_help: str = "worker processes") -> None:
-    """Add the flags every builder CLI shares; their names match ``build_dataset``'s parameters
-    (``--format`` is ``fmt``, passed on as ``storage``), plus ``--verbose``."""
-    from fdsl.cli import positive_int
-    from fdsl.datasets.jobs import BACKENDS, default_workers
-
-    group = parser.add_argument_group("output and execution")
-    add = group.add_argument
-    add("--workers", type=positive_int, default=None,
-        help=f"{workers_help} (default: all cores, here {default_workers()})")
-    add("--backend", choices=sorted(BACKENDS), default="local",
-        help="where shards run: local processes (default), inline (this process), ray (a Ray cluster)")
-    add("--shard-size", type=positive_int, default=shard_size, help=f"images per shard file ({shard_size_help})")
-    add("--compression", choices=shards.COMPRESSIONS, default="lz4",
-        help="per-image chunk compression in the shards (default lz4)")
-    add("--format", dest="fmt", choices=STORAGES, default="hdf5", help=f"hdf5 shards (default) or {png_help}")
-    add("--overwrite", action="store_true", help="replace a data set made with other settings in --out")
-    add("--verbose", action="store_true", help="debug logging")
 
 
 def build_dataset(

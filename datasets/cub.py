@@ -33,13 +33,11 @@ import numpy as np
 from PIL import Image
 
 from fdsl.cli import OneLineParser, positive_int, run_cli, setup_logging
-from fdsl.datasets.build import (
-    BuildResult,
-    RenderedBatch,
-    add_build_arguments,
-    build_dataset,
-)
+from fdsl.datasets.build import BuildResult, build_dataset
+from fdsl.datasets.buildcli import add_build_arguments
 from fdsl.errors import FdslError
+from fdsl.imaging import resize_center_crop
+from fdsl.sources import RenderedBatch
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +46,6 @@ VERSION = "1"
 SPLITS = ("train", "test", "all")
 DEFAULT_IMAGE_SIZE = 256
 DEFAULT_SHARD_SIZE = 2_000  # about 390 MB of 256 px RGB held per worker
-RESAMPLE = Image.Resampling.BILINEAR
 REQUIRED_FILES = ("images.txt", "image_class_labels.txt", "classes.txt", "train_test_split.txt",
                   "parts/part_locs.txt")
 BBOX_FILE = "bounding_boxes.txt"
@@ -197,12 +194,7 @@ def load_image(path: Path, size: int) -> tuple[np.ndarray, int, int]:
     ``size`` (bilinear), centre crop. Raises OSError/ValueError for an unreadable image."""
     with Image.open(path) as img:
         width, height = img.size
-        img = img.convert("RGB")
-        scale = size / min(width, height)
-        w, h = max(size, round(width * scale)), max(size, round(height * scale))
-        img = img.resize((w, h), RESAMPLE)
-        left, top = (w - size) // 2, (h - size) // 2
-        return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8), width, height
+        return resize_center_crop(img, size), width, height
 
 
 class CubSource:

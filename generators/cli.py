@@ -10,7 +10,8 @@ from typing import Any
 
 from fdsl.atomic import ensure_writable
 from fdsl.cli import OneLineParser, positive_int, run_cli, setup_logging
-from fdsl.datasets.build import BuildResult, add_build_arguments, build_dataset
+from fdsl.datasets.build import BuildResult, build_dataset
+from fdsl.datasets.buildcli import add_build_arguments
 from fdsl.datasets.jobs import default_workers
 from fdsl.errors import FdslError
 from fdsl.generators.registry import GENERATORS, available, get_generator

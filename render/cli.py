@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fdsl.cli import OneLineParser, non_negative_int, positive_int, run_cli, setup_logging
-from fdsl.datasets.build import BuildResult, add_build_arguments, build_dataset
+from fdsl.datasets.build import BuildResult, build_dataset
+from fdsl.datasets.buildcli import add_build_arguments
 from fdsl.datasets.jobs import default_workers
 from fdsl.errors import FdslError
 from fdsl.render import procedural, shapenet

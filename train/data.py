@@ -19,6 +19,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from fdsl.errors import FdslError
+from fdsl.imaging import resize_center_crop
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +57,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         path = self.files[i]
         try:
             with Image.open(path) as img:
-                img = img.convert("RGB")
-                scale = self.side / min(img.size)
-                w, h = max(self.side, round(img.width * scale)), max(self.side, round(img.height * scale))
-                img = img.resize((w, h), Image.Resampling.BILINEAR)
-                left, top = (w - self.side) // 2, (h - self.side) // 2
-                img = img.crop((left, top, left + self.side, top + self.side))
-                array = np.asarray(img, dtype=np.uint8)
+                array = resize_center_crop(img, self.side)
         except (OSError, UnidentifiedImageError) as exc:
             raise FdslError(f"cannot read image {path}: {exc}") from None
         return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous(), int(self.labels[i])

@@ -1,0 +1,53 @@
+"""Command-line glue for the builder: the flags every data-set CLI shares and their hand-over.
+
+Kept apart from ``build.py`` so that the library never imports CLI code.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from fdsl.cli import positive_int
+from fdsl.datasets import shards
+from fdsl.datasets.build import STORAGES, BuildResult, build_dataset
+from fdsl.datasets.jobs import BACKENDS, default_workers
+from fdsl.sources import ShardSource
+
+# Dest names of the shared flags, i.e. the keyword arguments of ``build_kwargs``.
+BUILD_OPTIONS = ("workers", "backend", "shard_size", "compression", "fmt", "overwrite")
+
+
+def add_build_arguments(parser: argparse.ArgumentParser, *, shard_size: int | None, shard_size_help: str,
+                        png_help: str, workers_help: str = "worker processes") -> None:
+    """Add the flags every builder CLI shares; their names match ``build_dataset``'s parameters
+    (``--format`` is ``fmt``, passed on as ``storage``), plus ``--verbose``."""
+    group = parser.add_argument_group("output and execution")
+    add = group.add_argument
+    add("--workers", type=positive_int, default=None,
+        help=f"{workers_help} (default: all cores, here {default_workers()})")
+    add("--backend", choices=sorted(BACKENDS), default="local",
+        help="where shards run: local processes (default), inline (this process), ray (a Ray cluster)")
+    add("--shard-size", type=positive_int, default=shard_size, help=f"images per shard file ({shard_size_help})")
+    add("--compression", choices=shards.COMPRESSIONS, default="lz4",
+        help="per-image chunk compression in the shards (default lz4)")
+    add("--format", dest="fmt", choices=STORAGES, default="hdf5", help=f"hdf5 shards (default) or {png_help}")
+    add("--overwrite", action="store_true", help="replace a data set made with other settings in --out")
+    add("--verbose", action="store_true", help="debug logging")
+
+
+
+
+def build_kwargs(args: argparse.Namespace | dict[str, Any]) -> dict[str, Any]:
+    """The shared build settings of parsed options, as ``build_dataset`` keyword arguments."""
+    values = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
+    kwargs = {name: values[name] for name in BUILD_OPTIONS if name in values}
+    if "fmt" in kwargs:
+        kwargs["storage"] = kwargs.pop("fmt")
+    return kwargs
+
+
+def build_from_options(source: ShardSource, out: str | Path, **options: Any) -> BuildResult:
+    """Run the builder on ``source`` with the shared settings among ``options`` (others ignored)."""
+    return build_dataset(source, out, **build_kwargs(options))
