@@ -9,6 +9,13 @@ numbers, so tests can compare points and pixels bit for bit.
 Floating point follows the official code's operation order (``x*a + y*b + e``, then
 ``(x - min) / range * span + pad`` truncated), and the kernels are compiled without fastmath so
 no fused multiply-adds change a bit.
+
+Which points are kept follows the official ``ifs_function.__rescale`` (``orbit`` and
+``rescale``): the orbit starts at (0, 0) and every point is kept, the origin included; only when a
+coordinate turns NaN are the points from 100 before the first NaN of x (else of y) on deleted.
+Infinite points before that stay in, and then scale as NumPy scales them there: a NaN pixel
+coordinate (inf / inf, 0 / 0) becomes 0, which is what ``np.uint16(nan)`` gives on x86-64 and
+aarch64.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ TAG_SEARCH_POINTS = 2
 TAG_POINTS = 3
 TAG_PATCH = 4
 
+NAN_CUT = 100  # the official deletes this many points before the first NaN
 LUT_BITS = 10  # map-selection table: 1024 buckets of the top bits of each draw
 
 _G = np.uint64(GOLDEN)
@@ -160,6 +168,98 @@ def box_of(xs, ys, start, stop, box):
 
 
 @numba.njit(cache=True, fastmath=False)
+def orbit(maps, cum, table, key, xs, ys, box):
+    """Run the chaos game from (0, 0) and return how many points the official renderer keeps.
+
+    maps: float64 [N, 6] rows a, b, c, d, e, f ((x, y) -> (a x + b y + e, c x + d y + f));
+    cum: float64 [N] cumulative probabilities; draw i picks the first map j with u_i <= cum[j]
+    (the last map if rounding leaves u_i above cum[N-1]); table: int64 [1024] from
+    ``selection_table``; key: uint64 stream key; xs, ys: float64 [n] filled in place (point 0 is
+    the origin, point i applies one map to point i-1). Returns K: points ``[0, K)`` are kept, all
+    of them when no coordinate turns NaN, else those before ``f - 100`` with f the first NaN of x
+    (or of y when x has none; x turns NaN one step after y) and none when that is < 1 (the
+    official then fails on an empty array). Infinite points are kept, as the official keeps them.
+    box: float64 [4] set to (min x, max x, min y, max y) of the kept points.
+    """
+    n = xs.shape[0]
+    # An infinite last edge makes the search loop's only branch almost always not taken
+    # (a data-dependent "j < last" test mispredicts and costs more than the arithmetic).
+    edges = cum.copy()
+    edges[maps.shape[0] - 1] = np.inf
+    x = 0.0
+    y = 0.0
+    xlo = 0.0
+    xhi = 0.0
+    ylo = 0.0
+    yhi = 0.0
+    kept = n
+    if n > 0:
+        xs[0] = 0.0
+        ys[0] = 0.0
+    for i in range(1, n):
+        h = _hash(key, i)
+        u = np.float64(h >> _S11) * _INV53
+        j = table[h >> _S_LUT]
+        while u > edges[j]:
+            j += 1
+        nx = x * maps[j, 0] + y * maps[j, 1] + maps[j, 4]
+        ny = x * maps[j, 2] + y * maps[j, 3] + maps[j, 5]
+        if math.isnan(nx) or math.isnan(ny):
+            # NaN spreads to x one step after y, so x's first NaN is i or i + 1.
+            first_x = i if (math.isnan(nx) or i == n - 1) else i + 1
+            kept = max(first_x - NAN_CUT, 0)
+            break
+        xs[i] = nx
+        ys[i] = ny
+        x = nx
+        y = ny
+        xlo = min(xlo, nx)
+        xhi = max(xhi, nx)
+        ylo = min(ylo, ny)
+        yhi = max(yhi, ny)
+    box[0] = xlo
+    box[1] = xhi
+    box[2] = ylo
+    box[3] = yhi
+    if kept < n:
+        box_of(xs, ys, 0, kept, box)
+    return kept
+
+
+@numba.njit(cache=True, inline="always")
+def _frame(lo, hi):
+    """(shift, width) of the official rescale of values with min ``lo`` and max ``hi``: shift by
+    the minimum only when it is negative, then divide by (max - min) of the shifted values."""
+    shift = lo if lo < 0.0 else 0.0
+    return shift, (hi - shift) - (lo - shift)
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _pixel(v, shift, width, span, padf, top):
+    """``np.uint16((v - shift) / width * span + pad)``; NaN (inf / inf, 0 / 0) gives 0 as there."""
+    s = (v - shift) / width * span + padf
+    if not math.isfinite(s):
+        return 0
+    return min(np.int64(s), top)  # finite values never pass the frame; the min guards memory
+
+
+@numba.njit(cache=True, fastmath=False, error_model="numpy")  # x / 0 is IEEE, as in NumPy
+def rescale(values, start, stop, lo, hi, size, pad, out):
+    """The official ``__rescale`` of ``values[start:stop]`` (min ``lo``, max ``hi``) into a
+    ``size`` frame with ``pad`` px padding: out int32 [>= stop - start], truncated like
+    ``np.uint16``. With the origin kept ``lo <= 0``, so this is ``(v - lo) / (hi - lo) * (size -
+    2 pad) + pad``."""
+    shift, width = _frame(lo, hi)
+    padf = float(pad)
+    span = float(size - 2 * pad)
+    top = np.int64(size - pad)
+    src = values[start:stop]
+    dst = out[: stop - start]
+    for k in range(src.shape[0]):
+        dst[k] = np.int32(_pixel(src[k], shift, width, span, padf, top))
+
+
+@numba.njit(cache=True, fastmath=False)
 def to_pixels(values, start, stop, lo, hi, size, pad, out):
     """Shift and scale ``values[start:stop]`` by their min ``lo`` and max ``hi`` into
     ``[pad, size - pad]``.
@@ -248,10 +348,10 @@ def paste_patches_color(canvas, px, py, key, first, palette, bits):
             o += row_stride
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, fastmath=False, error_model="numpy")  # x / 0 is IEEE, as in NumPy
 def fill_count(xs, ys, n, box, size, pad, need, canvas):
     """Distinct pixels hit by points ``[0, n)`` (box: float64 [4] their min/max x, y) drawn as
-    single pixels on a size x size canvas, coordinates exactly as ``to_pixels``.
+    single pixels on a size x size canvas, coordinates exactly as ``rescale``.
 
     canvas: uint8 [size * size], zeroed here. Returns the exact count when it reaches ``need``,
     else -1 as soon as the remaining points cannot reach it (stopping early never changes the
@@ -260,24 +360,14 @@ def fill_count(xs, ys, n, box, size, pad, need, canvas):
     if n < need:
         return -1
     canvas[:] = 0
-    xlo = box[0]
-    ylo = box[2]
-    xw = box[1] - xlo
-    yw = box[3] - ylo
-    flat_x = not (xw > 0.0 and math.isfinite(xw))
-    flat_y = not (yw > 0.0 and math.isfinite(yw))
+    xshift, xw = _frame(box[0], box[1])
+    yshift, yw = _frame(box[2], box[3])
     padf = float(pad)
     span = float(size - 2 * pad)
-    top = float(size - pad)
+    top = np.int64(size - pad)
     count = 0
     for k in range(n):
-        px = pad
-        if not flat_x:
-            px = np.int64(min(max((xs[k] - xlo) / xw * span + padf, padf), top))
-        py = pad
-        if not flat_y:
-            py = np.int64(min(max((ys[k] - ylo) / yw * span + padf, padf), top))
-        idx = py * size + px
+        idx = _pixel(ys[k], yshift, yw, span, padf, top) * size + _pixel(xs[k], xshift, xw, span, padf, top)
         # Branch-free: whether a pixel is new is a coin flip the CPU cannot predict.
         count += 1 - canvas[idx]
         canvas[idx] = 1
