@@ -31,10 +31,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
-import logging
 import math
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,15 +39,12 @@ from typing import Any
 
 import numpy as np
 
-from fdsl.datasets.jobs import run_tasks
 from fdsl.errors import FdslError
 from fdsl.generators.kernels import ifs3d
+from fdsl.generators.npzfile import npz_bytes
+from fdsl.generators.registry import GeneratorSpec, register_generator
+from fdsl.generators.search import CandidateSpan, search_candidates
 from fdsl.sources import RenderedBatch
-
-log = logging.getLogger(__name__)
-
-DESCRIPTION = "3-D IFS fractals projected from random viewpoints (Kataoka et al., CVPR 2022)"
-OPTION_NAMES = ("instances_3d", "views", "no_roll", "variance_threshold", "search_points_3d")
 
 NAME = "exfractaldb"
 VERSION = "2"  # 2: a diverging variant is replaced by the next unused one
@@ -106,17 +100,6 @@ class ClassParams:
                           "candidate": self.candidate})
 
 
-def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """An ``np.load``-able .npz whose bytes depend only on the arrays (np.savez stamps the time)."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as archive:
-        for name, array in arrays.items():
-            member = io.BytesIO()
-            np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
-            archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), member.getvalue())
-    return buf.getvalue()
-
-
 def sample_candidate(seed: int, k: int) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
     """Candidate ``k``: params float64 [N, 12], probs float64 [N] and its Generator (for points)."""
     rng = np.random.default_rng([seed, TAG_SEARCH, k])
@@ -146,15 +129,16 @@ def accepts(variances: np.ndarray | None, threshold: float) -> bool:
 
 @dataclass(frozen=True)
 class _SearchChunk:
-    """Evaluate candidates [start, stop); picklable for run_tasks."""
+    """Evaluate a span of candidates; picklable for run_tasks."""
 
     seed: int
     points: int
     threshold: float
 
-    def __call__(self, span: tuple[int, int]) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    def __call__(self, span: CandidateSpan) -> list[tuple[int, np.ndarray, np.ndarray]]:
         found = []
-        for k in range(*span):
+        start, stop = span
+        for k in range(start, stop):
             params, probs, rng = sample_candidate(self.seed, k)
             if accepts(cloud_variances(params, probs, rng.random(self.points)), self.threshold):
                 found.append((k, params, probs))
@@ -165,30 +149,13 @@ def search_classes(classes: int, *, seed: int, points: int = 10_000, threshold: 
                    workers: int = 1, backend: str = "local",
                    max_candidates: int | None = None) -> ClassParams:
     """The first ``classes`` accepted candidates in k order (identical for any ``workers``)."""
-    limit = max_candidates or 5_000 * classes + 200_000
-    job = _SearchChunk(seed, points, threshold)
-    found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    tried = 0
-    while len(found) < classes:
-        if tried >= limit:
-            raise FdslError(f"category search found only {len(found)} of {classes} classes in {tried} "
-                            f"candidates; lower --variance-threshold (now {threshold})")
-        rate = max(len(found) / tried if tried else 0.013, 0.002)
-        chunks = max(workers, math.ceil((classes - len(found)) / rate * 1.15 / SEARCH_CHUNK))
-        chunks = min(chunks, math.ceil((limit - tried) / SEARCH_CHUNK))
-        spans = [(tried + i * SEARCH_CHUNK, tried + (i + 1) * SEARCH_CHUNK) for i in range(chunks)]
-
-        def on_result(span: tuple[int, int], result: list) -> int:
-            found.update({k: (p, q) for k, p, q in result})
-            return span[1] - span[0]
-
-        run_tasks(job, spans, on_result, backend=backend, workers=workers,
-                  total_items=chunks * SEARCH_CHUNK, unit="cand", desc="exfractaldb search")
-        tried += chunks * SEARCH_CHUNK
-    keys = sorted(found)[:classes]
-    log.info("category search: %d classes from %d candidates (%.2f%% accepted)", classes,
-             keys[-1] + 1, 100 * len(found) / tried)
-    return _pack([found[k] for k in keys], np.array(keys, dtype=np.int64))
+    found = search_candidates(
+        _SearchChunk(seed, points, threshold), classes, candidate=lambda hit: hit[0],
+        expected_rate=0.013, max_candidates=max_candidates or 5_000 * classes + 200_000,
+        too_few=lambda hits, tried: (f"category search found only {hits} of {classes} classes in {tried} "
+                                     f"candidates; lower --variance-threshold (now {threshold})"),
+        workers=workers, backend=backend, chunk=SEARCH_CHUNK, desc="exfractaldb search")
+    return _pack([(p, q) for _, p, q in found], np.array([k for k, _, _ in found], dtype=np.int64))
 
 
 def _pack(systems: list[tuple[np.ndarray, np.ndarray]], candidate: np.ndarray) -> ClassParams:
@@ -383,3 +350,13 @@ def make_source(*, classes: int, instances: int | None, seed: int, image_size: i
                            views=views, points=_positive("points", points, DEFAULTS["points"]),
                            image_size=_positive("image-size", image_size, DEFAULTS["image_size"]),
                            roll=not no_roll, search=search)
+
+
+SPEC = register_generator(GeneratorSpec(
+    name=NAME,
+    description="3-D IFS fractals projected from random viewpoints (Kataoka et al., CVPR 2022)",
+    defaults={"instances": "instances-3d x views", "image_size": DEFAULTS["image_size"],
+              "points": DEFAULTS["points"]},
+    add_arguments=add_arguments,
+    make_source=make_source,
+))

@@ -28,13 +28,11 @@ import numba
 import numpy as np
 
 from fdsl.errors import FdslError
-from fdsl.generators.exfractaldb import npz_bytes
 from fdsl.generators.kernels.perlin import PERM, _noise1
 from fdsl.generators.kernels.raster import draw_line
+from fdsl.generators.npzfile import npz_bytes
+from fdsl.generators.registry import GeneratorSpec, register_generator
 from fdsl.sources import RenderedBatch
-
-DESCRIPTION = "radial contours: Perlin-noised concentric polygons (Kataoka et al., CVPR 2022)"
-OPTION_NAMES: tuple[str, ...] = ()
 
 NAME = "rcdb"
 VERSION = "1"
@@ -45,11 +43,15 @@ MAX_CONTOURS = 200
 MAX_PERLIN = 4.0
 MAX_OFFSET = 0.1
 CENTRE_SPREAD = 400
-TAG_CLASS, TAG_IMAGE = 1, 2
+TAG_CLASS, TAG_IMAGE, TAG_BREAK = 1, 2, 3
 
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:
-    """RCDB has no options beyond the common ones."""
+    """RCDB's own flags (default None = the official drawing)."""
+    group.add_argument("--broken-fraction", dest="broken_fraction", type=float, default=None,
+                       help="broken contours (the CVPR 2022 ablation): remove this fraction of each "
+                            "contour's segments, in [0, 1], chosen at random per contour (default 0: "
+                            "closed contours)")
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,8 @@ def load_class_params(path: Path, classes: int) -> ClassParams:
 @dataclass(frozen=True)
 class ImageParams:
     """Per-image draws: radius, oval_x, oval_y, centre_x, centre_y (512 px units), greys int64 [K],
-    noise_inputs float64 [K, 2, V] (x then y noise inputs per contour and vertex)."""
+    noise_inputs float64 [K, 2, V] (x then y noise inputs per contour and vertex); keep bool [K, V]
+    (segment v joins vertex v to v + 1) for broken contours, None when every segment is drawn."""
 
     radius: int
     oval_x: float
@@ -119,22 +122,39 @@ class ImageParams:
     centre_y: float
     greys: np.ndarray
     noise_inputs: np.ndarray
+    keep: np.ndarray | None = None
 
 
-def sample_image(seed: int, label: int, instance: int, vertices: int, contours: int) -> ImageParams:
+def broken_segments(seed: int, label: int, instance: int, vertices: int, contours: int,
+                    fraction: float) -> np.ndarray:
+    """bool [contours, vertices]: False for the ``round(fraction * vertices)`` segments removed
+    from each contour, chosen uniformly per contour from their own stream, so every other draw
+    of the image (and so the closed image) stays the same."""
+    remove = min(vertices, int(fraction * vertices + 0.5))
+    order = np.random.default_rng([seed, TAG_BREAK, label, instance]).random((contours, vertices)).argsort(axis=1)
+    keep = np.ones((contours, vertices), dtype=np.bool_)
+    np.put_along_axis(keep, order[:, :remove], False, axis=1)
+    return keep
+
+
+def sample_image(seed: int, label: int, instance: int, vertices: int, contours: int,
+                 broken_fraction: float = 0.0) -> ImageParams:
     rng = np.random.default_rng([seed, TAG_IMAGE, label, instance])
     radius = int(rng.integers(0, 101))
     oval_x, oval_y = rng.uniform(1.0, 2.0, 2)
     centre_y, centre_x = (OFFICIAL_SIZE + rng.integers(-CENTRE_SPREAD, CENTRE_SPREAD + 1, 2)) / 2
     greys = rng.integers(0, 256, contours)
     noise_inputs = rng.uniform(0.0, 1e4, (contours, 2, vertices))
-    return ImageParams(radius, float(oval_x), float(oval_y), float(centre_x), float(centre_y), greys, noise_inputs)
+    keep = (broken_segments(seed, label, instance, vertices, contours, broken_fraction)
+            if broken_fraction > 0 else None)
+    return ImageParams(radius, float(oval_x), float(oval_y), float(centre_x), float(centre_y), greys,
+                       noise_inputs, keep)
 
 
 @numba.njit(cache=True)
 def _draw_contours(img: np.ndarray, radius: float, oval_x: float, oval_y: float, centre_x: float,
                    centre_y: float, perlin: float, offset: float, greys: np.ndarray,
-                   noise_inputs: np.ndarray, scale: float, perm: np.ndarray) -> None:
+                   noise_inputs: np.ndarray, scale: float, perm: np.ndarray, keep: np.ndarray) -> None:
     vertices = noise_inputs.shape[2]
     step = 2.0 * math.pi / vertices
     cos_v = np.empty(vertices)
@@ -158,8 +178,12 @@ def _draw_contours(img: np.ndarray, radius: float, oval_x: float, oval_y: float,
             px[v] = int((vx[v] + centre_x) * scale)
             py[v] = int((vy[v] + centre_y) * scale)
         for v in range(vertices):
-            w = v + 1 if v + 1 < vertices else 0
-            draw_line(img, px[v], py[v], px[w], py[w], greys[k])
+            if keep.size == 0 or keep[k, v]:
+                w = v + 1 if v + 1 < vertices else 0
+                draw_line(img, px[v], py[v], px[w], py[w], greys[k])
+
+
+_ALL_SEGMENTS = np.ones((0, 0), dtype=np.bool_)  # empty: draw every segment
 
 
 def draw_image(params: ImageParams, perlin: float, offset: float, size: int,
@@ -168,7 +192,8 @@ def draw_image(params: ImageParams, perlin: float, offset: float, size: int,
     img = np.empty((size, size), dtype=np.uint8) if out is None else out
     img.fill(255)
     _draw_contours(img, float(params.radius), params.oval_x, params.oval_y, params.centre_x, params.centre_y,
-                   perlin, offset, params.greys, params.noise_inputs, size / OFFICIAL_SIZE, PERM)
+                   perlin, offset, params.greys, params.noise_inputs, size / OFFICIAL_SIZE, PERM,
+                   _ALL_SEGMENTS if params.keep is None else params.keep)
     return img
 
 
@@ -179,15 +204,18 @@ class RcdbSource:
     version = VERSION
 
     def __init__(self, classes: ClassParams, *, seed: int, per_class: int, image_size: int,
-                 params_sha256: str | None) -> None:
+                 params_sha256: str | None, broken_fraction: float = 0.0) -> None:
         self.classes, self.seed, self.per_class = classes, seed, per_class
         self.image_size, self.params_sha256 = image_size, params_sha256
+        self.broken_fraction = broken_fraction
 
     def config(self) -> dict[str, Any]:
         config = {"seed": self.seed, "classes": len(self.classes.vertices), "instances": self.per_class,
                   "image_size": self.image_size}
         if self.params_sha256:
             config["params_sha256"] = self.params_sha256
+        if self.broken_fraction:  # absent when 0, so closed-contour data sets keep their config
+            config["broken_fraction"] = self.broken_fraction
         return config
 
     def class_names(self) -> list[str]:
@@ -195,6 +223,10 @@ class RcdbSource:
 
     def num_items(self) -> int:
         return len(self.classes.vertices) * self.per_class
+
+    def item_labels(self, items: np.ndarray) -> np.ndarray:
+        """int64 labels of ``items`` (the class of each item index), without rendering."""
+        return np.asarray(items, dtype=np.int64) // self.per_class
 
     def render(self, start: int, stop: int) -> RenderedBatch:
         size, count = self.image_size, stop - start
@@ -204,7 +236,8 @@ class RcdbSource:
         for row, item in enumerate(range(start, stop)):
             label, instance = divmod(item, self.per_class)
             c = self.classes
-            params = sample_image(self.seed, label, instance, int(c.vertices[label]), int(c.contours[label]))
+            params = sample_image(self.seed, label, instance, int(c.vertices[label]), int(c.contours[label]),
+                                  self.broken_fraction)
             draw_image(params, float(c.perlin[label]), float(c.offset[label]), size, out=images[row])
             meta["instance"][row], meta["radius"][row] = instance, params.radius
             meta["centre_x"][row], meta["centre_y"][row] = params.centre_x, params.centre_y
@@ -220,23 +253,34 @@ class RcdbSource:
         return {"classes.npz": self.classes.to_npz()}
 
 
-def make_source(*, classes: int, instances: int | None, seed: int, image_size: int | None,
-                points: int | None, params_from: Path | None, workers: int | None,
-                backend: str = "local") -> RcdbSource:
+def make_source(*, classes: int, instances: int | None = None, seed: int = 0, image_size: int | None = None,
+                params_from: Path | None = None, workers: int | None = None, backend: str = "local",
+                broken_fraction: float | None = None) -> RcdbSource:
     """The RCDB source (class parameters sampled from the seed or loaded); FdslError for bad values."""
     if seed < 0:
         raise FdslError(f"--seed must be >= 0 for rcdb, got {seed}")
-    if points is not None:
-        raise FdslError("--points does not apply to --db rcdb")
     size = OFFICIAL_SIZE if image_size is None else image_size
     if size < 8:
         raise FdslError(f"--image-size must be at least 8 for rcdb, got {size}")
     per_class = DEFAULT_INSTANCES if instances is None else instances
     if per_class <= 0:
         raise FdslError(f"--instances must be positive, got {per_class}")
+    broken = 0.0 if broken_fraction is None else float(broken_fraction)
+    if not 0.0 <= broken <= 1.0:
+        raise FdslError(f"--broken-fraction must be in [0, 1], got {broken_fraction}")
     if params_from is not None:
-        params = load_class_params(params_from, classes)
-        digest = hashlib.sha256(params_from.read_bytes()).hexdigest()
+        params = load_class_params(Path(params_from), classes)
+        digest = hashlib.sha256(Path(params_from).read_bytes()).hexdigest()
     else:
         params, digest = sample_classes(classes, seed), None
-    return RcdbSource(params, seed=seed, per_class=per_class, image_size=size, params_sha256=digest)
+    return RcdbSource(params, seed=seed, per_class=per_class, image_size=size, params_sha256=digest,
+                      broken_fraction=broken)
+
+
+SPEC = register_generator(GeneratorSpec(
+    name=NAME,
+    description="radial contours: Perlin-noised concentric polygons (Kataoka et al., CVPR 2022)",
+    defaults={"instances": DEFAULT_INSTANCES, "image_size": OFFICIAL_SIZE},
+    add_arguments=add_arguments,
+    make_source=make_source,
+))

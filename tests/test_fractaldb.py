@@ -14,7 +14,7 @@ import pytest
 
 from fdsl.datasets import shards
 from fdsl.errors import FdslError
-from fdsl.generators import cli, fractaldb
+from fdsl.generators import cli, fractaldb, fractaldb_search
 from fdsl.generators.kernels import ifs2d
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -167,7 +167,7 @@ def test_search_matches_reference_fill_rates_and_threshold_flag():
 def test_search_is_identical_whatever_the_chunks_and_workers(monkeypatch):
     settings = {"seed": 2, "fill_rate": 0.04, "search_points": 20_000}
     inline = fractaldb.search_classes(4, workers=1, **settings)
-    monkeypatch.setattr(fractaldb, "SEARCH_CHUNK", 16)
+    monkeypatch.setattr(fractaldb_search, "SEARCH_CHUNK", 16)
     pooled = fractaldb.search_classes(4, workers=2, backend="local", **settings)
     assert [p.candidate for p in inline] == [p.candidate for p in pooled]
     for a, b in zip(inline, pooled, strict=True):

@@ -86,7 +86,7 @@ def test_images_match_reference_port(size):
 
 
 def _source(**kw) -> rcdb.RcdbSource:
-    args = dict(classes=3, instances=4, seed=0, image_size=64, points=None, params_from=None, workers=1)
+    args = dict(classes=3, instances=4, seed=0, image_size=64, params_from=None, workers=1)
     return rcdb.make_source(**{**args, **kw})
 
 
@@ -131,7 +131,7 @@ def test_png_layout(tmp_path):
     (["--points", "100"], "--points does not apply"),
     (["--image-size", "4"], "at least 8"),
     (["--seed", "-1"], "--seed must be >= 0"),
-    (["--views", "3"], "do(es) not apply to --db rcdb"),
+    (["--views", "3"], "--views does not apply to --db rcdb"),
     (["--params-from", "/nonexistent/classes.npz"], "not an RCDB classes.npz"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, flags, message):
