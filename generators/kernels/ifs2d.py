@@ -25,10 +25,9 @@ import math
 import numba
 import numpy as np
 
-MASK64 = (1 << 64) - 1
-GOLDEN = 0x9E3779B97F4A7C15
-_MUL1 = 0xBF58476D1CE4E5B9
-_MUL2 = 0x94D049BB133111EB
+from fdsl.generators.seeding import GOLDEN, mix64, stream_key  # noqa: F401  (part of this module's API)
+from fdsl.generators.seeding import MUL1 as _MUL1
+from fdsl.generators.seeding import MUL2 as _MUL2
 
 # Stream tags: one independent stream family per use.
 TAG_SEARCH_POINTS = 2
@@ -53,22 +52,6 @@ _INV53 = 1.0 / 9007199254740992.0  # 2**-53
 
 
 # --------------------------------------------------------------------------- Python side
-
-
-def mix64(z: int) -> int:
-    """splitmix64's finaliser on a Python int (wrapping at 64 bits)."""
-    z &= MASK64
-    z = ((z ^ (z >> 30)) * _MUL1) & MASK64
-    z = ((z ^ (z >> 27)) * _MUL2) & MASK64
-    return z ^ (z >> 31)
-
-
-def stream_key(seed: int, tag: int, *ids: int) -> int:
-    """64-bit key of the random stream for ``(seed, tag, *ids)`` (e.g. class, variant, render)."""
-    key = 0
-    for value in (seed, tag, *ids):
-        key = mix64((key ^ (value & MASK64)) + GOLDEN)
-    return key
 
 
 def selection_table(cum: np.ndarray) -> np.ndarray:
