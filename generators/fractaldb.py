@@ -15,8 +15,9 @@ a class is variant ``i // 40``, render ``(i // 4) % 10``, flip ``i % 4``. Other 
 values set the renders per variant to ceil(instances / 100), as the official ``--instance`` flag
 does (k renders of all 25 variants x 4 flips), so 100 instances are one render of every variant.
 
-Each render drops the first 100 points, shifts and scales the rest by their min/max box into the
-frame (6 px padding, truncated like the official ``np.uint16``) and pastes, point by point, a
+Each render keeps the origin and every orbit point, as the official ``__rescale`` does (only a NaN
+orbit loses its points from 100 before the first NaN on), shifts and scales them by their min/max
+box into the frame (6 px padding, truncated like the official ``np.uint16``) and pastes, point by point, a
 random non-empty 3x3 binary mask at (x + 1, y + 1) in grey 127 on black (zeros overwrite, as PIL's
 ``paste``). Flip 0 is the official "as is" image (the canvas turned upside down so y points up),
 flip 1 top-bottom, flip 2 left-right, flip 3 both.
@@ -31,10 +32,10 @@ The search stops drawing a candidate as soon as the points left cannot reach the
 never changes its accept/reject decision (accepted candidates are counted in full).
 
 Differences from the official code, all for reproducibility or robustness: every random number is
-seeded (the official draws patches from the unseeded ``random`` module); a diverging (inf/NaN) orbit is cut before its first
-non-finite point minus 100 points (the official handles NaN this way but breaks on inf); a zero
-range puts the points at the padding; grey images are stored single-channel (the official writes
-RGB with three equal channels).
+seeded (the official draws patches from the unseeded ``random`` module); an orbit whose first NaN
+comes within 100 points draws nothing (the official fails on the empty array); grey images are
+stored single-channel (the official writes RGB with three equal channels). Inf points and flat
+axes scale exactly as the official's NumPy code scales them (docs/FIDELITY.md).
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ from fdsl.errors import FdslError
 from fdsl.generators.fractaldb_search import (
     DEFAULT_FILL_RATE,
     DEFAULT_SEARCH_POINTS,
-    DROP_POINTS,
     MIN_POINTS,
     PAD,
     SEARCH_SIZE,
@@ -106,8 +106,7 @@ def _check(classes: int, seed: int, instances: int, image_size: int, points: int
     if image_size < MIN_IMAGE_SIZE:
         raise FdslError(f"--image-size must be >= {MIN_IMAGE_SIZE} for fractaldb, got {image_size}")
     if points < MIN_POINTS:
-        raise FdslError(f"--points must be >= {MIN_POINTS} for fractaldb (the first "
-                        f"{DROP_POINTS} are dropped), got {points}")
+        raise FdslError(f"--points must be >= {MIN_POINTS} for fractaldb, got {points}")
     if not 0.0 < fill_rate <= 1.0:
         raise FdslError(f"--fill-rate must be in (0, 1], got {fill_rate}")
     if search_points < MIN_POINTS:

@@ -24,7 +24,6 @@ from fdsl.generators.search import CandidateSpan, search_candidates
 
 MIN_MAPS, MAX_MAPS = 2, 7
 PAD = 6
-DROP_POINTS = 100
 SEARCH_SIZE = 512
 MIN_POINTS = 200
 TAG_SEARCH = 1
@@ -99,17 +98,14 @@ def candidate_fill(params: ClassParams, seed: int, search_points: int, need: int
                    scratch: _Scratch | None = None) -> int:
     """Pixels filled by candidate ``params`` in the search drawing, or -1 when below ``need``.
 
-    The orbit is cut like the official NaN handling: a non-finite point at index i removes it and
-    the 100 points before it.
+    The points are those the official keeps (``ifs2d.orbit``: the origin and every point, a NaN
+    orbit cut 100 points before its first NaN).
     """
     scratch = scratch or _Scratch(search_points)
     cum = params.cumulative()
     key = np.uint64(ifs2d.stream_key(seed, ifs2d.TAG_SEARCH_POINTS, params.candidate))
     box = np.empty(4)
-    n = ifs2d.chaos_game(params.maps, cum, ifs2d.selection_table(cum), key, scratch.xs, scratch.ys, 0, box)
-    if n < search_points:
-        n = max(0, n - DROP_POINTS)
-        ifs2d.box_of(scratch.xs, scratch.ys, 0, n, box)
+    n = ifs2d.orbit(params.maps, cum, ifs2d.selection_table(cum), key, scratch.xs, scratch.ys, box)
     return ifs2d.fill_count(scratch.xs, scratch.ys, n, box, SEARCH_SIZE, PAD, need, scratch.canvas)
 
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from fdsl.generators.fractaldb_search import DROP_POINTS, NPZ_NAME, PAD, ClassParams, params_to_npz
+from fdsl.generators.fractaldb_search import NPZ_NAME, PAD, ClassParams, params_to_npz
 from fdsl.generators.kernels import ifs2d
 from fdsl.sources import RenderedBatch
 
 NAME = "fractaldb"
-VERSION = "2"  # 2: fewer than 1000 instances use 1..9 renders of all 25 variants
+VERSION = "3"  # 3: the origin and early orbit points are kept (the official __rescale)
 FLIPS = 4
 RENDERS = 10
 FACTORS = (0.2, 0.6, 1.4, 1.8)
@@ -111,7 +111,7 @@ class FractalDBSource:
     def config(self) -> dict[str, Any]:
         return {"classes": len(self.params), "instances": self.instances, "seed": self.seed,
                 "image_size": self.image_size, "points": self.points, "color": self.color,
-                "pad": PAD, "drop_points": DROP_POINTS, "factors": list(FACTORS),
+                "pad": PAD, "keep_origin": True, "factors": list(FACTORS),
                 "renders_per_variant": self.renders, "search": self.search,
                 "params_sha256": self.params_sha256}
 
@@ -143,15 +143,12 @@ class FractalDBSource:
         key = np.uint64(ifs2d.stream_key(self.seed, ifs2d.TAG_POINTS, label))
         maps = np.ascontiguousarray(params.maps * WEIGHTS[variant])
         box = np.empty(4)
-        n = ifs2d.chaos_game(maps, cum, ifs2d.selection_table(cum), key, xs, ys, DROP_POINTS, box)
-        stop = n if n == self.points else max(0, n - DROP_POINTS)
-        start = min(DROP_POINTS, stop)
-        if stop != n:
-            ifs2d.box_of(xs, ys, start, stop, box)
-        ifs2d.to_pixels(xs, start, stop, box[0], box[1], self.image_size, PAD, px)
-        ifs2d.to_pixels(ys, start, stop, box[2], box[3], self.image_size, PAD, py)
+        # The official keeps the origin and every point (a NaN orbit loses its last 100 finite ones).
+        n = ifs2d.orbit(maps, cum, ifs2d.selection_table(cum), key, xs, ys, box)
+        ifs2d.rescale(xs, 0, n, box[0], box[1], self.image_size, PAD, px)
+        ifs2d.rescale(ys, 0, n, box[2], box[3], self.image_size, PAD, py)
         # Views into the scratch buffers: valid until the next variant replaces this cache entry.
-        self._points = _VariantPoints((label, variant), px[: stop - start], py[: stop - start], start)
+        self._points = _VariantPoints((label, variant), px[:n], py[:n], 0)
         return self._points
 
     def canvas(self, label: int, variant: int, render: int) -> np.ndarray:

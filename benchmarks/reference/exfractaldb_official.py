@@ -112,3 +112,41 @@ def render_view(points: np.ndarray, azimuth: float, elevation: float, roll: floa
     img = np.zeros((size, size), dtype=np.uint8)
     img[size - 1 - rows_gl[ok], cols[ok]] = 255
     return img
+
+
+# --------------------------------------------------------------------------- released scripts
+
+
+def instance_cloud(params: np.ndarray, probs: np.ndarray, weights: np.ndarray, rng: np.random.Generator,
+                   point_num: int = 10_000) -> np.ndarray | None:
+    """The released ``instance.py`` for one row of the weights table: ``calculate(point_num)``
+    (``point_num - 1`` iterates from the origin, the origin itself not stored), joint min-max to
+    [-1, 1], centroid = sums / ``point_num``; None where it writes no PLY (NaN in y)."""
+    uniforms = rng.random(point_num)[: point_num - 1]
+    with np.errstate(all="ignore"):
+        points = chaos_game(params * weights, probs, uniforms)
+        lo, hi = points.min(), points.max()
+        scaled = (points - lo) / (hi - lo) * 2.0 - 1.0
+        centred = scaled - scaled.sum(axis=0) / point_num
+    return None if np.isnan(centred[:, 1]).any() else centred
+
+
+def ring_render(points: np.ndarray, view: int, views: int, jitter_degrees: float, size: int = 224) -> np.ndarray:
+    """The released ``render.py`` for one view, in NumPy float32 as the GPU computes: yaw
+    ``2 pi view / views + 30 deg + jitter deg`` about +Y, camera at ``-4 R e_x`` looking at the
+    origin with up ``R e_y``, glm perspective (45 deg, near 1, far 100), 1 px white points, and the
+    image as the script saves ``glReadPixels`` output: bottom row first."""
+    yaw = view / views * math.pi * 2.0 + math.radians(30.0) + math.radians(jitter_degrees)
+    rot = np.array([[math.cos(yaw), 0.0, math.sin(yaw)], [0.0, 1.0, 0.0], [-math.sin(yaw), 0.0, math.cos(yaw)]])
+    eye = -(rot @ np.array([1.0, 0.0, 0.0])) * 4.0
+    mvp = (_perspective(math.radians(45.0), 1.0, 1.0, 100.0) @ _look_at(eye, np.zeros(3), rot[:, 1])).astype(np.float32)
+    pts = np.asarray(points, dtype=np.float32)
+    clip = np.c_[pts, np.ones(len(pts), np.float32)] @ mvp.T
+    w = clip[:, 3]
+    inside = np.all(np.abs(clip[:, :3]) <= w[:, None], axis=1)
+    window = (clip[inside, :2] / w[inside, None] + np.float32(1.0)) * np.float32(0.5 * size)
+    cols, rows_gl = np.floor(window[:, 0]).astype(int), np.floor(window[:, 1]).astype(int)
+    ok = (cols >= 0) & (cols < size) & (rows_gl >= 0) & (rows_gl < size)
+    img = np.zeros((size, size), dtype=np.uint8)
+    img[rows_gl[ok], cols[ok]] = 255
+    return img

@@ -1,16 +1,13 @@
 """A plain Python/NumPy port of the official FractalDB generator, point by point.
 
 It follows the structure and cost profile of the official ``ifs_function`` (a Python loop per
-chaos-game point, a 3x3 patch built with NumPy and pasted with PIL per point, PIL flips), with
-three changes so that it is reproducible and comparable with fdsl's Numba kernels:
-
-- random numbers come from the same counter-based splitmix64 streams as fdsl (re-implemented
-  here from their definition, not imported), instead of ``np.random.seed(100)`` for the points
-  and the unseeded ``random.randrange(1, 512)`` for the patch masks;
-- the render drops the first 100 points and always shifts by the minimum (the official keeps the
-  origin, which makes its conditional shift the same thing); a non-finite point ends the orbit
-  and removes the 100 points before it (the official does this for NaN only);
-- a zero-width box puts the points at the padding (the official divides by zero).
+chaos-game point, a 3x3 patch built with NumPy and pasted with PIL per point, PIL flips) and its
+``__rescale`` step by step (the origin and every later point kept, NaN rows deleted with the 100
+before the first one through ``np.delete``, shift by the minimum only when it is negative,
+``np.uint16`` of the scaled values). One change makes it reproducible and comparable with fdsl's
+Numba kernels: random numbers come from the same counter-based splitmix64 streams as fdsl
+(re-implemented here from their definition, not imported), instead of ``np.random.seed(100)`` for
+the points and the unseeded ``random.randrange(1, 512)`` for the patch masks.
 
 Used by the tests (same points, same pixels) and by ``benchmarks/bench_fractaldb.py`` as the
 baseline. It is slow on purpose: it is the algorithm as the official code runs it.
@@ -26,7 +23,7 @@ from PIL import Image
 MASK64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
 TAG_SEARCH, TAG_SEARCH_POINTS, TAG_POINTS, TAG_PATCH = 1, 2, 3, 4
-PAD, DROP, SEARCH_SIZE, GREY = 6, 100, 512, 127
+PAD, NAN_CUT, SEARCH_SIZE, GREY = 6, 100, 512, 127
 
 # The official weights_0.4.csv, row = variant.
 WEIGHTS_CSV = """0.2,1,1,1,1,1
@@ -125,8 +122,8 @@ class IfsFunction:
         self.temp_proba += proba
         self.select_function.append(self.temp_proba)
 
-    def calculate(self, iteration: int, key: int) -> int:
-        """Chaos game from the origin; stops at the first non-finite point (returns its index)."""
+    def calculate(self, iteration: int, key: int) -> None:
+        """Chaos game from the origin, ``iteration`` points with the origin (inf and NaN stay)."""
         prev_x, prev_y = 0.0, 0.0
         self.xs, self.ys = [0.0], [0.0]
         function, select = self.function, self.select_function
@@ -140,27 +137,36 @@ class IfsFunction:
             fn = function[chosen]
             next_x = prev_x * fn["a"] + prev_y * fn["b"] + fn["e"]
             next_y = prev_x * fn["c"] + prev_y * fn["d"] + fn["f"]
-            if not (math.isfinite(next_x) and math.isfinite(next_y)):
-                return i
             self.xs.append(next_x)
             self.ys.append(next_y)
             prev_x, prev_y = next_x, next_y
-        return iteration
 
 
-def rescale(values: np.ndarray, size: int, pad: int) -> np.ndarray:
-    """The official ``__rescale`` on one axis: shift by the minimum, scale by the range,
-    truncate (``np.uint16``)."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        return values.astype(np.int64)
-    with np.errstate(over="ignore", invalid="ignore"):  # a huge orbit overflows: handled below
-        values = values - np.min(values)
-        width = np.max(values) - np.min(values)
-    if not (width > 0.0 and math.isfinite(width)):
-        return np.full(values.shape, pad, np.int64)
-    scaled = values / width * float(size - 2 * pad) + float(pad)
-    return np.clip(scaled, pad, size - pad).astype(np.uint16).astype(np.int64)
+def _delete_after_nan(xs: np.ndarray, ys: np.ndarray, coord: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The official NaN step for one coordinate: delete its NaN rows and the 100 rows before the
+    first (negative indices wrap, as ``np.delete`` reads them)."""
+    nan_index = np.where(np.isnan(coord))
+    extend = np.array(range(nan_index[0][0] - NAN_CUT, nan_index[0][0]))
+    delete_row = np.append(extend, nan_index)
+    return np.delete(xs, delete_row, axis=0), np.delete(ys, delete_row, axis=0)
+
+
+def rescale_xy(xs, ys, size: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """The official ``__rescale`` (both axes): pixel columns and rows, int64. Raises ValueError
+    when the NaN step leaves no point (as the official does)."""
+    xs, ys = np.array(xs, dtype=np.float64), np.array(ys, dtype=np.float64)
+    if np.any(np.isnan(xs)):
+        xs, ys = _delete_after_nan(xs, ys, xs)
+    if np.any(np.isnan(ys)):
+        xs, ys = _delete_after_nan(xs, ys, ys)
+    out = []
+    with np.errstate(over="ignore", invalid="ignore"):  # inf orbits: NaN casts as the official's
+        for values in (xs, ys):
+            if np.min(values) < 0.0:
+                values = values - np.min(values)
+            vmax, vmin = np.max(values), np.min(values)
+            out.append(np.uint16(values / (vmax - vmin) * float(size - 2 * pad) + float(pad)).astype(np.int64))
+    return out[0], out[1]
 
 
 def _maps_to_ifs(maps, probs, weights=(1.0,) * 6) -> IfsFunction:
@@ -188,24 +194,21 @@ def sample_candidate(seed: int, k: int):
 def search_fill_rate(maps, probs, seed: int, k: int, points: int = 100_000) -> float:
     """Filling rate of candidate ``k`` drawn as single pixels on 512 x 512 (official draw_point)."""
     ifs = _maps_to_ifs(maps, probs)
-    n = ifs.calculate(points, stream_key(seed, TAG_SEARCH_POINTS, k))
-    stop = n if n == points else max(0, n - DROP)
+    ifs.calculate(points, stream_key(seed, TAG_SEARCH_POINTS, k))
     image = np.zeros((SEARCH_SIZE, SEARCH_SIZE, 3), np.uint8)
-    if stop > 0:
-        xs = rescale(ifs.xs[:stop], SEARCH_SIZE, PAD)
-        ys = rescale(ifs.ys[:stop], SEARCH_SIZE, PAD)
-        for i in range(stop):
-            image[ys[i], xs[i], :] = GREY, GREY, GREY
+    xs, ys = rescale_xy(ifs.xs, ifs.ys, SEARCH_SIZE, PAD)
+    for i in range(len(xs)):
+        image[ys[i], xs[i], :] = GREY, GREY, GREY
     return np.count_nonzero(image[:, :, 0]) / float(SEARCH_SIZE * SEARCH_SIZE)
 
 
 def variant_points(maps, probs, seed: int, label: int, variant: int, points: int, size: int):
-    """(px, py, first): pixel coordinates of the kept points and the orbit index of the first."""
+    """(px, py, first): pixel coordinates of the kept points and the orbit index of the first
+    (always 0: the official keeps the origin)."""
     ifs = _maps_to_ifs(maps, probs, WEIGHTS[variant])
-    n = ifs.calculate(points, stream_key(seed, TAG_POINTS, label))
-    stop = n if n == points else max(0, n - DROP)
-    start = min(DROP, stop)
-    return rescale(ifs.xs[start:stop], size, PAD), rescale(ifs.ys[start:stop], size, PAD), start
+    ifs.calculate(points, stream_key(seed, TAG_POINTS, label))
+    px, py = rescale_xy(ifs.xs, ifs.ys, size, PAD)
+    return px, py, 0
 
 
 def draw_patch(px, py, first: int, size: int, key: int, color: bool) -> list[np.ndarray]:

@@ -81,62 +81,6 @@ def counter_hash(key, i):
 
 
 @numba.njit(cache=True, fastmath=False)
-def chaos_game(maps, cum, table, key, xs, ys, box_from, box):
-    """Run the chaos game from (0, 0); point 0 is the origin, point i applies one map to i-1.
-
-    maps: float64 [N, 6] rows a, b, c, d, e, f ((x, y) -> (a x + b y + e, c x + d y + f));
-    cum: float64 [N] cumulative probabilities; draw i picks the first map j with u_i <= cum[j]
-    (the last map if rounding leaves u_i above cum[N-1]); table: int64 [1024] from
-    ``selection_table``; key: uint64 stream key; xs, ys: float64 [n] filled in place.
-    box: float64 [4] set to (min x, max x, min y, max y) of points ``[box_from, n)`` (tracked
-    on the way: it is free next to the latency-bound recurrence).
-    Returns the number of finite points: the index of the first inf/NaN point, or n (after a
-    cut the caller wants another range: ``box_of``).
-    """
-    n = xs.shape[0]
-    # An infinite last edge makes the search loop's only branch almost always not taken
-    # (a data-dependent "j < last" test mispredicts and costs more than the arithmetic).
-    edges = cum.copy()
-    edges[maps.shape[0] - 1] = np.inf
-    x = 0.0
-    y = 0.0
-    xlo = np.inf
-    xhi = -np.inf
-    ylo = np.inf
-    yhi = -np.inf
-    if n > 0:
-        xs[0] = 0.0
-        ys[0] = 0.0
-        if box_from <= 0:
-            xlo, xhi, ylo, yhi = 0.0, 0.0, 0.0, 0.0
-    for i in range(1, n):
-        h = _hash(key, i)
-        u = np.float64(h >> _S11) * _INV53
-        j = table[h >> _S_LUT]
-        while u > edges[j]:
-            j += 1
-        nx = x * maps[j, 0] + y * maps[j, 1] + maps[j, 4]
-        ny = x * maps[j, 2] + y * maps[j, 3] + maps[j, 5]
-        if not (math.isfinite(nx) and math.isfinite(ny)):
-            n = i
-            break
-        xs[i] = nx
-        ys[i] = ny
-        x = nx
-        y = ny
-        if i >= box_from:
-            xlo = min(xlo, nx)
-            xhi = max(xhi, nx)
-            ylo = min(ylo, ny)
-            yhi = max(yhi, ny)
-    box[0] = xlo
-    box[1] = xhi
-    box[2] = ylo
-    box[3] = yhi
-    return n
-
-
-@numba.njit(cache=True, fastmath=False)
 def box_of(xs, ys, start, stop, box):
     """box: float64 [4] set to (min x, max x, min y, max y) of points ``[start, stop)``."""
     box[0] = np.inf
@@ -240,29 +184,6 @@ def rescale(values, start, stop, lo, hi, size, pad, out):
     dst = out[: stop - start]
     for k in range(src.shape[0]):
         dst[k] = np.int32(_pixel(src[k], shift, width, span, padf, top))
-
-
-@numba.njit(cache=True, fastmath=False)
-def to_pixels(values, start, stop, lo, hi, size, pad, out):
-    """Shift and scale ``values[start:stop]`` by their min ``lo`` and max ``hi`` into
-    ``[pad, size - pad]``.
-
-    values: float64 [n]; out: int32 [>= stop - start], ``(v - lo) / (hi - lo) * (size - 2 pad)
-    + pad`` truncated like the official ``np.uint16``. A zero or non-finite range puts every
-    point at ``pad``.
-    """
-    width = hi - lo
-    padf = float(pad)
-    if not (width > 0.0 and math.isfinite(width)):
-        out[: stop - start] = pad
-        return
-    span = float(size - 2 * pad)
-    top = float(size - pad)
-    src = values[start:stop]
-    dst = out[: stop - start]
-    for k in range(src.shape[0]):  # finite here, so min/max clamp like the official uint16 cast
-        v = (src[k] - lo) / width * span + padf
-        dst[k] = np.int32(min(max(v, padf), top))
 
 
 @numba.njit(cache=True, inline="always")

@@ -1,0 +1,121 @@
+"""Fidelity to the official generators: each check pins a behaviour fixed against the official code
+(docs/FIDELITY.md) and fails on fdsl's earlier behaviour."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fdsl.generators import fractaldb
+from fdsl.generators.kernels import ifs2d
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.reference import fractaldb_official as ref_fdb  # noqa: E402
+
+PAD = 6
+
+
+def kernel_pixels(maps, probs, points: int, size: int = 362, key: int = 12345):
+    """(kept, px, py) from fdsl's kernels for an IFS."""
+    maps, probs = np.asarray(maps, float), np.asarray(probs, float)
+    cum = np.cumsum(probs)
+    xs, ys, box = np.empty(points), np.empty(points), np.empty(4)
+    kept = ifs2d.orbit(maps, cum, ifs2d.selection_table(cum), np.uint64(key), xs, ys, box)
+    px, py = np.empty(points, np.int32), np.empty(points, np.int32)
+    ifs2d.rescale(xs, 0, kept, box[0], box[1], size, PAD, px)
+    ifs2d.rescale(ys, 0, kept, box[2], box[3], size, PAD, py)
+    return kept, px[:kept], py[:kept]
+
+
+def official_pixels(maps, probs, points: int, size: int = 362, key: int = 12345):
+    """The official __rescale on the same orbit (reference port)."""
+    ifs = ref_fdb._maps_to_ifs(np.asarray(maps, float), np.asarray(probs, float))
+    ifs.calculate(points, key)
+    return ref_fdb.rescale_xy(ifs.xs, ifs.ys, size, PAD)
+
+
+def far_attractor() -> fractaldb.ClassParams:
+    """Two half-size maps whose attractor is the anti-diagonal segment (10, 11)-(11, 10): far from
+    the origin, and the corner (10, 10) of its own box stays empty."""
+    maps = np.array([[0.5, 0, 0, 0.5, 5.0, 5.5], [0.5, 0, 0, 0.5, 5.5, 5.0]])
+    return fractaldb.ClassParams(maps, np.array([0.5, 0.5]))
+
+
+# --------------------------------------------------------------------------- FractalDB orbit
+
+
+def test_far_attractor_puts_the_origin_patch_at_the_frame_corner():
+    source = fractaldb.FractalDBSource([far_attractor()], instances=1000, seed=0, image_size=128,
+                                       points=3000, color="gray", search={}, params_sha256=None)
+    canvas = source.canvas(0, 2, 0)  # variant 2 is the identity
+    # The official keeps the origin: its patch is pasted at (pad + 1, pad + 1) of the raw canvas.
+    assert canvas[PAD + 1:PAD + 4, PAD + 1:PAD + 4].any()
+    # the attractor itself sits in the opposite corner, the rest of the frame's first quarter is empty
+    rows, cols = np.nonzero(canvas)
+    assert ((rows > 100) & (cols > 100)).mean() > 0.6  # the rest: the transient from the origin
+    assert not canvas[PAD + 4:40, PAD + 4:40].any()
+    batch = source.render(2 * 40, 2 * 40 + 1)
+    assert batch.metadata["points_drawn"][0] == 3000  # every point, the origin included
+
+
+def test_orbit_keeps_the_origin_and_every_point_like_the_official():
+    params = far_attractor()
+    kept, px, py = kernel_pixels(params.maps, params.probs, 5000)
+    theirs = official_pixels(params.maps, params.probs, 5000)
+    assert kept == 5000 and (px[0], py[0]) == (PAD, PAD)
+    assert np.array_equal(px, theirs[0]) and np.array_equal(py, theirs[1])
+
+
+@pytest.mark.parametrize("maps, first_nan", [
+    # x overflows to inf, y = 0 * inf turns NaN next, x one step after y: cut at x's first NaN
+    ([[2.0, 0, 0, 0.5, 1.0, 0.0]], "y"),
+    # y overflows first: x turns NaN first
+    ([[0.5, 0, 0, 2.0, 0.0, 1.0]], "x"),
+])
+def test_nan_orbit_deletes_the_100_points_before_the_first_nan_of_x(maps, first_nan):
+    kept, px, py = kernel_pixels(maps, [1.0], 3000)
+    ifs = ref_fdb._maps_to_ifs(np.array(maps), np.array([1.0]))
+    ifs.calculate(3000, 12345)
+    fx = int(np.argmax(np.isnan(ifs.xs)))
+    fy = int(np.argmax(np.isnan(ifs.ys)))
+    assert (fy < fx) == (first_nan == "y")
+    assert kept == fx - 100  # not (first non-finite point) - 100 as fdsl cut before
+    theirs = official_pixels(maps, [1.0], 3000)
+    assert np.array_equal(px, theirs[0]) and np.array_equal(py, theirs[1])
+
+
+def test_infinite_points_stay_and_land_where_numpy_puts_them():
+    # x = y grow to +inf and stay there (inf + inf), never NaN: the official keeps them
+    maps = [[1.5, 1.5, 1.5, 1.5, 1.0, 1.0]]
+    kept, px, py = kernel_pixels(maps, [1.0], 3000)
+    theirs = official_pixels(maps, [1.0], 3000)
+    assert kept == 3000
+    assert np.array_equal(px, theirs[0]) and np.array_equal(py, theirs[1])
+    assert px[0] == PAD and px[-1] == 0  # finite / inf = 0 -> pad; inf / inf = NaN -> uint16 0
+
+
+def test_nan_within_the_first_100_points_keeps_nothing():
+    maps = [[1e155, 0, 0, 1e155, 1.0, 1.0]]
+    kept, _, _ = kernel_pixels(maps, [1.0], 3000)
+    assert kept == 0
+    with pytest.raises(ValueError):  # the official fails on the empty array
+        official_pixels(maps, [1.0], 3000)
+
+
+def test_flat_axis_scales_like_the_official():
+    # y stays 0: the official computes 0 / 0 -> NaN -> pixel row 0 (fdsl put it at the padding)
+    kept, px, py = kernel_pixels([[0.5, 0, 0, 0.5, 1.0, 0.0]], [1.0], 500)
+    theirs = official_pixels([[0.5, 0, 0, 0.5, 1.0, 0.0]], [1.0], 500)
+    assert kept == 500 and np.all(py == 0)
+    assert np.array_equal(px, theirs[0]) and np.array_equal(py, theirs[1])
+
+
+def test_search_fill_rate_uses_the_official_orbit():
+    params = far_attractor()
+    need = fractaldb.fill_needed(1e-6)
+    count = fractaldb.candidate_fill(fractaldb.ClassParams(params.maps, params.probs, 0), 0, 5000, need)
+    expected = ref_fdb.search_fill_rate(params.maps, params.probs, 0, 0, points=5000)
+    assert count / 512**2 == expected
