@@ -1,6 +1,6 @@
 """fdsl.datasets: the shard format, the builder, and (lazily, since they import torch) the loaders.
 
-``from fdsl.datasets import ShardDataset, ShardLoader, OnTheFlyFractalDataset`` imports torch on
+``from fdsl.datasets import ShardDataset, ShardLoader`` imports torch on
 first use only, so generator worker processes that import ``fdsl.datasets.shards`` stay light.
 """
 
@@ -12,7 +12,6 @@ from typing import Any
 _LAZY = {
     "ShardDataset": "fdsl.datasets.loader",
     "ShardLoader": "fdsl.datasets.loader",
-    "OnTheFlyFractalDataset": "fdsl.datasets.onthefly",
 }
 
 __all__ = sorted(_LAZY)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from fdsl.errors import FdslError
+from fdsl.generators.registry import get_generator
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -42,14 +43,13 @@ class OnTheFlyFractalDataset(torch.utils.data.Dataset):
     def __init__(self, params_file: str | Path, instances: int | None = None,
                  image_size: int | None = None, points: int | None = None, seed: int = 0,
                  classes: int | None = None, **options: Any) -> None:
-        from fdsl.generators.registry import get_generator
+        from fdsl.generators.fractaldb import load_class_params
 
         self.params_file = Path(params_file)
         if not self.params_file.is_file():
             raise FdslError(f"{self.params_file}: no such class parameters file")
-        module = get_generator("fractaldb")
         if classes is None:
-            classes = len(module.load_class_params(self.params_file))
+            classes = len(load_class_params(self.params_file))
         self.settings = dict(classes=classes, instances=instances, image_size=image_size,
                              points=points, params_from=self.params_file, workers=1,
                              backend="inline", **options)
@@ -60,7 +60,7 @@ class OnTheFlyFractalDataset(torch.utils.data.Dataset):
         probe = self._source()  # checks the settings now, in the caller, with one clear error
         self.classes: list[str] = probe.class_names()
         self._len = probe.num_items()
-        self.labels = np.arange(self._len, dtype=np.int64) // max(self._len // max(len(self.classes), 1), 1)
+        self.labels: np.ndarray = probe.item_labels(np.arange(self._len, dtype=np.int64))
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -71,13 +71,11 @@ class OnTheFlyFractalDataset(torch.utils.data.Dataset):
         """Render epoch ``epoch``'s images from now on."""
         self.epoch = int(epoch)
 
-    def _source(self):
+    def _source(self) -> Any:
         source = self._sources.get(self.epoch)
         if source is None:
-            from fdsl.generators.registry import get_generator
-
-            module = get_generator("fractaldb")
-            source = module.make_source(seed=epoch_seed(self.seed, self.epoch), **self.settings)
+            make_source = get_generator("fractaldb").make_source
+            source = make_source(seed=epoch_seed(self.seed, self.epoch), **self.settings)
             self._sources = {self.epoch: source}  # keep one: an epoch is used then left
         return source
 

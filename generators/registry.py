@@ -31,7 +31,7 @@ BUILTIN_MODULES = (
     "fdsl.generators.fractaldb",
     "fdsl.generators.exfractaldb",
     "fdsl.generators.rcdb",
-    # "fdsl.generators.linedb",
+    "fdsl.generators.linedb",
 )
 
 # Settings every generator may take, passed to make_source as keyword arguments (None = the

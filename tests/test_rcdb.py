@@ -56,8 +56,10 @@ def test_rasterizer_matches_pillow_lines():
         np.testing.assert_array_equal(ours, np.asarray(expected), err_msg=str((x0, y0, x1, y1)))
 
 
-def test_rasterize_segments_draws_both_ends_and_clips():
-    img = raster.rasterize_segments((8, 8), np.array([[0, 0, 3, 0], [-5, 7, 20, 7]]))
+def test_draw_line_draws_both_ends_and_clips():
+    img = np.zeros((8, 8), np.uint8)
+    raster.draw_line(img, 0, 0, 3, 0, 255)
+    raster.draw_line(img, -5, 7, 20, 7, 255)
     assert img[0, :4].tolist() == [255] * 4 and img[0, 4] == 0
     assert img[7].tolist() == [255] * 8
 

@@ -61,20 +61,3 @@ def draw_line(img: np.ndarray, x0: int, y0: int, x1: int, y1: int, value: int) -
         _walk(img, x0, y0, x1, y1, value, False)  # no per-pixel bounds checks needed
     else:
         _walk(img, x0, y0, x1, y1, value, True)
-
-
-@numba.njit(cache=True)
-def draw_closed_polyline(img: np.ndarray, xs: np.ndarray, ys: np.ndarray, value: int) -> None:
-    """Draw the closed polygon through float64 vertices ``xs``, ``ys`` [V] (truncated to pixels)."""
-    n = xs.size
-    for i in range(n):
-        j = i + 1 if i + 1 < n else 0
-        draw_line(img, int(xs[i]), int(ys[i]), int(xs[j]), int(ys[j]), value)
-
-
-def rasterize_segments(size: tuple[int, int], segments: np.ndarray, value: int = 255) -> np.ndarray:
-    """Draw int64 segments [S, 4] (x0, y0, x1, y1) on a black uint8 [H, W] canvas."""
-    img = np.zeros(size, dtype=np.uint8)
-    for x0, y0, x1, y1 in np.asarray(segments, dtype=np.int64):
-        draw_line(img, int(x0), int(y0), int(x1), int(y1), value)
-    return img
