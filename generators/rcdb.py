@@ -4,14 +4,17 @@ Per class (``default_rng([seed, 1, class])``): vertices ``int(Exponential(mean 1
 in 3..200, contours ``randint(1, 200)``, Perlin coefficient c ~ U(0, 4), radial offset ~ U(0, 0.1).
 Per image (``default_rng([seed, 2, class, instance])``): radius randint(0, 100), oval factors for x
 then y ~ U(1, 2), centre ``(512 + randint(-400, 400)) / 2`` for y then x, then per contour a grey
-level randint(0, 255) and two uniforms U(0, 1e4) per vertex (x then y noise inputs).
+level randint(0, 256) clipped to 255 (the official ``randint(0, image_size / 2)`` at 512 px, which
+Pillow clips) and two uniforms U(0, 1e4) per vertex (x then y noise inputs).
 
 Drawing (the official make_rcdb.py algorithm): vertex v starts at (cos, sin)(2 pi v / V) * radius *
 oval; each contour moves every vertex by ``-(cos, sin) * (noise - offset)`` with noise =
-perlin1(u) * 2c - c, cumulatively, and draws the closed 1 px polyline on a white canvas. Geometry is
+pnoise1(u) * 2c - c (``fdsl.generators.kernels.perlin``, equal to the ``noise`` package's),
+cumulatively, and draws the closed 1 px polyline on a white canvas. Geometry is
 in the official 512 px units and scaled by ``image_size / 512`` (so 512 px is the official image).
-Differences: our own Perlin permutation (same gradient scheme and value distribution as
-``noise.pnoise1``), grey levels 0..255 (the official randint(0, 256) can give 256), grey images.
+Differences (docs/FIDELITY.md): seeded NumPy streams instead of ``random.seed(thread + 1)``;
+grey images (the official writes RGB with three equal channels); at other sizes than 512 the
+geometry is scaled (the official keeps it in pixels and draws greys up to size / 2).
 """
 
 from __future__ import annotations
@@ -28,14 +31,14 @@ import numba
 import numpy as np
 
 from fdsl.errors import FdslError
-from fdsl.generators.kernels.perlin import PERM, _noise1
+from fdsl.generators.kernels.perlin import pnoise1_jit
 from fdsl.generators.kernels.raster import draw_line
 from fdsl.generators.npzfile import npz_bytes
 from fdsl.generators.registry import GeneratorSpec, register_generator
 from fdsl.sources import RenderedBatch
 
 NAME = "rcdb"
-VERSION = "1"
+VERSION = "2"  # 2: the noise package's Perlin table, greys as the official
 OFFICIAL_SIZE = 512
 DEFAULT_INSTANCES = 1000
 MAX_VERTICES = 200
@@ -43,6 +46,7 @@ MAX_CONTOURS = 200
 MAX_PERLIN = 4.0
 MAX_OFFSET = 0.1
 CENTRE_SPREAD = 400
+GREY_DRAW = OFFICIAL_SIZE // 2  # randint(0, 256): 256 comes out as 255
 TAG_CLASS, TAG_IMAGE, TAG_BREAK = 1, 2, 3
 
 
@@ -143,7 +147,7 @@ def sample_image(seed: int, label: int, instance: int, vertices: int, contours: 
     radius = int(rng.integers(0, 101))
     oval_x, oval_y = rng.uniform(1.0, 2.0, 2)
     centre_y, centre_x = (OFFICIAL_SIZE + rng.integers(-CENTRE_SPREAD, CENTRE_SPREAD + 1, 2)) / 2
-    greys = rng.integers(0, 256, contours)
+    greys = np.minimum(rng.integers(0, GREY_DRAW + 1, contours), 255)
     noise_inputs = rng.uniform(0.0, 1e4, (contours, 2, vertices))
     keep = (broken_segments(seed, label, instance, vertices, contours, broken_fraction)
             if broken_fraction > 0 else None)
@@ -154,7 +158,7 @@ def sample_image(seed: int, label: int, instance: int, vertices: int, contours: 
 @numba.njit(cache=True)
 def _draw_contours(img: np.ndarray, radius: float, oval_x: float, oval_y: float, centre_x: float,
                    centre_y: float, perlin: float, offset: float, greys: np.ndarray,
-                   noise_inputs: np.ndarray, scale: float, perm: np.ndarray, keep: np.ndarray) -> None:
+                   noise_inputs: np.ndarray, scale: float, keep: np.ndarray) -> None:
     vertices = noise_inputs.shape[2]
     step = 2.0 * math.pi / vertices
     cos_v = np.empty(vertices)
@@ -170,8 +174,8 @@ def _draw_contours(img: np.ndarray, radius: float, oval_x: float, oval_y: float,
         vy[v] = sin_v[v] * radius * oval_y
     for k in range(greys.size):
         for v in range(vertices):
-            nx = _noise1(noise_inputs[k, 0, v], perm) * perlin * 2.0 - perlin
-            ny = _noise1(noise_inputs[k, 1, v], perm) * perlin * 2.0 - perlin
+            nx = pnoise1_jit(noise_inputs[k, 0, v]) * perlin * 2.0 - perlin
+            ny = pnoise1_jit(noise_inputs[k, 1, v]) * perlin * 2.0 - perlin
             vx[v] -= cos_v[v] * (nx - offset)
             vy[v] -= sin_v[v] * (ny - offset)
             # Truncate toward zero like Pillow's line drawing with float coordinates.
@@ -192,7 +196,7 @@ def draw_image(params: ImageParams, perlin: float, offset: float, size: int,
     img = np.empty((size, size), dtype=np.uint8) if out is None else out
     img.fill(255)
     _draw_contours(img, float(params.radius), params.oval_x, params.oval_y, params.centre_x, params.centre_y,
-                   perlin, offset, params.greys, params.noise_inputs, size / OFFICIAL_SIZE, PERM,
+                   perlin, offset, params.greys, params.noise_inputs, size / OFFICIAL_SIZE,
                    _ALL_SEGMENTS if params.keep is None else params.keep)
     return img
 

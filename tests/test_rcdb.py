@@ -20,29 +20,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.reference import rcdb_official as ref  # noqa: E402
 
 
-def test_perlin_zero_at_lattice_points():
-    lattice = np.arange(-600, 10_001, 7, dtype=np.float64)
-    assert np.all(perlin.perlin1(lattice) == 0.0)
-
-
-def test_perlin_is_continuous_and_not_trivial():
-    xs = np.random.default_rng(0).uniform(0, 1e4, 20_000)
-    values = perlin.perlin1(xs)
-    step = np.abs(perlin.perlin1(xs + 1e-6) - values)
-    assert step.max() < 1e-4  # |slope| <= 8 * 0.4 * 1.9 for this gradient scheme, so steps stay tiny
-    # across lattice points too (left and right limits agree)
-    ints = np.arange(1.0, 300.0)
-    assert np.abs(perlin.perlin1(ints - 1e-9)).max() < 1e-7 and np.abs(perlin.perlin1(ints + 1e-9)).max() < 1e-7
-    assert values.std() > 0.1 and np.abs(values).max() < 1.6
-    assert np.array_equal(perlin.perlin1(xs), values)  # deterministic
-
-
-def test_perlin_matches_python_version_and_permutation_is_fixed():
-    xs = np.random.default_rng(1).uniform(-50, 1e4, 300)
-    np.testing.assert_array_equal(perlin.perlin1(xs), [perlin.perlin1_python(float(x)) for x in xs])
-    perm = perlin.make_permutation()
-    assert sorted(perm[:256].tolist()) == list(range(256)) and np.array_equal(perm[:256], perm[256:])
-    assert not np.array_equal(perm[:256], np.arange(256))
+def test_contours_draw_with_the_reference_perlin_noise():
+    """RCDB's kernel draws with pnoise1 (the noise package's values, tests/test_perlin.py): moving
+    a vertex's noise input by one lattice cell changes the image; at an integer input the noise is
+    0 so the vertex moves by the offset alone."""
+    params = rcdb.sample_image(0, 0, 0, 5, 1)
+    inputs = np.full_like(params.noise_inputs, 1000.0)  # integers: noise 0, every vertex at -c
+    still = rcdb.ImageParams(50, 1.0, 1.0, 256.0, 256.0, np.array([0]), inputs, None)
+    img = rcdb.draw_image(still, 2.0, 0.0, 512)
+    # every vertex moved outward by c = 2 (noise * 2c - c = -c, minus that): radius 50 -> 52
+    assert img[256, 256 + 52] == 0 and img[256, 256 + 50] == 255
+    moved = rcdb.ImageParams(50, 1.0, 1.0, 256.0, 256.0, np.array([0]), inputs + 0.5, None)
+    radius = 50 - (perlin.pnoise1(1000.5) * 4.0 - 2.0)
+    img = rcdb.draw_image(moved, 2.0, 0.0, 512)
+    assert img[256, int(256 + radius)] == 0 and int(radius) != 52
 
 
 def test_rasterizer_matches_pillow_lines():

@@ -3,9 +3,9 @@
 Same loop structure as the official script: Python lists of vertex coordinates, one Python noise
 call per vertex and axis, Pillow's ``ImageDraw.line`` per segment. It takes the same pre-drawn
 random numbers as fdsl's kernel (``fdsl.generators.rcdb.ImageParams``), so both must give the same
-pixels. The official script gets ``pnoise1`` from the C ``noise`` package; this port uses fdsl's
-pure-Python Perlin (same scheme), which is slower than the C call, so the timing of this port is an
-upper bound of the official per-image time (about 50 ms measured for the official itself).
+pixels. ``pnoise1`` comes from the C ``noise`` package the official script imports, when it is
+installed (``pip install noise``), else from ``fdsl.generators.kernels.perlin.pnoise1`` (equal to
+it, tested in tests/test_perlin.py), called once per value like the C function.
 """
 
 from __future__ import annotations
@@ -15,8 +15,14 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fdsl.generators.kernels.perlin import perlin1_python
 from fdsl.generators.rcdb import OFFICIAL_SIZE, ImageParams
+
+try:
+    from noise import pnoise1
+    NOISE_SOURCE = "noise package"
+except ImportError:  # the port still runs, with fdsl's equal implementation
+    from fdsl.generators.kernels.perlin import pnoise1
+    NOISE_SOURCE = "fdsl.generators.kernels.perlin"
 
 
 def draw_image(params: ImageParams, perlin: float, offset: float, size: int = OFFICIAL_SIZE) -> np.ndarray:
@@ -32,8 +38,8 @@ def draw_image(params: ImageParams, perlin: float, offset: float, size: int = OF
     vertex_y.append(vertex_y[0])
     for contour, grey in enumerate(params.greys.tolist()):
         inputs = params.noise_inputs[contour].tolist()
-        noise_x = [perlin1_python(u) * perlin * 2 - perlin for u in inputs[0]]
-        noise_y = [perlin1_python(u) * perlin * 2 - perlin for u in inputs[1]]
+        noise_x = [pnoise1(u) * perlin * 2 - perlin for u in inputs[0]]
+        noise_y = [pnoise1(u) * perlin * 2 - perlin for u in inputs[1]]
         for v in range(vertices):
             vertex_x[v] -= math.cos(angle * v) * (noise_x[v] - offset)
             vertex_y[v] -= math.sin(angle * v) * (noise_y[v] - offset)
