@@ -41,6 +41,7 @@ import numpy as np
 
 from fdsl.errors import FdslError
 from fdsl.generators.kernels import ifs3d
+from fdsl.generators.limits import MAX_POINTS, at_most
 from fdsl.generators.npzfile import npz_bytes
 from fdsl.generators.registry import GeneratorSpec, register_generator
 from fdsl.generators.search import CandidateSpan, search_candidates
@@ -57,6 +58,7 @@ MIN_SEARCH_POINTS = 100
 DEFAULTS = {"instances_3d": 25, "views": 40, "points": 100_000, "image_size": 224,
             "variance_threshold": 0.05, "search_points_3d": 10_000}
 SEARCH_CHUNK = 256
+MAX_VIEWS = 100_000
 TAG_SEARCH, TAG_INSTANCE, TAG_VIEW = 1, 2, 3
 
 
@@ -326,6 +328,7 @@ def make_source(*, classes: int, instances: int | None, seed: int, image_size: i
     if instances_3d > MAX_VARIANTS:
         raise FdslError(f"--instances-3d must be at most {MAX_VARIANTS} (the official variant table), got {instances_3d}")
     views = _positive("views", views, DEFAULTS["views"])
+    at_most("--views", views, MAX_VIEWS)
     per_class = instances_3d * views
     if instances is not None and instances > per_class:
         raise FdslError(f"--instances {instances} exceeds --instances-3d x --views = {per_class}; "
@@ -336,6 +339,7 @@ def make_source(*, classes: int, instances: int | None, seed: int, image_size: i
     search_points = _positive("search-points-3d", search_points_3d, DEFAULTS["search_points_3d"])
     if search_points < MIN_SEARCH_POINTS:
         raise FdslError(f"--search-points-3d must be >= {MIN_SEARCH_POINTS}, got {search_points}")
+    at_most("--search-points-3d", search_points, MAX_POINTS)
     if params_from is not None:
         if variance_threshold is not None or search_points_3d is not None:
             raise FdslError("--variance-threshold and --search-points-3d do not apply with --params-from "

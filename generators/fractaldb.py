@@ -71,6 +71,7 @@ from fdsl.generators.fractaldb_source import (
     hue_palette,
     item_layout,
 )
+from fdsl.generators.limits import MAX_POINTS, at_most
 from fdsl.generators.registry import GeneratorSpec, register_generator
 
 __all__ = ["ClassParams", "FractalDBSource", "SPEC", "WEIGHTS", "candidate_fill", "fill_needed", "flip_image",
@@ -111,6 +112,7 @@ def _check(classes: int, seed: int, instances: int, image_size: int, points: int
         raise FdslError(f"--fill-rate must be in (0, 1], got {fill_rate}")
     if search_points < MIN_POINTS:
         raise FdslError(f"--search-points must be >= {MIN_POINTS}, got {search_points}")
+    at_most("--search-points", search_points, MAX_POINTS)
     if color not in COLOR_MODES:
         raise FdslError(f"--color must be one of {', '.join(COLOR_MODES)}, got {color!r}")
 

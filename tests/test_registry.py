@@ -1,0 +1,133 @@
+"""The generator registry and gen-fractal's shared checks: specs, light imports, size limits, --version."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fdsl import __version__
+from fdsl.errors import FdslError
+from fdsl.generators import cli, limits, registry
+from fdsl.generators.registry import GeneratorSpec, register_generator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from toy_source import ToySource  # noqa: E402
+
+HEAVY = ("h5py", "torch", "fdsl.datasets.build", "fdsl.datasets.shards", "fdsl.datasets.jobs", "ray")
+
+
+def _exit_code(argv: list[str]) -> int:
+    try:
+        return cli.main(argv)
+    except SystemExit as exc:  # argparse's own one-line errors and --version
+        return int(exc.code)
+
+
+@pytest.mark.parametrize("module", [m.rsplit(".", 1)[1] for m in registry.BUILTIN_MODULES] + ["registry"])
+def test_importing_a_generator_imports_no_h5py_builder_or_torch(module):
+    code = (f"import sys, fdsl.generators.{module}\n"
+            f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_builtin_registers_a_spec_with_flags_read_from_its_parser():
+    specs = registry.generators()
+    assert list(specs) == ["fractaldb", "exfractaldb", "rcdb", "linedb"]
+    assert {"fill_rate", "search_points", "color"} <= set(specs["fractaldb"].option_names)
+    assert {"instances_3d", "views", "no_roll"} <= set(specs["exfractaldb"].option_names)
+    assert "broken_fraction" in specs["rcdb"].option_names
+    assert set(specs["linedb"].option_names) == {"line_counts", "shuffle_counts"}
+    assert specs["fractaldb"].takes("points") and not specs["rcdb"].takes("points")
+    with pytest.raises(FdslError, match="unknown --db 'nope'; choose one of fractaldb, exfractaldb"):
+        registry.get_generator("nope")
+
+
+def _toy_arguments(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--toy-size", dest="toy_size", type=int, default=None)
+
+
+def _toy_source(*, classes: int, seed: int, params_from, workers, backend, instances=None,
+                toy_size=None) -> ToySource:
+    return ToySource(classes=classes, per_class=instances or 2, size=toy_size or 8, seed=seed)
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    """A generator registered the way a new module would, undone after the test."""
+    registry.generators()
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    return register_generator(GeneratorSpec(name="toy", description="test images", defaults={"instances": 2},
+                                            add_arguments=_toy_arguments, make_source=_toy_source))
+
+
+def test_a_registered_generator_gets_the_cli_flags_help_and_checks(toy, tmp_path, capsys):
+    assert toy.option_names == ("toy_size",)
+    assert _exit_code(["--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "toy: test images" in help_text and "toy options" in help_text and "--toy-size" in help_text
+    assert "toy 2" in help_text  # the --instances default, from the spec
+    out = tmp_path / "toy"
+    assert cli.main(["--db", "toy", "--classes", "2", "--toy-size", "4", "--workers", "1", "--out", str(out)]) == 0
+    assert '"size": 4' in (out / "manifest.json").read_text()
+    capsys.readouterr()
+    for flags, message in ((["--image-size", "8"], "--image-size does not apply to --db toy"),
+                           (["--views", "2", "--points", "9"], "--points, --views do not apply to --db toy")):
+        assert cli.main(["--db", "toy", "--classes", "1", "--out", str(tmp_path / "no"), *flags]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "no").exists()
+    with pytest.raises(FdslError, match="--toy-size does not apply to --db fractaldb"):
+        cli.generate("fractaldb", tmp_path / "no", classes=1, toy_size=3)
+
+
+def test_spec_mistakes_are_caught_at_registration(toy):
+    with pytest.raises(ValueError, match="already registered"):
+        register_generator(GeneratorSpec(name="toy", description="", make_source=lambda **kw: None))
+    with pytest.raises(ValueError, match="unknown settings"):
+        GeneratorSpec(name="x", description="", make_source=_toy_source, defaults={"colour": 1})
+
+
+def test_version(capsys):
+    assert _exit_code(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"gen-fractal (fdsl) {__version__}"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--image-size", "1000000"], "--image-size 1000000 exceeds the limit of 16,384"),
+    (["--classes", str(10**20)], f"--classes {10**20} exceeds the limit of 1,000,000"),
+    (["--instances", str(10**9)], "--instances 1000000000 exceeds the limit"),
+    (["--classes", "1000000", "--instances", "1000000"], "--classes x --instances 1000000000000 exceeds"),
+    (["--points", str(10**10)], "--points 10000000000 exceeds the limit of 100,000,000"),
+    (["--image-size", "16384", "--workers", "64"], "GiB for their image and point buffers"),
+    (["--search-points", str(10**10)], "--search-points 10000000000 exceeds the limit"),
+    (["--db", "exfractaldb", "--views", str(10**9)], "--views 1000000000 exceeds the limit of 100,000"),
+    (["--db", "exfractaldb", "--search-points-3d", str(10**10)], "--search-points-3d 10000000000 exceeds"),
+    (["--db", "linedb", "--classes", "10000"], "a line count 160000 exceeds the limit of 100,000"),
+])
+def test_absurd_sizes_are_refused_before_any_work_or_file(tmp_path, capsys, flags, message):
+    argv = ["--db", "fractaldb", "--classes", "1", "--out", str(tmp_path / "o"), *flags]
+    if argv.count("--db") == 2:
+        argv = argv[2:]
+    if argv.count("--classes") == 2:
+        at = argv.index("--classes")
+        del argv[at:at + 2]
+    assert _exit_code(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_memory_estimate_scales_with_workers_and_sizes():
+    one = limits.worker_bytes(512, 0, 10_000)
+    assert one == 2 * 1000 * 512 * 512
+    assert limits.worker_bytes(512, 10**6, 10) == 2 * 10 * 512 * 512 + 10**6 * limits.POINT_BYTES
+    limits.check_job(classes=1, instances=1, image_size=512, points=None, workers=4, shard_size=10_000,
+                     memory=4 * one * 2)
+    with pytest.raises(FdslError, match="4 worker"):
+        limits.check_job(classes=1, instances=1, image_size=512, points=None, workers=4, shard_size=10_000,
+                         memory=4 * one)
