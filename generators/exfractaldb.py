@@ -7,32 +7,33 @@ chaos-game cloud (``search_points`` points from the origin) is min-max normalise
 threshold. The classes are the first ``classes`` accepted candidates in k order, whatever the
 number of workers.
 
-Instances: variant 0 is the identity; variant ``v >= 1`` scales one of the 12 parameters (in every
-map) by one factor, ordered ring by ring: ring r = 1..6 uses factors 1 - r/10 and 1 + r/10, and
-within a ring parameters a..l in order, the smaller factor first. So variants 1..24 are the
-official 25-instance table (0.9 / 1.1) and all 145 variants are the official 145-instance table
-(0.4..0.9, 1.1..1.6). Probabilities are not renormalised (as the official). Each variant's cloud
-(``points`` points, normalised like the search) is seen from ``views`` viewpoints uniform on the
-sphere with a random roll; image ``j`` of a class is variant ``j // views``, view ``j % views``.
+Instances: variant v is row v of an instance table (``fdsl.generators.exfractaldb_tables``): by
+default ``paper25``, the official ``weights_ins25.csv`` (identity and each of the 12 parameters
+scaled by 0.9 or 1.1 in every map), or ``released145``, the ``weights_ins145.csv`` that the released
+``instance.py`` reads (factors 0.4..1.6). Probabilities are not renormalised (as the official).
+Each variant's cloud (``points`` points, 10,000 by default as the released ``instance.py``,
+normalised like the search) is seen from ``views`` viewpoints: by default 40 directions uniform on
+the sphere with a random roll (the paper's 40 random views), or the released ``render.py``'s
+horizontal ring (``--views-mode ring``, 12 views with +-3 degree jitter). Image ``j`` of a class is
+variant ``j // views``, view ``j % views``. ``--preset released-code`` selects all the released
+scripts' choices at once (145 rows, 12 ring views, images bottom row first as saved from OpenGL).
 ``--instances`` (images per class) defaults to ``instances_3d * views``; a smaller value keeps the
 first images of each class in that order (all views of variant 0, then variant 1, ...), a larger
 one is an error. When the cloud of variant slot ``v < instances_3d`` diverges (not finite), the slot
-takes the next unused variant of the table (``instances_3d``, ``instances_3d + 1``, ... skipping
-diverging ones, slots in order), so every class still has ``instances_3d * views`` images, fixed by
+takes the next unused row of the table (``instances_3d``, ``instances_3d + 1``, ... skipping
+diverging ones, slots in order; the official writes no model and the class has fewer images), so every class still has ``instances_3d * views`` images, fixed by
 the seed and the class parameters; the image metadata's ``variant`` is the variant actually drawn.
 
 Rendering: perspective camera, fovy 45 degrees, near 1, far 100, at distance 4 looking at the
-origin; each point lights one pixel white on black. Differences from the official OpenGL script:
-no OpenGL; viewpoints cover the sphere (the official turns the camera about the Y axis only); images
-are stored top row first (OpenGL's glReadPixels output, saved as is, is upside down).
+origin; each point lights one pixel white on black. Differences from the official OpenGL script
+(docs/FIDELITY.md): no OpenGL (float64 instead of the GPU's float32); images are stored top row
+first unless the preset asks for OpenGL's order.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,34 +41,51 @@ from typing import Any
 import numpy as np
 
 from fdsl.errors import FdslError
+from fdsl.generators import exfractaldb_tables as tables
+from fdsl.generators.exfractaldb_source import ExFractalSource, variant_cloud, view_angles
 from fdsl.generators.kernels import ifs3d
 from fdsl.generators.limits import MAX_POINTS, at_most
 from fdsl.generators.npzfile import npz_bytes
 from fdsl.generators.registry import GeneratorSpec, register_generator
 from fdsl.generators.search import CandidateSpan, search_candidates
-from fdsl.sources import RenderedBatch
+
+__all__ = ["ClassParams", "ExFractalSource", "SPEC", "make_source", "search_classes", "variant_cloud",
+           "view_angles"]
 
 NAME = "exfractaldb"
-VERSION = "2"  # 2: a diverging variant is replaced by the next unused one
 MAX_MAPS = 7
 NUM_PARAMS = 12
 PARAM_LETTERS = "abcdefghijkl"
-FACTOR_RINGS = 6
-MAX_VARIANTS = 1 + NUM_PARAMS * 2 * FACTOR_RINGS  # 145, the official largest table
+MAX_VARIANTS = 145  # rows of each instance table (paper25: 25 + 120 spares)
 MIN_SEARCH_POINTS = 100
-DEFAULTS = {"instances_3d": 25, "views": 40, "points": 100_000, "image_size": 224,
-            "variance_threshold": 0.05, "search_points_3d": 10_000}
+DEFAULTS = {"instances_3d": 25, "views": 40, "points": 10_000, "image_size": 224,
+            "variance_threshold": 0.05, "search_points_3d": 10_000, "instance_table": "paper25",
+            "views_mode": "random"}
 SEARCH_CHUNK = 256
 MAX_VIEWS = 100_000
-TAG_SEARCH, TAG_INSTANCE, TAG_VIEW = 1, 2, 3
+TAG_SEARCH = 1
 
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:
     """ExFractalDB's own flags (all default None = official value)."""
+    group.add_argument("--preset", dest="preset", choices=tables.PRESETS, default=None,
+                       help="released-code: what the released scripts do (instance.py, render.py): "
+                            "--instance-table released145 with all 145 rows, --views-mode ring with 12 "
+                            "views, 10000 points, images bottom row first as saved from OpenGL; "
+                            "flags given as well override it")
+    group.add_argument("--instance-table", dest="instance_table", choices=tables.INSTANCE_TABLES, default=None,
+                       help="parameter-variant table: paper25 (default, the paper's 25 instances, official "
+                            "weights_ins25.csv: factors 0.9/1.1) or released145 (weights_ins145.csv read "
+                            "by the released instance.py: factors 0.4..1.6)")
     group.add_argument("--instances-3d", dest="instances_3d", type=int, default=None,
-                       help=f"parameter variants (3-D models) per class, 1..{MAX_VARIANTS} (default 25)")
+                       help=f"rows of the table used (3-D models per class), 1..{MAX_VARIANTS} "
+                            "(default 25; 145 with the preset)")
+    group.add_argument("--views-mode", dest="views_mode", choices=tables.VIEW_MODES, default=None,
+                       help="random (default, the paper: directions uniform on the sphere, random roll) "
+                            "or ring (the released render.py: a horizontal ring from 30 degrees, "
+                            "+-3 degree jitter, no elevation or roll)")
     group.add_argument("--views", dest="views", type=int, default=None,
-                       help="random viewpoints per 3-D model (default 40)")
+                       help="viewpoints per 3-D model (default 40; 12 with the preset)")
     group.add_argument("--no-roll", dest="no_roll", action="store_true", default=None,
                        help="keep the camera upright (no random roll about the viewing axis)")
     group.add_argument("--variance-threshold", dest="variance_threshold", type=float, default=None,
@@ -187,126 +205,6 @@ def load_class_params(path: Path, classes: int) -> ClassParams:
                          ("params", "probs", "num_maps", "candidate")))
 
 
-def variant_weights(variant: int) -> np.ndarray:
-    """Per-parameter scale factors float64 [12] of instance variant ``variant`` (see module doc)."""
-    if not 0 <= variant < MAX_VARIANTS:
-        raise FdslError(f"variant must be in 0..{MAX_VARIANTS - 1}, got {variant}")
-    weights = np.ones(NUM_PARAMS)
-    if variant:
-        ring, rest = divmod(variant - 1, 2 * NUM_PARAMS)
-        param, side = divmod(rest, 2)
-        step = (ring + 1) / 10
-        weights[param] = 1.0 - step if side == 0 else 1.0 + step
-    return weights
-
-
-# --------------------------------------------------------------------------- rendering
-
-
-def variant_cloud(classes: ClassParams, label: int, variant: int, seed: int, points: int) -> np.ndarray | None:
-    """The normalised, centred float64 [points, 3] cloud of (class, variant); None if it diverges."""
-    matrices, shifts, probs = classes.system(label, variant_weights(variant))
-    rng = np.random.default_rng([seed, TAG_INSTANCE, label, variant])
-    cloud = ifs3d.chaos_game(matrices, shifts, probs, rng.random(points))
-    return cloud if ifs3d.normalize_center(cloud) else None
-
-
-def view_angles(seed: int, label: int, variant: int, view: int, roll: bool) -> tuple[float, float, float]:
-    """(azimuth, elevation, roll) in radians: a direction uniform on the sphere and a roll."""
-    rng = np.random.default_rng([seed, TAG_VIEW, label, variant, view])
-    height, azimuth, spin = rng.uniform(-1.0, 1.0), rng.uniform(0.0, 2 * math.pi), rng.uniform(-math.pi, math.pi)
-    return azimuth, math.asin(height), spin if roll else 0.0
-
-
-class ExFractalSource:
-    """ShardSource for ExFractalDB; item ``i`` is class ``i // per_class``, image ``i % per_class``."""
-
-    name = NAME
-    version = VERSION
-
-    def __init__(self, classes: ClassParams, *, seed: int, per_class: int, instances_3d: int, views: int,
-                 points: int, image_size: int, roll: bool, search: dict[str, Any]) -> None:
-        self.classes, self.seed, self.per_class = classes, seed, per_class
-        self.instances_3d, self.views, self.points = instances_3d, views, points
-        self.image_size, self.roll, self.search = image_size, roll, search
-        self._substitutes: dict[int, dict[int, int | None]] = {}
-
-    def substitutes(self, label: int) -> dict[int, int | None]:
-        """Variant slot -> the variant drawn instead, for the slots of class ``label`` whose own
-        variant diverges (None when no variant of the table is left). Computed once per class."""
-        plan = self._substitutes.get(label)
-        if plan is None:
-            def finite(variant: int) -> bool:
-                return variant_cloud(self.classes, label, variant, self.seed, self.points) is not None
-
-            spare = iter(range(self.instances_3d, MAX_VARIANTS))
-            slots = min(self.instances_3d, math.ceil(self.per_class / self.views))
-            plan = {}
-            for slot in range(slots):
-                if not finite(slot):
-                    plan[slot] = next((v for v in spare if finite(v)), None)
-            self._substitutes[label] = plan
-        return plan
-
-    def config(self) -> dict[str, Any]:
-        return {"seed": self.seed, "classes": len(self.classes.num_maps), "instances": self.per_class,
-                "instances_3d": self.instances_3d, "views": self.views, "points": self.points,
-                "image_size": self.image_size, "roll": self.roll, "search": self.search}
-
-    def class_names(self) -> list[str]:
-        return [f"{c:06d}" for c in range(len(self.classes.num_maps))]
-
-    def num_items(self) -> int:
-        return len(self.classes.num_maps) * self.per_class
-
-    def render(self, start: int, stop: int) -> RenderedBatch:
-        size = self.image_size
-        images = np.zeros((stop - start, size, size), dtype=np.uint8)
-        meta = {k: np.zeros(stop - start, dtype=np.int32) for k in ("variant", "view")}
-        meta.update({k: np.zeros(stop - start, dtype=np.float32) for k in ("azimuth", "elevation", "roll", "fill")})
-        keep = np.ones(stop - start, dtype=bool)
-        failures: list[dict[str, Any]] = []
-        item = start
-        while item < stop:
-            # One 3-D model (class, variant) at a time: its cloud is shared by all its views.
-            label, j = divmod(item, self.per_class)
-            slot, first_view = divmod(j, self.views)
-            group_end = min(stop, label * self.per_class + (slot + 1) * self.views,
-                            (label + 1) * self.per_class)
-            rows = slice(item - start, group_end - start)
-            views = np.arange(first_view, first_view + group_end - item)
-            variant = slot
-            cloud = variant_cloud(self.classes, label, slot, self.seed, self.points)
-            substitute = self.substitutes(label)[slot] if cloud is None else None
-            if substitute is not None:
-                variant = substitute
-                cloud = variant_cloud(self.classes, label, variant, self.seed, self.points)
-            if cloud is None:
-                keep[rows] = False
-                failures.append({"class": label, "variant": slot, "items": [item, group_end - 1],
-                                 "reason": "the variant's point cloud diverges (not finite) and so do "
-                                           f"all spare variants up to {MAX_VARIANTS - 1}"})
-            else:
-                angles = np.array([view_angles(self.seed, label, variant, int(v), self.roll) for v in views])
-                bases = np.stack([ifs3d.camera_basis(*a) for a in angles])
-                lit = ifs3d.project_views(cloud, bases, images[rows])
-                meta["variant"][rows], meta["view"][rows] = variant, views
-                for col, key in enumerate(("azimuth", "elevation", "roll")):
-                    meta[key][rows] = np.degrees(angles[:, col])
-                meta["fill"][rows] = lit / (size * size)
-            item = group_end
-        items = np.arange(start, stop, dtype=np.int64)[keep]
-        return RenderedBatch(images[keep], items // self.per_class, {k: v[keep] for k, v in meta.items()},
-                             items, failures)
-
-    def png_path(self, label: int, metadata: Mapping[str, Any], item: int) -> str:
-        # The official render.py layout: <class>/<class>_<model 5 digits>_<view 3 digits>.png
-        return f"{label:06d}/{label:06d}_{int(metadata['variant']):05d}_{int(metadata['view']):03d}.png"
-
-    def extra_files(self) -> dict[str, bytes]:
-        return {"classes.npz": self.classes.to_npz()}
-
-
 # --------------------------------------------------------------------------- registry entry
 
 
@@ -320,13 +218,26 @@ def _positive(name: str, value: int | float | None, default: int | float) -> Any
 def make_source(*, classes: int, instances: int | None, seed: int, image_size: int | None,
                 points: int | None, params_from: Path | None, workers: int | None, backend: str = "local",
                 instances_3d: int | None = None, views: int | None = None, no_roll: bool | None = None,
-                variance_threshold: float | None = None, search_points_3d: int | None = None) -> ExFractalSource:
-    """Search (or load) the class IFS and return the source; FdslError for bad values."""
+                variance_threshold: float | None = None, search_points_3d: int | None = None,
+                preset: str | None = None, instance_table: str | None = None,
+                views_mode: str | None = None) -> ExFractalSource:
+    """Search (or load) the class IFS and return the source; FdslError for bad values. ``None``
+    takes the preset's value if a preset is given, else the default."""
+    fixed = tables.preset_settings(preset)
+    instances_3d = fixed.get("instances_3d") if instances_3d is None else instances_3d
+    views = fixed.get("views") if views is None else views
+    points = fixed.get("points") if points is None else points
+    table = instance_table or fixed.get("instance_table") or DEFAULTS["instance_table"]
+    mode = views_mode or fixed.get("views_mode") or DEFAULTS["views_mode"]
+    tables.instance_table(table)
+    if mode not in tables.VIEW_MODES:
+        raise FdslError(f"--views-mode must be one of {', '.join(tables.VIEW_MODES)}, got {mode!r}")
     if seed < 0:
         raise FdslError(f"--seed must be >= 0 for exfractaldb, got {seed}")
     instances_3d = _positive("instances-3d", instances_3d, DEFAULTS["instances_3d"])
     if instances_3d > MAX_VARIANTS:
-        raise FdslError(f"--instances-3d must be at most {MAX_VARIANTS} (the official variant table), got {instances_3d}")
+        raise FdslError(f"--instances-3d must be at most {MAX_VARIANTS} (the rows of the instance table), "
+                        f"got {instances_3d}")
     views = _positive("views", views, DEFAULTS["views"])
     at_most("--views", views, MAX_VIEWS)
     per_class = instances_3d * views
@@ -353,7 +264,8 @@ def make_source(*, classes: int, instances: int | None, seed: int, image_size: i
     return ExFractalSource(class_params, seed=seed, per_class=instances or per_class, instances_3d=instances_3d,
                            views=views, points=_positive("points", points, DEFAULTS["points"]),
                            image_size=_positive("image-size", image_size, DEFAULTS["image_size"]),
-                           roll=not no_roll, search=search)
+                           roll=not no_roll, search=search, instance_table=table, views_mode=mode,
+                           gl_rows=bool(fixed.get("gl_rows", False)))
 
 
 SPEC = register_generator(GeneratorSpec(

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from fdsl.datasets import cli as inspect_cli
+from fdsl.errors import FdslError
 from fdsl.generators import cli, exfractaldb
 from fdsl.generators.kernels import ifs3d
 
@@ -110,18 +111,16 @@ def test_views_match_reference_opengl_style_projection():
         np.testing.assert_array_equal(img, ref.render_view(cloud, *angles, 64))
 
 
-def test_variant_table_matches_official_scheme():
-    table = np.stack([exfractaldb.variant_weights(v) for v in range(exfractaldb.MAX_VARIANTS)])
-    np.testing.assert_array_equal(table[0], np.ones(12))
-    changed = table != 1.0
-    assert changed[1:].sum(axis=1).tolist() == [1] * 144  # one parameter per variant
-    first25 = {(int(np.argmax(r != 1)), round(float(r[r != 1][0]), 6)) for r in table[1:25]}
-    assert first25 == {(p, f) for p in range(12) for f in (0.9, 1.1)}
-    factors = sorted({round(float(x), 6) for x in table[changed]})
-    assert factors == [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6]
-    assert len({r.tobytes() for r in table}) == 145
-    with pytest.raises(Exception, match="variant"):
-        exfractaldb.variant_weights(145)
+def test_variant_tables_have_one_changed_parameter_per_row():
+    for name in ("paper25", "released145"):
+        table = exfractaldb.tables.instance_table(name)
+        assert table.shape == (exfractaldb.MAX_VARIANTS, 12)
+        changed = (table != 1.0).sum(axis=1)
+        assert changed.tolist().count(0) == 1 and set(changed.tolist()) == {0, 1}  # one identity row
+    factors = sorted({round(float(x), 6) for x in exfractaldb.tables.instance_table("paper25")[:25].ravel()})
+    assert factors == [0.9, 1.0, 1.1]
+    with pytest.raises(FdslError, match="instance-table"):
+        exfractaldb.tables.instance_table("paper1000")
 
 
 def _source(**overrides) -> exfractaldb.ExFractalSource:

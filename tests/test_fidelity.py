@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fdsl.generators import fractaldb
+from fdsl.generators import cli as gen_cli
+from fdsl.generators import exfractaldb, fractaldb
+from fdsl.generators import exfractaldb_tables as tables
 from fdsl.generators.kernels import ifs2d
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.reference import exfractaldb_official as ref_ex  # noqa: E402
 from benchmarks.reference import fractaldb_official as ref_fdb  # noqa: E402
 
 PAD = 6
@@ -119,3 +123,109 @@ def test_search_fill_rate_uses_the_official_orbit():
     count = fractaldb.candidate_fill(fractaldb.ClassParams(params.maps, params.probs, 0), 0, 5000, need)
     expected = ref_fdb.search_fill_rate(params.maps, params.probs, 0, 0, points=5000)
     assert count / 512**2 == expected
+
+
+# --------------------------------------------------------------------------- ExFractalDB
+
+WEIGHTS_INS25 = """0.9,1,1,1,1,1,1,1,1,1,1,1
+1,1,1,1,1,1,1,1,1,1,1,1
+1.1,1,1,1,1,1,1,1,1,1,1,1
+1,0.9,1,1,1,1,1,1,1,1,1,1
+1,1.1,1,1,1,1,1,1,1,1,1,1
+1,1,0.9,1,1,1,1,1,1,1,1,1
+1,1,1.1,1,1,1,1,1,1,1,1,1
+1,1,1,0.9,1,1,1,1,1,1,1,1
+1,1,1,1.1,1,1,1,1,1,1,1,1
+1,1,1,1,0.9,1,1,1,1,1,1,1
+1,1,1,1,1.1,1,1,1,1,1,1,1
+1,1,1,1,1,0.9,1,1,1,1,1,1
+1,1,1,1,1,1.1,1,1,1,1,1,1
+1,1,1,1,1,1,0.9,1,1,1,1,1
+1,1,1,1,1,1,1.1,1,1,1,1,1
+1,1,1,1,1,1,1,0.9,1,1,1,1
+1,1,1,1,1,1,1,1.1,1,1,1,1
+1,1,1,1,1,1,1,1,0.9,1,1,1
+1,1,1,1,1,1,1,1,1.1,1,1,1
+1,1,1,1,1,1,1,1,1,0.9,1,1
+1,1,1,1,1,1,1,1,1,1.1,1,1
+1,1,1,1,1,1,1,1,1,1,0.9,1
+1,1,1,1,1,1,1,1,1,1,1.1,1
+1,1,1,1,1,1,1,1,1,1,1,0.9
+1,1,1,1,1,1,1,1,1,1,1,1.1"""
+
+# Rows of the released weights_ins145.csv (row index: text), including its slip at parameter i.
+WEIGHTS_INS145_ROWS = {
+    0: "0.4,1,1,1,1,1,1,1,1,1,1,1", 6: "1,1,1,1,1,1,1,1,1,1,1,1", 12: "1.6,1,1,1,1,1,1,1,1,1,1,1",
+    13: "1,0.4,1,1,1,1,1,1,1,1,1,1", 24: "1,1.6,1,1,1,1,1,1,1,1,1,1", 97: "1,1,1,1,1,1,1,1,0.4,1,1,1",
+    107: "1,1,1,1,1,1,1,1,1.5,1,1,1", 108: "1,1,1,1,1,1,1,1,0.6,1,1,1", 109: "1,1,1,1,1,1,1,1,1,0.4,1,1",
+    144: "1,1,1,1,1,1,1,1,1,1,1,1.6",
+}
+
+
+def _csv(text: str) -> np.ndarray:
+    return np.array([[float(v) for v in line.split(",")] for line in text.splitlines()])
+
+
+def test_instance_tables_are_the_official_files():
+    paper = tables.instance_table("paper25")
+    np.testing.assert_array_equal(paper[:25], _csv(WEIGHTS_INS25))  # the released file, in its order
+    released = tables.instance_table("released145")
+    assert released.shape == (145, 12)
+    for row, text in WEIGHTS_INS145_ROWS.items():
+        np.testing.assert_array_equal(released[row], _csv(text)[0], err_msg=f"row {row}")
+    assert released[97:109, 8].tolist() == [0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.1, 1.2, 1.3, 1.4, 1.5, 0.6]
+
+
+def _one_class_npz(tmp_path) -> Path:
+    params = np.zeros((1, 7, 12))
+    params[0, :3, [0, 4, 8]] = 0.5
+    params[0, :3, 9:] = [[0, 0, 0], [1, 0, 0], [0, 1, 1]]
+    classes = exfractaldb.ClassParams(params, np.array([[1 / 3] * 3 + [0] * 4]), np.array([3]), np.array([-1]))
+    path = tmp_path / "classes.npz"
+    path.write_bytes(classes.to_npz())
+    return path
+
+
+def _make(path: Path, **kwargs) -> exfractaldb.ExFractalSource:
+    args = dict(classes=1, instances=None, seed=0, image_size=64, points=None, params_from=path, workers=1)
+    return exfractaldb.make_source(**{**args, **kwargs})
+
+
+def test_exfractaldb_draws_10k_points_per_model_by_default(tmp_path):
+    source = _make(_one_class_npz(tmp_path))
+    assert source.points == 10_000 and source.config()["points"] == 10_000
+    assert source.cloud(0, 1).shape == (10_000, 3)
+    assert (source.instance_table, source.instances_3d, source.views, source.views_mode) == ("paper25", 25, 40, "random")
+
+
+def test_ring_views_follow_the_released_render_script(tmp_path):
+    source = _make(_one_class_npz(tmp_path), views_mode="ring", views=12, instances_3d=1)
+    cloud = source.cloud(0, 0)
+    batch = source.render(0, 12)
+    assert batch.metadata["elevation"].tolist() == [0.0] * 12 and batch.metadata["roll"].tolist() == [0.0] * 12
+    yaw = (batch.metadata["azimuth"].astype(float) + 90.0 - 30.0 - np.arange(12) * 30.0 + 180.0) % 360.0 - 180.0
+    assert np.abs(yaw).max() <= math.pi + 1e-4  # jitter: +-pi *degrees* (glm.radians of U(-pi, pi))
+    assert np.abs(yaw).max() > 0.1  # jittered
+    for view in range(12):
+        jitter = np.random.default_rng([0, 3, 0, 0, view]).uniform(-math.pi, math.pi)
+        expected = ref_ex.ring_render(cloud, view, 12, jitter, 64)[::-1]  # the script's rows, turned
+        mismatch = np.count_nonzero(batch.images[view] != expected)
+        assert mismatch <= 0.01 * max(1, np.count_nonzero(expected))  # float32 on the GPU vs float64
+
+
+def test_released_code_preset_selects_all_the_released_choices(tmp_path):
+    path = _one_class_npz(tmp_path)
+    source = _make(path, preset="released-code")
+    assert (source.instance_table, source.instances_3d, source.views, source.views_mode, source.points,
+            source.gl_rows, source.per_class) == ("released145", 145, 12, "ring", 10_000, True, 1740)
+    plain = _make(path, views_mode="ring", views=12, instances_3d=145, instance_table="released145")
+    np.testing.assert_array_equal(source.render(0, 3).images, plain.render(0, 3).images[:, ::-1])
+    assert _make(path, preset="released-code", views=4).views == 4  # flags override the preset
+
+
+def test_help_documents_the_fidelity_switches(capsys):
+    with pytest.raises(SystemExit):
+        gen_cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--preset", "released-code", "--instance-table", "released145", "--views-mode", "ring"):
+        assert flag in text
