@@ -56,6 +56,9 @@ demo: setup
 	@echo "== RCDB: 5 classes x 40 images =="
 	$(BIN)/gen-fractal --db rcdb --classes 5 --instances 40 --overwrite --out $(DEMO)/rcdb
 	$(BIN)/inspect-shards $(DEMO)/rcdb --verify --grid $(DEMO)/rcdb_grid.png --per-class 10
+	@echo "== LineDB: 5 classes (16, 32, ... 80 lines) x 10 images =="
+	$(BIN)/gen-fractal --db linedb --classes 5 --instances 10 --image-size 128 --overwrite --out $(DEMO)/linedb
+	$(BIN)/inspect-shards $(DEMO)/linedb --verify --grid $(DEMO)/linedb_grid.png --per-class 10
 	@echo "== Renders: procedural set, 9 classes x 3 models x 100 views, with silhouette area =="
 	PYOPENGL_PLATFORM=egl $(BIN)/render-shapenet --out $(DEMO)/renders --models-per-class 3 --views 100 --image-size 128 --overwrite
 	$(BIN)/inspect-shards $(DEMO)/renders --verify --grid $(DEMO)/renders_grid.png --sort-by area --per-class 12
