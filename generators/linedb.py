@@ -109,10 +109,6 @@ class LineSource:
     def num_items(self) -> int:
         return len(self.line_counts) * self.per_class
 
-    def item_labels(self, items: np.ndarray) -> np.ndarray:
-        """int64 labels of ``items`` (the class of each item index), without rendering."""
-        return np.asarray(items, dtype=np.int64) // self.per_class
-
     def lines_of(self, label: int, instance: int) -> int:
         """How many lines image ``instance`` of class ``label`` draws."""
         if not self.shuffle_counts:

@@ -228,10 +228,6 @@ class RcdbSource:
     def num_items(self) -> int:
         return len(self.classes.vertices) * self.per_class
 
-    def item_labels(self, items: np.ndarray) -> np.ndarray:
-        """int64 labels of ``items`` (the class of each item index), without rendering."""
-        return np.asarray(items, dtype=np.int64) // self.per_class
-
     def render(self, start: int, stop: int) -> RenderedBatch:
         size, count = self.image_size, stop - start
         images = np.empty((count, size, size), dtype=np.uint8)
