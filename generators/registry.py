@@ -72,10 +72,15 @@ class GeneratorSpec:
 
     @cached_property
     def option_names(self) -> tuple[str, ...]:
-        """The dest names of the generator's own flags, read from ``add_arguments``."""
-        group = argparse.ArgumentParser(add_help=False).add_argument_group(self.name)
-        self.add_arguments(group)
-        return tuple(action.dest for action in group._group_actions)
+        """The dest names of the generator's own flags, read from the parser ``add_arguments``
+        fills (ValueError for a flag whose default is not None: None means "not given")."""
+        parser = argparse.ArgumentParser(add_help=False)
+        self.add_arguments(parser.add_argument_group(self.name))
+        defaults = vars(parser.parse_args([]))
+        given = sorted(name for name, value in defaults.items() if value is not None)
+        if given:
+            raise ValueError(f"generator {self.name!r}: flags {given} must default to None")
+        return tuple(defaults)
 
     def takes(self, setting: str) -> bool:
         """Whether the common setting ``setting`` applies to this generator."""

@@ -90,6 +90,10 @@ def test_spec_mistakes_are_caught_at_registration(toy):
         register_generator(GeneratorSpec(name="toy", description="", make_source=lambda **kw: None))
     with pytest.raises(ValueError, match="unknown settings"):
         GeneratorSpec(name="x", description="", make_source=_toy_source, defaults={"colour": 1})
+    eager = GeneratorSpec(name="y", description="", make_source=_toy_source,
+                          add_arguments=lambda group: group.add_argument("--y-size", type=int, default=3))
+    with pytest.raises(ValueError, match=r"flags \['y_size'\] must default to None"):
+        eager.option_names  # noqa: B018
 
 
 def test_version(capsys):
