@@ -1,7 +1,6 @@
 """splitmix64, the one 64-bit mixer behind fdsl's counter-based random streams.
 
-``mix64`` is splitmix64's finaliser; ``splitmix64`` one step of the sequential generator;
-``stream_key`` folds (seed, tag, ids...) into the 64-bit key of an independent stream. The Numba
+``mix64`` is splitmix64's finaliser; ``stream_key`` folds (seed, tag, ids...) into the 64-bit key of an independent stream. The Numba
 kernels (``fdsl.generators.kernels.ifs2d``) apply the same finaliser to ``key + (i + 1) * GOLDEN``
 with these constants, so point ``i`` of a stream never depends on the points drawn before it.
 """
@@ -20,12 +19,6 @@ def mix64(z: int) -> int:
     z = ((z ^ (z >> 30)) * MUL1) & MASK64
     z = ((z ^ (z >> 27)) * MUL2) & MASK64
     return z ^ (z >> 31)
-
-
-def splitmix64(state: int) -> tuple[int, int]:
-    """One step of the splitmix64 generator: (next state, 64-bit output)."""
-    state = (state + GOLDEN) & MASK64
-    return state, mix64(state)
 
 
 def stream_key(seed: int, tag: int, *ids: int) -> int:
