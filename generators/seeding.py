@@ -1,8 +1,9 @@
 """splitmix64, the one 64-bit mixer behind fdsl's counter-based random streams.
 
 ``mix64`` is splitmix64's finaliser; ``stream_key`` folds (seed, tag, ids...) into the 64-bit key
-of an independent stream. The Numba kernels (``fdsl.generators.kernels.ifs2d``) apply the same finaliser to ``key + (i + 1) * GOLDEN``
-with these constants, so point ``i`` of a stream never depends on the points drawn before it.
+of an independent stream. The Numba kernels (``fdsl.generators.kernels.ifs2d``) apply the same
+finaliser to ``key + (i + 1) * GOLDEN`` with these constants, so point ``i`` of a stream never
+depends on the points drawn before it.
 """
 
 from __future__ import annotations
