@@ -30,7 +30,7 @@ def main() -> None:
     size, seed = 512, 0
 
     source = rcdb.make_source(classes=classes, instances=our_per_class, seed=seed, image_size=size,
-                              points=None, params_from=None, workers=1)
+                              params_from=None, workers=1)
     source.render(0, 1)  # compile / load the kernels
     params = source.classes
     draws = [(rcdb.sample_image(seed, c, i, int(params.vertices[c]), int(params.contours[c])),
@@ -55,8 +55,8 @@ def main() -> None:
              f"{ref_image * 1e3:.2f} | {ours_render * 1e3:.3f} | {ref_image / ours_render:.0f}x | <= 2 ms |",
              "",
              f"{classes} classes, {segments:.0f} segments per image on average. Official code (measured, "
-             "ANCHORS): about 50 ms per 512 px image. The reference port computes Perlin noise in pure "
-             "Python (the official calls the C `noise` package), so it is slower than the official."]
+             f"ANCHORS): about 50 ms per 512 px image. The reference port's Perlin noise: {ref.NOISE_SOURCE} "
+             "(the official calls the C `noise` package)."]
     table = "\n".join(lines)
     print(table)
     command = "    .venv/bin/python benchmarks/bench_rcdb.py" + (" --quick" if args.quick else "")

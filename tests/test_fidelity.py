@@ -229,3 +229,12 @@ def test_help_documents_the_fidelity_switches(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for flag in ("--preset", "released-code", "--instance-table", "released145", "--views-mode", "ring"):
         assert flag in text
+
+
+@pytest.mark.slow
+def test_released_code_preset_bytes_do_not_depend_on_workers(tmp_path, hashes):
+    path = _one_class_npz(tmp_path)
+    common = dict(classes=1, instances=30, image_size=48, params_from=path, preset="released-code", shard_size=7)
+    gen_cli.generate("exfractaldb", tmp_path / "w1", workers=1, **common)
+    gen_cli.generate("exfractaldb", tmp_path / "w2", workers=2, **common)
+    assert hashes(tmp_path / "w1") == hashes(tmp_path / "w2")

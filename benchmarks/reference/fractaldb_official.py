@@ -16,6 +16,7 @@ baseline. It is slow on purpose: it is the algorithm as the official code runs i
 from __future__ import annotations
 
 import math
+import random
 
 import numpy as np
 from PIL import Image
@@ -123,17 +124,28 @@ class IfsFunction:
         self.select_function.append(self.temp_proba)
 
     def calculate(self, iteration: int, key: int) -> None:
-        """Chaos game from the origin, ``iteration`` points with the origin (inf and NaN stay)."""
+        """Chaos game from the origin, ``iteration`` points with the origin (inf and NaN stay);
+        draw i of stream ``key`` picks the map of point i."""
+        self.iterate([uniform(key, i) for i in range(1, iteration)], stale=False)
+
+    def iterate(self, draws, stale: bool = True) -> None:
+        """Point i + 1 from draw i (the official ``rand[i]``). A draw above every cumulative
+        probability (rounding) keeps the previous point with ``stale`` (the official's leftover
+        ``next_x``), else takes the last map (fdsl's kernels)."""
         prev_x, prev_y = 0.0, 0.0
+        next_x, next_y = 0.0, 0.0
         self.xs, self.ys = [0.0], [0.0]
         function, select = self.function, self.select_function
-        for i in range(1, iteration):
-            rand = uniform(key, i)
-            chosen = len(select) - 1
+        for rand in draws:
+            chosen = None if stale else len(select) - 1
             for j in range(len(select)):
                 if rand <= select[j]:
                     chosen = j
                     break
+            if chosen is None:
+                self.xs.append(next_x)
+                self.ys.append(next_y)
+                continue
             fn = function[chosen]
             next_x = prev_x * fn["a"] + prev_y * fn["b"] + fn["e"]
             next_y = prev_x * fn["c"] + prev_y * fn["d"] + fn["f"]
@@ -211,11 +223,12 @@ def variant_points(maps, probs, seed: int, label: int, variant: int, points: int
     return px, py, 0
 
 
-def draw_patch(px, py, first: int, size: int, key: int, color: bool) -> list[np.ndarray]:
-    """The official ``draw_patch``: one PIL paste per point, then the four saved flips (RGB)."""
+def draw_patch(px, py, first: int, size: int, key: int, color: bool, masks=None) -> list[np.ndarray]:
+    """The official ``draw_patch``: one PIL paste per point, then the four saved flips (RGB).
+    Masks from stream ``key`` (draw ``first + i``), or from ``masks()`` when given."""
     image = Image.new("RGB", (size, size))
     for i in range(len(px)):
-        mask = f"{patch_mask(key, first + i):09b}"
+        mask = f"{patch_mask(key, first + i) if masks is None else masks():09b}"
         colour = [convert_color(i, 128)] if color else [GREY, GREY, GREY]
         image.paste(make_patch3_3(mask, colour), (int(px[i]) + 1, int(py[i]) + 1))
     image = image.transpose(Image.FLIP_TOP_BOTTOM)
@@ -230,3 +243,20 @@ def render(maps, probs, *, seed: int, label: int, variant: int, render_index: in
     px, py, first = variant_points(maps, probs, seed, label, variant, points, size)
     key = stream_key(seed, TAG_PATCH, label, variant, render_index)
     return draw_patch(px, py, first, size, key, color)
+
+
+def render_official_rng(maps, probs, *, variant: int, size: int = 362, points: int = 200_000,
+                        mask_seed: int = 0) -> np.ndarray:
+    """One official ``patch_gray`` render (flip 0, uint8 [size, size, 3]) with the official's own
+    random numbers: ``np.random.seed(100)`` then ``np.random.random(points)`` for the map choices,
+    and ``randrange(1, 512)`` masks from Python's ``random`` (seeded here with ``mask_seed``; the
+    official leaves it unseeded)."""
+    ifs = _maps_to_ifs(maps, probs, WEIGHTS[variant])
+    state = np.random.get_state()
+    np.random.seed(100)
+    rand = np.random.random(points)
+    np.random.set_state(state)
+    ifs.iterate(rand[: points - 1].tolist())
+    px, py = rescale_xy(ifs.xs, ifs.ys, size, PAD)
+    masks = random.Random(mask_seed)
+    return draw_patch(px, py, 0, size, 0, False, masks=lambda: masks.randrange(1, 512))[0]
