@@ -109,9 +109,12 @@ def _load_builtins() -> None:
 
 
 def generators() -> dict[str, GeneratorSpec]:
-    """Every registered generator, name -> spec, in registration order."""
+    """Every registered generator, name -> spec: the built-ins in ``BUILTIN_MODULES`` order (whatever
+    order they were imported in), then others in registration order."""
     _load_builtins()
-    return dict(_REGISTRY)
+    rank = {module: i for i, module in enumerate(BUILTIN_MODULES)}
+    specs = sorted(_REGISTRY.values(), key=lambda s: rank.get(_module_of(s), len(rank)))
+    return {spec.name: spec for spec in specs}
 
 
 def get_generator(name: str) -> GeneratorSpec:
@@ -120,3 +123,7 @@ def get_generator(name: str) -> GeneratorSpec:
     if name not in specs:
         raise FdslError(f"unknown --db {name!r}; choose one of {', '.join(specs)}")
     return specs[name]
+
+
+def _module_of(spec: GeneratorSpec) -> str:
+    return getattr(spec.make_source, "__module__", "")
