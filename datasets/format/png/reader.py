@@ -1,0 +1,203 @@
+"""Read and verify PNG-tree data sets: ``metadata.csv`` plus the per-task listings.
+
+``check_entry`` checks one task: its listing inside the folder, of the recorded size and sha256,
+written by this fdsl (with per-image metadata), every listed PNG inside the folder, present and
+of the listed sha256, the combined ``png_sha256``, the row count, the labels within the classes
+and the fields against the manifest. ``PngReader`` reads ``metadata.csv`` (size and sha256 from
+the manifest, one row per image, paths inside the folder, labels in range) and decodes PNGs on
+demand, checking each image's shape against the manifest.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fdsl.atomic import disk_full_guard, sha256_file, write_bytes_atomic
+from fdsl.datasets.format.base import DatasetReader, Problem, check_arrays, check_record
+from fdsl.datasets.format.png.writer import LISTING_PREFIX, METADATA_NAME
+from fdsl.datasets.manifest import ShardRecord, resolve_member
+from fdsl.errors import ShardError
+
+
+def parse_column(values: Sequence[str], dtype: str | np.dtype) -> np.ndarray:
+    """CSV text back to the stored dtype (numbers exactly, strings as fixed-width bytes)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "S":
+        return np.array([v.encode("utf-8") for v in values], dtype=dtype)
+    if dtype.kind in "iub":
+        return np.array([int(v) for v in values], dtype=np.int64).astype(dtype)
+    if dtype.kind == "f":
+        return np.array([float(v) for v in values], dtype=np.float64).astype(dtype)
+    return np.array(values, dtype=dtype)
+
+
+def read_listing(path: Path) -> tuple[list[tuple[str, str]], list[list[str]]]:
+    """(fields as (name, dtype), rows ``[path, sha256, label, values...]``) of a task listing.
+    ShardError for a listing without the header (written by an older fdsl) or a malformed row."""
+    text = path.read_text(encoding="utf-8")
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows or rows[0][:3] != ["path", "sha256", "label"]:
+        raise ShardError(f"{path}: PNG listing without per-image metadata (an older fdsl wrote it)")
+    fields = [tuple(col.rsplit(":", 1)) for col in rows[0][3:]]
+    if any(len(f) != 2 for f in fields):
+        raise ShardError(f"{path}: malformed listing header")
+    body = [r for r in rows[1:] if r]
+    if any(len(r) != len(rows[0]) for r in body):
+        raise ShardError(f"{path}: a listing row has the wrong number of columns")
+    return fields, body  # type: ignore[return-value]
+
+
+def old_listing_paths(path: Path) -> list[str]:
+    """The PNG paths of a listing in either form (``rel<TAB>sha256`` lines of older fdsl)."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if text.startswith("path,sha256,label"):
+        return [row[0] for row in list(csv.reader(io.StringIO(text)))[1:] if row]
+    return [line.partition("\t")[0] for line in text.splitlines() if line.strip()]
+
+
+def _load_png(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ShardError(f"{path}: unreadable PNG ({exc})") from None
+
+
+class PngReader(DatasetReader):
+    """(images, labels, metadata) of a PNG tree by global image index (rows of metadata.csv)."""
+
+    def __init__(self, folder: str | Path, manifest: dict[str, Any] | None = None, *, verify: bool = False) -> None:
+        super().__init__(folder, manifest)
+        info = self.manifest.get("extra_files", {}).get(METADATA_NAME)
+        if info is None:
+            raise ShardError(f"{self.folder}: PNG data set without {METADATA_NAME} (an older fdsl wrote "
+                             "it); re-run the same command to add it")
+        record = ShardRecord(-1, METADATA_NAME, 0, info["bytes"], info["sha256"])
+        if problem := check_record(self.folder, record, checksum=True):
+            raise ShardError(str(problem))
+        if verify:
+            for entry in self.manifest["shards"]:
+                if problems := self.check_entry(self.folder, entry, self.manifest, checksum=True):
+                    raise ShardError(str(problems[0]))
+        rows = list(csv.reader(io.StringIO((self.folder / METADATA_NAME).read_text(encoding="utf-8"))))
+        header, body = rows[0], [r for r in rows[1:] if r]
+        names = sorted(self.metadata_fields)
+        if header != ["path", "label", *names]:
+            raise ShardError(f"{self.folder / METADATA_NAME}: columns {header} differ from path, label, {names}")
+        if len(body) != len(self):
+            raise ShardError(f"{self.folder / METADATA_NAME}: {len(body)} rows, manifest says {len(self)} images")
+        columns = list(zip(*body, strict=True)) if body else [()] * len(header)
+        self.paths = [resolve_member(self.folder, p) for p in columns[0]]
+        self._labels = np.array([int(v) for v in columns[1]], np.int64)
+        if len(self._labels) and (self._labels.min() < 0 or self._labels.max() >= len(self.classes)):
+            raise ShardError(f"{self.folder / METADATA_NAME}: labels outside 0..{len(self.classes) - 1}")
+        self._metadata = {name: parse_column(columns[2 + k], self.metadata_fields[name])
+                          for k, name in enumerate(names)}
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._labels
+
+    def metadata(self, fields: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        names = list(self.metadata_fields) if fields is None else list(fields)
+        for name in names:
+            if name not in self._metadata:
+                raise ShardError(f"{self.folder}: no metadata field {name!r}; fields: "
+                                 f"{', '.join(self.metadata_fields) or 'none'}")
+        return {name: self._metadata[name] for name in names}
+
+    def read_images(self, indices: Sequence[int]) -> np.ndarray:
+        idx = self._check_index(indices)
+        out = np.empty((len(idx), *self.image_shape), np.uint8)
+        for k, i in enumerate(idx):
+            image = _load_png(self.paths[i])
+            if image.shape != self.image_shape or image.dtype != np.uint8:
+                raise ShardError(f"{self.paths[i]}: image is {image.dtype} {list(image.shape)}, manifest "
+                                 f"says uint8 {list(self.image_shape)}")
+            out[k] = image
+        return out
+
+    @classmethod
+    def check_entry(cls, folder: Path, entry: Mapping[str, Any], manifest: Mapping[str, Any],
+                    checksum: bool = True) -> list[Problem]:
+        record = ShardRecord.from_entry(entry)
+        if problem := check_record(folder, record, checksum):
+            return [problem]
+        listing = folder / record.file
+        try:
+            fields, rows = read_listing(listing)
+            paths = [resolve_member(folder, row[0]) for row in rows]
+            labels = np.array([int(row[2]) for row in rows], np.int64)
+        except (ShardError, ValueError, UnicodeDecodeError) as exc:
+            return [Problem(str(listing), "listing", str(exc).split(": ", 1)[-1])]
+        problems, combined = [], hashlib.sha256()
+        for path, row in zip(paths, rows, strict=True):
+            if not path.is_file():
+                problems.append(Problem(str(path), "exists", "PNG file is missing"))
+            elif checksum:
+                actual = sha256_file(path)
+                combined.update(f"{row[0]}\t{actual}\n".encode())
+                if actual != row[1]:
+                    problems.append(Problem(str(path), "sha256", f"got {actual[:16]}..., listing says {row[1][:16]}..."))
+        if checksum and not problems and combined.hexdigest() != entry["png_sha256"]:
+            problems.append(Problem(str(listing), "png_sha256", "the listed PNG files changed"))
+        if problem := check_arrays(listing, manifest, record.count, labels, None, dict(fields)):
+            problems.append(problem)
+        return problems
+
+    @classmethod
+    def entry_files(cls, folder: Path, entry: Mapping[str, Any]) -> list[Path]:
+        listing = resolve_member(folder, entry["file"])
+        if not listing.is_file():
+            return [listing]
+        inside = []
+        for rel in old_listing_paths(listing):
+            try:
+                inside.append(resolve_member(folder, rel))
+            except ShardError:
+                continue  # never delete what a tampered listing names outside the folder
+        return [*inside, listing]
+
+
+def finish(folder: Path, entries: Mapping[int, Mapping[str, Any]], classes: Sequence[str]) -> tuple[list[int] | None, dict[str, str] | None, dict[str, Any]]:
+    """Join the task listings into ``metadata.csv``; return (image shape, metadata dtypes, its
+    extra_files entry). Raises ShardError when the class folders would not sort in label order."""
+    fields: list[tuple[str, str]] = []
+    body: list[list[str]] = []
+    folders: dict[str, set[int]] = {}
+    for index in sorted(entries):
+        task_fields, rows = read_listing(resolve_member(folder, entries[index]["file"]))
+        if rows:
+            fields = fields or task_fields
+        for row in rows:
+            body.append([row[0], row[2], *row[3:]])
+            folders.setdefault(row[0].split("/", 1)[0], set()).add(int(row[2]))
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(["path", "label", *(name for name, _ in fields)])
+    out.writerows(body)
+    first = body[0][0] if body else None
+    order = [sorted(labels) for _, labels in sorted(folders.items())]
+    if any(len(labels) != 1 for labels in order) or [o[0] for o in order] != sorted(o[0] for o in order):
+        raise ShardError(f"{folder}: the class folders do not sort in label order, so an ImageFolder "
+                         "reader would mislabel images; this source's png_path needs zero-padded class folders")
+    data = buf.getvalue().encode()
+    with disk_full_guard(folder):
+        write_bytes_atomic(folder / METADATA_NAME, data)
+    shape = list(_load_png(resolve_member(folder, first)).shape) if first else None
+    extra = {METADATA_NAME: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}}
+    return shape, {name: dtype for name, dtype in fields}, extra
+
+
+def stale_listings(folder: Path, keep: set[str]) -> list[Path]:
+    """Listings no manifest entry names (left by an older layout or a rebuilt task)."""
+    return [p for p in folder.glob(f"{LISTING_PREFIX}*") if p.name not in keep]
