@@ -161,13 +161,6 @@ def validate_manifest(folder: Path, manifest: Any, path: Path | None = None) -> 
     _need(len(set(indices)) == len(indices), path, "a shard index is listed twice")
     files = [e["file"] for e in entries]
     _need(len(set(files)) == len(files), path, "a shard file is listed twice")
-    total = sum(e["count"] for e in entries)
-    _need(total == manifest["num_images"], path,
-          f"num_images {manifest['num_images']} differs from the sum of the shard counts ({total})")
-    _need(total <= manifest["num_items"], path, f"{total} images listed but num_items is {manifest['num_items']}")
-    if manifest["complete"]:
-        _need(len(entries) == manifest["num_shards"], path,
-              f"marked complete but lists {len(entries)} of {manifest['num_shards']} shards")
     _check_layout(manifest, path)
     extras = manifest.get("extra_files", {})
     _need(isinstance(extras, dict), path, "key 'extra_files' is not an object")
@@ -178,6 +171,21 @@ def validate_manifest(folder: Path, manifest: Any, path: Path | None = None) -> 
         _need(_is_int(info["bytes"]) and isinstance(info["sha256"], str), path,
               f"extra_files[{name!r}] has a bad size or sha256")
     return manifest
+
+
+def totals_problem(manifest: Mapping[str, Any]) -> str | None:
+    """What is inconsistent between a (validated) manifest's totals and its shard list, if
+    anything. Readers call it after checking each shard against its file, so a shard whose
+    ``count`` was changed is named first."""
+    entries = manifest["shards"]
+    total = sum(e["count"] for e in entries)
+    if total != manifest["num_images"]:
+        return f"num_images {manifest['num_images']} differs from the sum of the shard counts ({total})"
+    if total > manifest["num_items"]:
+        return f"{total} images listed but num_items is {manifest['num_items']}"
+    if manifest["complete"] and len(entries) != manifest["num_shards"]:
+        return f"marked complete but lists {len(entries)} of {manifest['num_shards']} shards"
+    return None
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:

@@ -24,7 +24,13 @@ from fdsl.datasets.format.hdf5.reader import Hdf5Reader, read_layout
 from fdsl.datasets.format.hdf5.writer import COMPRESSIONS, Hdf5ShardWriter
 from fdsl.datasets.format.png import reader as png_reader
 from fdsl.datasets.format.png.writer import PngShardWriter
-from fdsl.datasets.manifest import STORAGES, ShardRecord, manifest_path, read_manifest
+from fdsl.datasets.manifest import (
+    STORAGES,
+    ShardRecord,
+    manifest_path,
+    read_manifest,
+    totals_problem,
+)
 from fdsl.errors import ShardError
 
 __all__ = ["COMPRESSIONS", "FORMATS", "STORAGES", "DatasetReader", "Problem", "ShardWriter",
@@ -87,6 +93,8 @@ def verify_dataset(folder: str | Path, checksum: bool = True) -> list[Problem]:
     for name, info in sorted(manifest.get("extra_files", {}).items()):
         if p := check_record(folder, ShardRecord(-1, name, 0, info["bytes"], info["sha256"]), checksum):
             problems.append(p)
+    if totals := totals_problem(manifest):
+        problems.append(Problem(str(manifest_path(folder)), "totals", totals))
     if not manifest["complete"]:
         problems.append(Problem(str(manifest_path(folder)), "complete",
                                 f"run not finished ({len(manifest['shards'])}/{manifest['num_shards']} shards); "

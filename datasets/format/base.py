@@ -25,6 +25,7 @@ from fdsl.datasets.manifest import (
     read_manifest,
     resolve_member,
     shard_records,
+    totals_problem,
 )
 from fdsl.errors import ShardError
 
@@ -168,6 +169,12 @@ class DatasetReader(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def require_totals(folder: Path, manifest: Mapping[str, Any]) -> None:
+    """ShardError unless the manifest's totals agree with its shard list (see ``totals_problem``)."""
+    if problem := totals_problem(manifest):
+        raise ShardError(f"{manifest_path(folder)}: {problem}")
 
 
 def require_complete(folder: Path, manifest: Mapping[str, Any]) -> None:

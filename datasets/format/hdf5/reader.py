@@ -18,7 +18,13 @@ import h5py
 import hdf5plugin  # noqa: F401  (registers LZ4/zstd, so any process that reads a shard can decode it)
 import numpy as np
 
-from fdsl.datasets.format.base import DatasetReader, Problem, check_arrays, check_record
+from fdsl.datasets.format.base import (
+    DatasetReader,
+    Problem,
+    check_arrays,
+    check_record,
+    require_totals,
+)
 from fdsl.datasets.manifest import ShardRecord, read_manifest, resolve_member, shard_records
 from fdsl.errors import ShardError
 
@@ -68,6 +74,7 @@ class Hdf5Reader(DatasetReader):
                 if problem := check_content(path, f, self.manifest, record.count):
                     raise ShardError(str(problem))
                 labels.append(np.asarray(f["labels"][:], np.int64))
+        require_totals(self.folder, self.manifest)
         self._labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
         self._metadata: dict[str, np.ndarray] = {}  # read on first use
         self.starts = np.cumsum([0] + [r.count for r in self.records])

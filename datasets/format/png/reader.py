@@ -20,7 +20,13 @@ from typing import Any
 import numpy as np
 
 from fdsl.atomic import disk_full_guard, sha256_file, write_bytes_atomic
-from fdsl.datasets.format.base import DatasetReader, Problem, check_arrays, check_record
+from fdsl.datasets.format.base import (
+    DatasetReader,
+    Problem,
+    check_arrays,
+    check_record,
+    require_totals,
+)
 from fdsl.datasets.format.png.writer import LISTING_PREFIX, METADATA_NAME
 from fdsl.datasets.manifest import ShardRecord, resolve_member
 from fdsl.errors import ShardError
@@ -88,6 +94,7 @@ class PngReader(DatasetReader):
             for entry in self.manifest["shards"]:
                 if problems := self.check_entry(self.folder, entry, self.manifest, checksum=True):
                     raise ShardError(str(problems[0]))
+        require_totals(self.folder, self.manifest)
         rows = list(csv.reader(io.StringIO((self.folder / METADATA_NAME).read_text(encoding="utf-8"))))
         header, body = rows[0], [r for r in rows[1:] if r]
         names = sorted(self.metadata_fields)
