@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from fdsl.datasets import shards
 from fdsl.datasets._chunks import ChunkReader, read_layout
-from fdsl.errors import ShardError
+from fdsl.datasets.format import open_dataset
+from fdsl.datasets.manifest import resolve_member
 
 
 @dataclass
@@ -32,18 +32,6 @@ class Index:
     stored_bytes: int  # bytes on disk of the whole data set (images)
 
 
-def _check_files(folder: Path, manifest: dict[str, Any], verify: bool) -> list[shards.ShardRecord]:
-    if not manifest.get("complete", False):
-        raise ShardError(f"{shards.manifest_path(folder)}: incomplete data set "
-                         f"({len(manifest.get('shards', []))}/{manifest.get('num_shards', '?')} "
-                         "shards); re-run the same command to finish it")
-    records = shards.shard_records(manifest)
-    for record in records:
-        if problem := shards.check_record(folder, record, checksum=verify):
-            raise ShardError(str(problem))
-    return records
-
-
 def _rows_of(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(shard of each row, row within its shard) for shards of ``counts`` images."""
     shard_of = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
@@ -52,40 +40,44 @@ def _rows_of(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return shard_of, local
 
 
-def open_hdf5(folder: Path, manifest: dict[str, Any], verify: bool) -> Index:
-    """The index of an HDF5 shard data set (ShardError, one line, for anything broken)."""
-    records = _check_files(folder, manifest, verify)
-    shape = tuple(manifest.get("image_shape") or ())
-    if not shape and sum(r.count for r in records):
-        raise ShardError(f"{shards.manifest_path(folder)}: image_shape missing")
-    layouts, labels, meta_parts = [], [], {name: [] for name in manifest.get("metadata_fields") or {}}
-    for record in records:
-        layouts.append(read_layout(folder / record.file, record.count, shape))
-        with shards.open_shard(folder / record.file) as f:
-            labels.append(np.asarray(f["labels"][: record.count], np.int64))
-            for name, parts in meta_parts.items():
-                if name not in f["metadata"]:
-                    raise ShardError(f"{folder / record.file}: metadata field {name!r} missing")
-                parts.append(f["metadata"][name][: record.count])
-    shard_of, local = _rows_of(np.array([r.count for r in records], np.int64))
-    return Index(
-        folder=folder,
-        classes=list(manifest.get("classes", [])),
-        image_shape=shape,
-        labels=np.concatenate(labels) if labels else np.zeros(0, np.int64),
-        metadata={k: np.concatenate(v) for k, v in meta_parts.items() if v},
-        shard_of=shard_of,
-        local=local,
-        reader=ChunkReader(layouts, shape),
-        stored_bytes=sum(int(r.bytes) for r in records),
-    )
+class PngImages:
+    """The reader interface over a PNG tree: ``local`` is the global image index (one "shard");
+    each PNG is decoded by PIL (which releases the GIL while it decodes)."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+
+    def read_many(self, shard_ids: list[int], local: list[int], out: np.ndarray) -> None:
+        images = self.reader.read_images(local)  # checks every shape against the manifest
+        out[...] = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+
+    def advise(self, shard_ids: Any, local: Any) -> int:
+        return 0  # one file per image: the kernel's per-file read-ahead already applies
 
 
 def open_index(path: str | Path, verify: bool) -> Index:
-    """Open a data set folder of either storage (``hdf5`` shards or a ``png`` tree)."""
+    """Open a complete data set folder of either storage (``hdf5`` shards or a ``png`` tree).
+
+    The format's reader validates the manifest and checks every shard against it (ShardError,
+    one line, for anything broken); HDF5 images are then read by ``ChunkReader``, which
+    bypasses h5py for speed.
+    """
     folder = Path(path)
-    manifest = shards.read_manifest(folder)
-    if manifest.get("storage", "hdf5") != "hdf5":
-        raise ShardError(f"{shards.manifest_path(folder)}: a PNG-folder data set; read it with "
-                         "an image-folder loader, or rebuild it with --format hdf5")
-    return open_hdf5(folder, manifest, verify)
+    dataset = open_dataset(folder, verify=verify)
+    manifest = dataset.manifest
+    if manifest.get("storage", "hdf5") == "png":
+        shard_of, local = np.zeros(len(dataset), np.int32), np.arange(len(dataset), dtype=np.int64)
+        reader: Any = PngImages(dataset)
+        stored = sum(int(e.get("png_bytes", 0)) for e in manifest["shards"])
+    else:
+        shape = dataset.image_shape
+        layouts = [read_layout(resolve_member(folder, r.file), r.count, shape) for r in dataset.records]
+        shard_of, local = _rows_of(np.array([r.count for r in dataset.records], np.int64))
+        reader = ChunkReader(layouts, shape)
+        stored = sum(int(r.bytes) for r in dataset.records)
+    metadata = dict(dataset.metadata())
+    if isinstance(reader, ChunkReader):
+        dataset.close()  # h5py handles are only needed for the metadata
+    return Index(folder=folder, classes=list(dataset.classes), image_shape=tuple(dataset.image_shape),
+                 labels=np.asarray(dataset.labels, np.int64), metadata=metadata,
+                 shard_of=shard_of, local=local, reader=reader, stored_bytes=stored)

@@ -442,6 +442,7 @@ def test_manifest_count_beyond_shard(tmp_path):
     manifest_file = folder / "manifest.json"
     manifest = json.loads(manifest_file.read_text())
     manifest["shards"][0]["count"] += 1  # must not read past what the shard holds
+    manifest["num_images"] += 1  # (a consistent manifest: the shard itself must catch it)
     manifest_file.write_text(json.dumps(manifest))
     with pytest.raises(ShardError) as exc:
         ShardDataset(folder)
