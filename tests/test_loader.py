@@ -567,3 +567,35 @@ def test_without_liblz4_the_lz4_package_decodes(tmp_path, monkeypatch):
     monkeypatch.setattr("fdsl.datasets._chunks._LIBLZ4", [None])  # as if ctypes found no liblz4
     images, _, _ = h5_reference(folder)
     np.testing.assert_array_equal(collect(ShardLoader(folder, batch_size=4, shuffle=False))[0], images)
+
+
+# --------------------------------------------------------------------------- PNG trees
+
+
+@pytest.mark.parametrize("rgb", [False, True], ids=["grey", "rgb"])
+def test_png_sets_load_like_shards_and_prune_by_area(tmp_path, rgb):
+    from fdsl.datasets.pruning import prune_dataset
+
+    cls = RGBSource if rgb else SparseGreySource
+    shards_dir, png_dir = tmp_path / "h5", tmp_path / "png"
+    for out, storage in ((shards_dir, "hdf5"), (png_dir, "png")):
+        source = cls(classes=3, per_class=9, size=12, seed=1, fail_every=6)
+        build_dataset(source, out, shard_size=8, backend="inline", storage=storage)
+    h5, png = ShardDataset(shards_dir), ShardDataset(png_dir)
+    assert len(png) == len(h5) and png.classes == h5.classes and png.image_shape == h5.image_shape
+    np.testing.assert_array_equal(png.labels, h5.labels)
+    assert set(png.metadata) == set(h5.metadata)
+    for name in h5.metadata:
+        np.testing.assert_array_equal(png.metadata[name], h5.metadata[name])
+    for i in (0, len(png) - 1):
+        assert np.array_equal(png[i][0].numpy(), h5[i][0].numpy()) and png[i][1] == h5[i][1]
+    for kind, num in (("thread", 2), ("process", 1)):
+        got = collect(ShardLoader(png, batch_size=5, seed=3, num_workers=num, workers=kind))
+        want = collect(ShardLoader(h5, batch_size=5, seed=3, num_workers=num, workers=kind))
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    if rgb:  # area is recorded per image: area-based pruning works on the PNG tree
+        kept = prune_dataset(png, mode="drop-smallest", field="area", keep_fraction=0.5)
+        np.testing.assert_array_equal(kept, prune_dataset(h5, mode="drop-smallest", field="area",
+                                                          keep_fraction=0.5))
+        assert len(kept) < len(png)
