@@ -71,6 +71,8 @@ def prepare_folder(out: Path, identity: dict[str, Any], overwrite: bool) -> dict
         problems = reader.check_entry(out, entry, old, checksum=True)
         if problems:
             log.warning("will rebuild shard %d: %s", entry["index"], problems[0])
+            for path in reader.entry_files(out, entry):  # no stale files of an older layout stay
+                remove_quietly(path)
         else:
             kept[entry["index"]] = entry
     return kept

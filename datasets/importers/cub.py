@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from fdsl.cli import OneLineParser, positive_int, run_cli, setup_logging
-from fdsl.datasets.build import BuildResult, build_dataset
-from fdsl.datasets.buildcli import add_build_arguments
+from fdsl.cli import OneLineParser, add_version, positive_int, run_cli, setup_logging
+from fdsl.datasets.build import BuildResult
+from fdsl.datasets.buildcli import add_build_arguments, build_from_options
 from fdsl.errors import FdslError
 from fdsl.imaging import resize_center_crop
 from fdsl.sources import RenderedBatch
@@ -305,8 +305,8 @@ def import_cub(
     line) for a missing folder or metadata file, a malformed file or a bad setting.
     """
     source = CubSource(root, split=split, image_size=image_size, classes=classes)
-    return build_dataset(source, out, shard_size=shard_size, workers=workers, backend=backend,
-                         compression=compression, storage=fmt, overwrite=overwrite)
+    return build_from_options(source, out, shard_size=shard_size, workers=workers, backend=backend,
+                              compression=compression, fmt=fmt, overwrite=overwrite)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -327,8 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--classes", type=positive_int, default=None,
         help="keep only the first N classes of classes.txt (default: all 200)")
     add_build_arguments(parser, shard_size=DEFAULT_SHARD_SIZE, shard_size_help=f"default {DEFAULT_SHARD_SIZE}",
-                        png_help="PNG files as <class>/<image stem>.png (an ImageFolder tree)")
-    return parser
+                        png_help="PNG files as <class>/<image stem>.png (an ImageFolder tree) with metadata.csv")
+    return add_version(parser)
 
 
 def _main(argv: Sequence[str] | None) -> int:
