@@ -18,10 +18,10 @@ Three orders:
   each rank reads only its own blocks.
 
 How random ``block`` is: on class-ordered data (FractalDB is written class by class) with
-classes longer than a block, a batch of ``b`` draws from about ``window_blocks`` classes, so it
-holds about ``W * (1 - (1 - 1/W) ** b)`` distinct classes for ``W = window_blocks`` (162 of 256
-for W = 256, 201 for W = 512; a uniform shuffle of 1,000 balanced classes gives 226).
-``batch_diversity`` measures it for any labels.
+classes longer than a block, a batch of ``b`` draws from the few hundred classes of one window's
+``window_blocks`` blocks. With the defaults, on FractalDB-1k's layout (1,000 classes of 1,000
+images) a batch of 256 holds 185 distinct classes on average, against 226 for a uniform shuffle
+(0.82x); ``batch_diversity`` measures it for any labels, and a test holds it above 2/3.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from fdsl.errors import FdslError
 
 ORDERS = ("none", "full", "block")
 BLOCK_SIZE = 32  # images per block: a 362 px grey LZ4 image is ~10-30 kB, so ~0.3-1 MB reads
-WINDOW_BLOCKS = 512  # blocks mixed together: ~200 of 256 distinct classes on FractalDB-1k
+WINDOW_BLOCKS = 512  # blocks mixed together: 185 of 256 distinct classes on FractalDB-1k
 _TAG_BLOCK = 0xB10C  # stream tag of the block order's generator
 
 
