@@ -148,7 +148,8 @@ def disk_full_error(folder: str | Path, exc: BaseException | None = None, needed
     except OSError:
         free = "unknown"
     need = f", about {_mib(needed)} needed" if needed else ""
-    cause = f" ({exc.strerror or exc})" if isinstance(exc, OSError) else ""
+    # os.strerror, not the exception's text: HDF5 puts a multi-line report there.
+    cause = f" ({os.strerror(exc.errno) if exc.errno else 'write failed'})" if isinstance(exc, OSError) else ""
     return DiskFullError(f"disk full writing {folder}{cause}: {free} free{need}; free some space and "
                          "re-run the same command to resume")
 

@@ -2,10 +2,11 @@
 
 Images go straight to a temporary file, one chunk per image; labels and metadata (small) are
 kept and written at close; the file appears under its final name only when ``close`` succeeds.
-A full disk never reaches HDF5's own write path when it can be seen coming (free space is checked
-before each part from the bytes per image written so far), and any OSError inside h5py closes and
-removes the temporary file before it is turned into one line (HDF5 left with a half-written open
-file on a full disk can crash the process later).
+HDF5 must never meet a full disk: after a failed write its open file crashes the process when
+it is released. So a shard whose uncompressed size is not well below the free space is built in
+memory (HDF5's core driver, the same bytes) and written out by Python, where ENOSPC is an ordinary
+error; free space is also checked before each part from the bytes per image written so far. Any
+OSError still raised inside h5py closes and removes the temporary file before it becomes one line.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import numpy as np
 from fdsl.atomic import (
     commit_file,
     disk_full_error,
+    disk_full_guard,
     free_bytes,
     is_disk_full,
     remove_quietly,
     sha256_file,
     temp_path,
+    write_bytes_atomic,
 )
 from fdsl.datasets.format.base import ShardWriter
 from fdsl.datasets.manifest import FORMAT_NAME, FORMAT_VERSION, ShardRecord
@@ -34,6 +37,9 @@ from fdsl.errors import ShardError
 
 COMPRESSIONS = ("none", "lz4", "zstd")
 MARGIN = 1 << 20  # bytes kept free beyond the estimate: HDF5's own metadata, the manifest
+# Write straight to disk only when this many uncompressed shards would fit in the free space
+# (room for parallel workers); otherwise build the file in memory.
+SAFE_FACTOR = 8
 
 
 def shard_file_name(index: int) -> str:
@@ -93,6 +99,7 @@ class Hdf5ShardWriter(ShardWriter):
         self._image_shape: tuple[int, ...] | None = None
         self._labels: list[np.ndarray] = []
         self._metadata: dict[str, list[np.ndarray]] = {}
+        self.in_memory = False
 
     def _guarded(self, fn: Any, *args: Any) -> Any:
         try:
@@ -121,7 +128,7 @@ class Hdf5ShardWriter(ShardWriter):
         if set(metadata) != set(self._metadata):
             raise ShardError(f"{self.path}: metadata fields {sorted(metadata)} differ from {sorted(self._metadata)}")
         if n:
-            needed = self._estimate(n)
+            needed = 0 if self.in_memory else self._estimate(n)
             if needed and free_bytes(self.path.parent) < needed:
                 self.abort()
                 raise disk_full_error(self.path.parent, needed=needed)
@@ -133,7 +140,13 @@ class Hdf5ShardWriter(ShardWriter):
 
     def _open(self) -> h5py.File:
         if self._file is None:
-            self._file = h5py.File(self._tmp, "w", libver="earliest", track_order=False)
+            upper = (max(self.expected, self.count, 1) * int(np.prod(self._image_shape or (1,))) * 1.1 + MARGIN)
+            self.in_memory = free_bytes(self.path.parent) < SAFE_FACTOR * upper
+            if self.in_memory:
+                self._file = h5py.File(self._tmp.name, "w", libver="earliest", track_order=False,
+                                       driver="core", backing_store=False)
+            else:
+                self._file = h5py.File(self._tmp, "w", libver="earliest", track_order=False)
         return self._file
 
     def _write_images(self, images: np.ndarray) -> None:
@@ -156,6 +169,14 @@ class Hdf5ShardWriter(ShardWriter):
         f.attrs["format"] = FORMAT_NAME
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["count"] = self.count
+        if self.in_memory:
+            f.flush()
+            image = f.id.get_file_image()
+            f.close()
+            self._file = None
+            with disk_full_guard(self.path.parent, len(image) + MARGIN):
+                write_bytes_atomic(self.path, image)
+            return
         f.close()
         self._file = None
         commit_file(self._tmp, self.path)
