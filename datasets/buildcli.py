@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from fdsl.cli import positive_int
+from fdsl.cli import add_version, positive_int
 from fdsl.datasets import shards
 from fdsl.datasets.build import STORAGES, BuildResult, build_dataset
 from fdsl.datasets.jobs import BACKENDS, default_workers
@@ -22,7 +22,7 @@ BUILD_OPTIONS = ("workers", "backend", "shard_size", "compression", "fmt", "over
 def add_build_arguments(parser: argparse.ArgumentParser, *, shard_size: int | None, shard_size_help: str,
                         png_help: str, workers_help: str = "worker processes") -> None:
     """Add the flags every builder CLI shares; their names match ``build_dataset``'s parameters
-    (``--format`` is ``fmt``, passed on as ``storage``), plus ``--verbose``."""
+    (``--format`` is ``fmt``, passed on as ``storage``), plus ``--verbose`` and ``--version``."""
     group = parser.add_argument_group("output and execution")
     add = group.add_argument
     add("--workers", type=positive_int, default=None,
@@ -35,8 +35,7 @@ def add_build_arguments(parser: argparse.ArgumentParser, *, shard_size: int | No
     add("--format", dest="fmt", choices=STORAGES, default="hdf5", help=f"hdf5 shards (default) or {png_help}")
     add("--overwrite", action="store_true", help="replace a data set made with other settings in --out")
     add("--verbose", action="store_true", help="debug logging")
-
-
+    add_version(parser)
 
 
 def build_kwargs(args: argparse.Namespace | dict[str, Any]) -> dict[str, Any]:

@@ -140,7 +140,8 @@ def validate_manifest(folder: Path, manifest: Any, path: Path | None = None) -> 
     path = path or manifest_path(folder)
     _need(isinstance(manifest, dict) and manifest.get("format") == FORMAT_NAME, path,
           "not an fdsl manifest (format field missing)")
-    version = manifest.get("format_version")
+    _check_keys(manifest, ("format_version",), path)
+    version = manifest["format_version"]
     if not _is_int(version, 1) or version > FORMAT_VERSION:
         raise ShardError(f"{path}: format version {version!r} is newer than this fdsl reads "
                          f"({FORMAT_VERSION}); upgrade fdsl")

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from fdsl.cli import (
     OneLineParser,
-    add_version,
     non_negative_int,
     number,
     positive_int,
@@ -117,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_build_arguments(parser, shard_size=None, workers_help="worker processes, one renderer each",
                         shard_size_help="default: whole models, about 2000 images",
                         png_help="PNG files as <label>.<class>/<model_id>/<view>.png with metadata.csv")
-    return add_version(parser)
+    return parser
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from fdsl.cli import OneLineParser, add_version, positive_int, run_cli, setup_logging
+from fdsl.cli import OneLineParser, positive_int, run_cli, setup_logging
 from fdsl.datasets.build import BuildResult
 from fdsl.datasets.buildcli import add_build_arguments, build_from_options
 from fdsl.errors import FdslError
@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep only the first N classes of classes.txt (default: all 200)")
     add_build_arguments(parser, shard_size=DEFAULT_SHARD_SIZE, shard_size_help=f"default {DEFAULT_SHARD_SIZE}",
                         png_help="PNG files as <class>/<image stem>.png (an ImageFolder tree) with metadata.csv")
-    return add_version(parser)
+    return parser
 
 
 def _main(argv: Sequence[str] | None) -> int:

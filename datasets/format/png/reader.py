@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,21 @@ def old_listing_paths(path: Path) -> list[str]:
     return [line.partition("\t")[0] for line in text.splitlines() if line.strip()]
 
 
+_CHANNELS = {0: (), 2: (3,), 4: (2,), 6: (4,)}  # PNG colour type -> trailing axis
+
+
+def png_shape(path: Path) -> tuple[int, ...] | None:
+    """[H, W] or [H, W, C] of an 8-bit PNG from its header alone (None: not such a PNG)."""
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", head[16:24])
+    if head[24] != 8 or head[25] not in _CHANNELS:
+        return None
+    return (height, width, *_CHANNELS[head[25]])
+
+
 def _load_png(path: Path) -> np.ndarray:
     from PIL import Image
 
@@ -90,10 +106,13 @@ class PngReader(DatasetReader):
         record = ShardRecord(-1, METADATA_NAME, 0, info["bytes"], info["sha256"])
         if problem := check_record(self.folder, record, checksum=True):
             raise ShardError(str(problem))
-        if verify:
-            for entry in self.manifest["shards"]:
-                if problems := self.check_entry(self.folder, entry, self.manifest, checksum=True):
-                    raise ShardError(str(problems[0]))
+        for entry in self.manifest["shards"]:
+            if verify:
+                problems = self.check_entry(self.folder, entry, self.manifest, checksum=True)
+            else:  # the listings only (cheap): each count against its rows
+                problems = self._check_listing(entry)
+            if problems:
+                raise ShardError(str(problems[0]))
         require_totals(self.folder, self.manifest)
         rows = list(csv.reader(io.StringIO((self.folder / METADATA_NAME).read_text(encoding="utf-8"))))
         header, body = rows[0], [r for r in rows[1:] if r]
@@ -109,6 +128,20 @@ class PngReader(DatasetReader):
             raise ShardError(f"{self.folder / METADATA_NAME}: labels outside 0..{len(self.classes) - 1}")
         self._metadata = {name: parse_column(columns[2 + k], self.metadata_fields[name])
                           for k, name in enumerate(names)}
+
+    def _check_listing(self, entry: Mapping[str, Any]) -> list[Problem]:
+        record = ShardRecord.from_entry(entry)
+        if problem := check_record(self.folder, record, checksum=False):
+            return [problem]
+        try:
+            fields, rows = read_listing(self.folder / record.file)
+        except (ShardError, UnicodeDecodeError) as exc:
+            return [Problem(str(self.folder / record.file), "listing", str(exc).split(": ", 1)[-1])]
+        labels = np.array([int(row[2]) for row in rows], np.int64)
+        first = resolve_member(self.folder, rows[0][0]) if rows else None
+        shape = png_shape(first) if first is not None and first.is_file() else None
+        problem = check_arrays(self.folder / record.file, self.manifest, record.count, labels, shape, dict(fields))
+        return [problem] if problem else []
 
     @property
     def labels(self) -> np.ndarray:
@@ -147,10 +180,16 @@ class PngReader(DatasetReader):
         except (ShardError, ValueError, UnicodeDecodeError) as exc:
             return [Problem(str(listing), "listing", str(exc).split(": ", 1)[-1])]
         problems, combined = [], hashlib.sha256()
+        want = tuple(manifest.get("image_shape") or ())
         for path, row in zip(paths, rows, strict=True):
             if not path.is_file():
                 problems.append(Problem(str(path), "exists", "PNG file is missing"))
-            elif checksum:
+                continue
+            shape = png_shape(path)
+            if want and shape != want and not any(p.check == "image_shape" for p in problems):
+                problems.append(Problem(str(path), "image_shape",
+                                        f"PNG is {list(shape) if shape else 'not an 8-bit PNG'}, manifest says {list(want)}"))
+            if checksum:
                 actual = sha256_file(path)
                 combined.update(f"{row[0]}\t{actual}\n".encode())
                 if actual != row[1]:
