@@ -241,10 +241,11 @@ class ShardLoader:
                             "num_workers >= 0")
         if workers not in WORKER_KINDS:
             raise FdslError(f"unknown workers {workers!r}; choose one of {', '.join(WORKER_KINDS)}")
-        shuffle = {True: "auto", False: "none"}.get(shuffle, shuffle) if isinstance(shuffle, bool) else shuffle
+        if isinstance(shuffle, bool):
+            shuffle = "auto" if shuffle else "none"
         if shuffle not in SHUFFLES:
             raise FdslError(f"unknown shuffle {shuffle!r}; choose one of {', '.join(SHUFFLES)}")
-        if not 0 < ram_fraction:
+        if not ram_fraction > 0:  # also refuses NaN
             raise FdslError(f"ram_fraction must be > 0, got {ram_fraction}")
         dataset = data if isinstance(data, ShardDataset) else ShardDataset(data, verify=verify)
         self.dataset = dataset if indices is None else dataset.subset(indices)
