@@ -110,7 +110,9 @@ def _ray_backend(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int) -
         raise FdslError("the ray backend needs Ray: pip install 'fdsl[ray]' (or pip install ray)") from None
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), num_cpus=None if os.environ.get("RAY_ADDRESS") else workers,
-                 include_dashboard=False, log_to_driver=False)
+                 include_dashboard=False, log_to_driver=False,
+                 # Ray's start-up notices would mix with our progress and one-line messages.
+                 logging_level=logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.ERROR)
     remote_call = ray.remote(num_cpus=1, max_retries=0)(_call)
     fn_ref = ray.put(fn)  # ship the (possibly large) callable once, not once per task
     refs = {remote_call.remote(fn_ref, task): task for task in tasks}

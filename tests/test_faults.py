@@ -481,14 +481,64 @@ def test_tmpfs_full_then_freed_resumes_byte_identical(tmp_path, tiny_disk, hashe
 def test_sigkill_at_random_moments_resumes_byte_identical(tmp_path, hashes, references, seed, storage):
     rng = np.random.default_rng(seed)
     script = tmp_path / "build.py"
-    script.write_text(SLOW_BUILD.format(tests=str(TESTS), delay=0.1))
+    script.write_text(SLOW_BUILD.format(tests=str(TESTS), delay=0.4))
     out = tmp_path / "ds"
+    interrupted = 0
     for _ in range(3):
         proc = subprocess.Popen([sys.executable, str(script), str(out), str(int(rng.integers(1, 3))), storage],
                                 start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(float(rng.uniform(0.3, 2.5)))
+        time.sleep(float(rng.uniform(0.2, 2.5)))
+        interrupted += proc.poll() is None
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    assert interrupted >= 2, "the runs finished before they could be killed; raise the delay"
+    assert not (out / "manifest.json").exists() or not json.loads((out / "manifest.json").read_text())["complete"]
     build_dataset(ToySource(**TOY), out, storage=storage, **BUILD)
     assert hashes(out) == hashes(references[storage])
+    _no_temps(out)
+
+
+# --------------------------------------------------------------------------- Ctrl-C on Ray
+
+RAY_INTERRUPTIBLE = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from toy_source import ToySource
+    from fdsl.cli import run_cli
+    from fdsl.datasets.build import build_dataset
+
+    def body(argv):
+        build_dataset(ToySource(classes=4, per_class=12, delay=1.0), argv[0], shard_size=4, workers=2,
+                      backend="ray")
+        return 0
+
+    if __name__ == "__main__":
+        sys.exit(run_cli("toy-build", body, sys.argv[1:]))
+""")
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_ray_is_one_line(tmp_path, monkeypatch, hashes):
+    pytest.importorskip("ray", reason="Ray is optional: pip install 'fdsl[ray]'")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    script = tmp_path / "build.py"
+    script.write_text(RAY_INTERRUPTIBLE.format(tests=str(TESTS)))
+    out = tmp_path / "ds"
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            manifest = out / "manifest.json"
+            if manifest.exists() and json.loads(manifest.read_text())["shards"]:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, "run finished before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130
+    assert err.strip().splitlines() == ["toy-build: interrupted; re-run the same command to resume"], err
     _no_temps(out)
