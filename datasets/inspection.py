@@ -5,12 +5,14 @@ Named ``inspection`` rather than ``inspect``, which would shadow the standard li
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fdsl.atomic import write_bytes_atomic
 from fdsl.datasets import manifest as mf
 from fdsl.datasets.format import open_dataset
 from fdsl.datasets.format.hdf5.reader import iter_shard_arrays
@@ -36,8 +38,8 @@ def _out_file(path: str | Path, flag: str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise FdslError(f"{flag} {path} is a folder; give a file name such as {path / 'sheet.png'}")
-    if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".pdf", ".svg", ".webp"):
-        raise FdslError(f"{flag} {path}: give an image file name ending in .png")
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise FdslError(f"{flag} {path}: give an image file name ending in .png, .jpg or .webp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -149,7 +151,7 @@ def contact_sheet(folder: str | Path, out_png: str | Path, *, per_class: int = 1
             if sort_by:
                 draw.text((label_w + col * (thumb + 2) + 2, y + thumb), f"{float(values[idx]):.3g}", fill="black")
             k += 1
-    _save(sheet.save, out_png, "--grid")
+    _save(lambda fh, fmt: sheet.save(fh, format=fmt), out_png, "--grid")
     log.info("contact sheet of %d classes x %d images -> %s", len(classes), per_class, out_png)
     return out_png
 
@@ -184,15 +186,19 @@ def histogram(folder: str | Path, field: str, out_png: str | Path, *, max_classe
     fig.suptitle(f"{field} per class: {folder.name}")
     fig.tight_layout()
     try:
-        _save(lambda path: fig.savefig(path, dpi=90), out_png, "--hist")
+        _save(lambda fh, fmt: fig.savefig(fh, format=fmt, dpi=90), out_png, "--hist")
     finally:
         plt.close(fig)
     return out_png
 
 
 def _save(save: Any, path: Path, flag: str) -> None:
-    """Write an image through ``save(path)``; a write error becomes one line naming the flag."""
+    """Write an image through ``save(file object, format)`` atomically (fdsl.atomic); a write
+    error becomes one line naming the flag."""
+    buf = io.BytesIO()
+    fmt = {".jpg": "jpeg"}.get(path.suffix.lower(), path.suffix.lower().lstrip("."))
     try:
-        save(path)
-    except (OSError, ValueError) as exc:
+        save(buf, fmt)
+        write_bytes_atomic(path, buf.getvalue())
+    except (OSError, ValueError, KeyError) as exc:
         raise FdslError(f"{flag} {path}: cannot write ({getattr(exc, 'strerror', None) or exc})") from None

@@ -45,6 +45,11 @@ class ShardRecord:
         """The record of a manifest ``shards`` entry (extra keys such as ``first_item`` ignored)."""
         return cls(**{k: entry[k] for k in RECORD_KEYS})
 
+    @classmethod
+    def for_extra(cls, name: str, info: Mapping[str, Any]) -> ShardRecord:
+        """The record of an ``extra_files`` entry (checked like a shard: size and sha256)."""
+        return cls(index=-1, file=name, count=0, bytes=info["bytes"], sha256=info["sha256"])
+
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in RECORD_KEYS}
 

@@ -91,7 +91,7 @@ def verify_dataset(folder: str | Path, checksum: bool = True) -> list[Problem]:
     problems = [p for entry in sorted(manifest["shards"], key=lambda e: e["index"])
                 for p in reader.check_entry(folder, entry, manifest, checksum)]
     for name, info in sorted(manifest.get("extra_files", {}).items()):
-        if p := check_record(folder, ShardRecord(-1, name, 0, info["bytes"], info["sha256"]), checksum):
+        if p := check_record(folder, ShardRecord.for_extra(name, info), checksum):
             problems.append(p)
     if totals := totals_problem(manifest):
         problems.append(Problem(str(manifest_path(folder)), "totals", totals))

@@ -23,6 +23,7 @@ from fdsl.datasets.manifest import (
     ShardRecord,
     manifest_path,
     read_manifest,
+    require_field,
     resolve_member,
     shard_records,
     totals_problem,
@@ -129,9 +130,17 @@ class DatasetReader(ABC):
     def labels(self) -> np.ndarray:
         """int64 [N]: label of every image."""
 
-    @abstractmethod
     def metadata(self, fields: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """name -> [N] array for ``fields`` (default: all), with the manifest's dtypes."""
+        """name -> [N] array for ``fields`` (default: all), with the manifest's dtypes; ShardError
+        (one line, listing the fields there are) for a field the data set lacks."""
+        names = list(self.metadata_fields) if fields is None else list(fields)
+        for name in names:
+            require_field(self.manifest, name)
+        return {name: self._column(name) for name in names}
+
+    @abstractmethod
+    def _column(self, name: str) -> np.ndarray:
+        """One metadata column (a field the manifest declares)."""
 
     @abstractmethod
     def read_images(self, indices: Sequence[int]) -> np.ndarray:

@@ -85,17 +85,12 @@ class Hdf5Reader(DatasetReader):
     def labels(self) -> np.ndarray:
         return self._labels
 
-    def metadata(self, fields: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        names = list(self.metadata_fields) if fields is None else list(fields)
-        for name in names:
-            if name not in self.metadata_fields:
-                raise ShardError(f"{self.folder}: no metadata field {name!r}; fields: "
-                                 f"{', '.join(self.metadata_fields) or 'none'}")
-            if name not in self._metadata:
-                parts = [self._shard(s)["metadata"][name][:] for s in range(len(self.records))]
-                self._metadata[name] = (np.concatenate(parts) if parts
-                                        else np.zeros(0, np.dtype(self.metadata_fields[name])))
-        return {name: self._metadata[name] for name in names}
+    def _column(self, name: str) -> np.ndarray:
+        if name not in self._metadata:
+            parts = [self._shard(s)["metadata"][name][:] for s in range(len(self.records))]
+            self._metadata[name] = (np.concatenate(parts) if parts
+                                    else np.zeros(0, np.dtype(self.metadata_fields[name])))
+        return self._metadata[name]
 
     def _shard(self, s: int) -> h5py.File:
         if self._pid != os.getpid():  # HDF5 handles must not cross a fork

@@ -103,7 +103,7 @@ class PngReader(DatasetReader):
         if info is None:
             raise ShardError(f"{self.folder}: PNG data set without {METADATA_NAME} (an older fdsl wrote "
                              "it); re-run the same command to add it")
-        record = ShardRecord(-1, METADATA_NAME, 0, info["bytes"], info["sha256"])
+        record = ShardRecord.for_extra(METADATA_NAME, info)
         if problem := check_record(self.folder, record, checksum=True):
             raise ShardError(str(problem))
         for entry in self.manifest["shards"]:
@@ -147,13 +147,8 @@ class PngReader(DatasetReader):
     def labels(self) -> np.ndarray:
         return self._labels
 
-    def metadata(self, fields: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        names = list(self.metadata_fields) if fields is None else list(fields)
-        for name in names:
-            if name not in self._metadata:
-                raise ShardError(f"{self.folder}: no metadata field {name!r}; fields: "
-                                 f"{', '.join(self.metadata_fields) or 'none'}")
-        return {name: self._metadata[name] for name in names}
+    def _column(self, name: str) -> np.ndarray:
+        return self._metadata[name]
 
     def read_images(self, indices: Sequence[int]) -> np.ndarray:
         idx = self._check_index(indices)
