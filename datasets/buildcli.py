@@ -6,10 +6,11 @@ Kept apart from ``build.py`` so that the library never imports CLI code.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fdsl.cli import add_version, positive_int
+from fdsl.cli import add_version, positive_int, setup_logging
 from fdsl.datasets import shards
 from fdsl.datasets.build import STORAGES, BuildResult, build_dataset
 from fdsl.datasets.jobs import BACKENDS, default_workers
@@ -38,6 +39,13 @@ def add_build_arguments(parser: argparse.ArgumentParser, *, shard_size: int | No
     add_version(parser)
 
 
+def parse_options(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> dict[str, Any]:
+    """Parse a builder CLI's ``argv``, set up logging (``--verbose``) and return the options."""
+    options = vars(parser.parse_args(argv))
+    setup_logging(options.pop("verbose", False))
+    return options
+
+
 def build_kwargs(args: argparse.Namespace | dict[str, Any]) -> dict[str, Any]:
     """The shared build settings of parsed options, as ``build_dataset`` keyword arguments."""
     values = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
@@ -47,6 +55,10 @@ def build_kwargs(args: argparse.Namespace | dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def build_from_options(source: ShardSource, out: str | Path, **options: Any) -> BuildResult:
-    """Run the builder on ``source`` with the shared settings among ``options`` (others ignored)."""
+def build_from_options(source: ShardSource, out: str | Path, *, strict: bool = False, **options: Any) -> BuildResult:
+    """Run the builder on ``source`` with the shared settings among ``options``: others are
+    ignored (parsed CLI options), or refused with ``strict`` (a library call's ``**build``)."""
+    unknown = sorted(set(options) - set(BUILD_OPTIONS))
+    if strict and unknown:
+        raise TypeError(f"unexpected build option(s): {', '.join(unknown)}; known: {', '.join(BUILD_OPTIONS)}")
     return build_dataset(source, out, **build_kwargs(options))

@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from fdsl.cli import (
     OneLineParser,
@@ -19,10 +20,9 @@ from fdsl.cli import (
     number,
     positive_int,
     run_cli,
-    setup_logging,
 )
 from fdsl.datasets.build import BuildResult
-from fdsl.datasets.buildcli import add_build_arguments, build_from_options
+from fdsl.datasets.buildcli import add_build_arguments, build_from_options, parse_options
 from fdsl.datasets.jobs import default_workers
 from fdsl.render.procedural import DEFAULT_MODELS_PER_CLASS
 from fdsl.render.source import (
@@ -56,11 +56,8 @@ def render_shapenet(
     msaa: int = 0,
     fov_deg: float = DEFAULT_FOV_DEG,
     workers: int | None = None,
-    backend: str = "local",
     shard_size: int | None = None,
-    compression: str = "lz4",
-    fmt: str = "hdf5",
-    overwrite: bool = False,
+    **build: Any,
 ) -> BuildResult:
     """Render every selected model from ``views`` viewpoints into shards at ``out``.
 
@@ -70,8 +67,9 @@ def render_shapenet(
     deterministically by ``seed``. Each image carries label, synset, model_id, view, azimuth,
     elevation, distance, silhouette ``area`` and the camera pose (pose_00..pose_15, row-major
     camera-to-world). Broken models are skipped and listed in ``out/failures.jsonl``. Re-running
-    the same call resumes; ``fmt="png"`` writes ``<label>.<class>/<model_id>/<view>.png`` plus
-    ``metadata.csv``.
+    the same call resumes. ``build`` holds the other shared builder settings (``backend``,
+    ``compression``, ``fmt``: ``png`` writes ``<label>.<class>/<model_id>/<view>.png`` plus
+    ``metadata.csv``, ``overwrite``).
     """
     source = make_source(shapenet_root=shapenet_root, classes=classes, models_per_class=models_per_class,
                          views=views, viewpoints=viewpoints, image_size=image_size, max_faces=max_faces,
@@ -81,8 +79,7 @@ def render_shapenet(
     source.rasterizer_threads = 0 if workers > 1 else None
     if shard_size is None:
         shard_size = views * max(1, 2_000 // views)  # whole models; ~300 MB of 224 px RGB per worker
-    return build_from_options(source, out, shard_size=shard_size, workers=workers, backend=backend,
-                              compression=compression, fmt=fmt, overwrite=overwrite)
+    return build_from_options(source, out, strict=True, shard_size=shard_size, workers=workers, **build)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,10 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    options = vars(args)
-    options.pop("verbose")
+    options = parse_options(build_parser(), argv)
     out = options.pop("out")
     result = render_shapenet(out, **options)
     print(result.summary(), file=sys.stderr)

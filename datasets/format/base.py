@@ -150,11 +150,20 @@ class DatasetReader(ABC):
         return self.read_images([index])[0]
 
     @classmethod
-    @abstractmethod
     def check_entry(cls, folder: Path, entry: Mapping[str, Any], manifest: Mapping[str, Any],
                     checksum: bool = True) -> list[Problem]:
         """Problems with one ``shards`` entry: its files present, unchanged and agreeing with the
         manifest (count, shape, labels, fields)."""
+        record = ShardRecord.from_entry(entry)
+        if problem := check_record(folder, record, checksum):
+            return [problem]
+        return cls._check_files(folder, record, entry, manifest, checksum)
+
+    @classmethod
+    @abstractmethod
+    def _check_files(cls, folder: Path, record: ShardRecord, entry: Mapping[str, Any],
+                     manifest: Mapping[str, Any], checksum: bool) -> list[Problem]:
+        """The format's own checks of an entry whose listed file is present and unchanged."""
 
     @classmethod
     @abstractmethod

@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from fdsl.cli import OneLineParser, positive_int, run_cli, setup_logging
+from fdsl.cli import OneLineParser, positive_int, run_cli
 from fdsl.datasets.build import BuildResult
-from fdsl.datasets.buildcli import add_build_arguments, build_from_options
+from fdsl.datasets.buildcli import add_build_arguments, build_from_options, parse_options
 from fdsl.errors import FdslError
 from fdsl.imaging import resize_center_crop
 from fdsl.sources import RenderedBatch
@@ -289,24 +289,21 @@ def import_cub(
     split: str = "train",
     image_size: int = DEFAULT_IMAGE_SIZE,
     classes: int | None = None,
-    workers: int | None = None,
-    backend: str = "local",
     shard_size: int = DEFAULT_SHARD_SIZE,
-    compression: str = "lz4",
-    fmt: str = "hdf5",
-    overwrite: bool = False,
+    **build: Any,
 ) -> BuildResult:
     """Import the ``split`` (train, test or all) of the CUB-200-2011 folder ``root`` into ``out``.
 
     ``classes`` keeps the first N classes (None: all 200). Images are ``image_size`` square RGB
-    (short side resized, centre crop) with the metadata listed in the module docstring; ``fmt``
-    ``png`` writes an ImageFolder tree instead of HDF5 shards. Unreadable images are skipped and
-    listed in ``out/failures.jsonl``. Re-running the same call resumes. Raises FdslError (one
-    line) for a missing folder or metadata file, a malformed file or a bad setting.
+    (short side resized, centre crop) with the metadata listed in the module docstring. ``build``
+    holds the shared builder settings (``workers``, ``backend``, ``compression``, ``fmt``:
+    ``png`` writes an ImageFolder tree with metadata.csv instead of HDF5 shards, ``overwrite``).
+    Unreadable images are skipped and listed in ``out/failures.jsonl``. Re-running the same call
+    resumes. Raises FdslError (one line) for a missing folder or metadata file, a malformed file
+    or a bad setting.
     """
     source = CubSource(root, split=split, image_size=image_size, classes=classes)
-    return build_from_options(source, out, shard_size=shard_size, workers=workers, backend=backend,
-                              compression=compression, fmt=fmt, overwrite=overwrite)
+    return build_from_options(source, out, strict=True, shard_size=shard_size, **build)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -332,10 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    options = vars(args)
-    options.pop("verbose")
+    options = parse_options(build_parser(), argv)
     result = import_cub(options.pop("root"), options.pop("out"), **options)
     print(result.summary(), file=sys.stderr)
     if result.failures:

@@ -120,11 +120,8 @@ class Hdf5Reader(DatasetReader):
         return state
 
     @classmethod
-    def check_entry(cls, folder: Path, entry: Mapping[str, Any], manifest: Mapping[str, Any],
-                    checksum: bool = True) -> list[Problem]:
-        record = ShardRecord.from_entry(entry)
-        if problem := check_record(folder, record, checksum):
-            return [problem]
+    def _check_files(cls, folder: Path, record: ShardRecord, entry: Mapping[str, Any],
+                     manifest: Mapping[str, Any], checksum: bool) -> list[Problem]:
         path = folder / record.file
         try:
             with open_shard(path) as f:

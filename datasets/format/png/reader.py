@@ -162,11 +162,8 @@ class PngReader(DatasetReader):
         return out
 
     @classmethod
-    def check_entry(cls, folder: Path, entry: Mapping[str, Any], manifest: Mapping[str, Any],
-                    checksum: bool = True) -> list[Problem]:
-        record = ShardRecord.from_entry(entry)
-        if problem := check_record(folder, record, checksum):
-            return [problem]
+    def _check_files(cls, folder: Path, record: ShardRecord, entry: Mapping[str, Any],
+                     manifest: Mapping[str, Any], checksum: bool) -> list[Problem]:
         listing = folder / record.file
         try:
             fields, rows = read_listing(listing)
