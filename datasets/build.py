@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
+import os
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -43,6 +45,9 @@ STORAGES = mf.STORAGES
 # Images rendered and held in memory at a time per worker (a whole 10,000-image FractalDB shard
 # would be 1.3 GB); shards are written part by part.
 RENDER_PART = 1000
+# Sane limits, checked before any work or file: beyond them a run would hang or exhaust memory.
+MAX_ITEMS = 10**10
+MAX_SHARDS = 10**6
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,37 @@ def _manifest(identity: dict[str, Any], source: ShardSource, tasks: list[ShardTa
     }
 
 
+def available_memory() -> int:
+    """Bytes of memory available to new allocations (MemAvailable; total memory elsewhere)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_size(source: ShardSource, shard_size: int, workers: int) -> None:
+    """FdslError (one line naming the limit) when the data set is too large to plan, or when one
+    rendered part per worker would not fit in memory (sources that know their ``image_shape``)."""
+    items = source.num_items()
+    if items > MAX_ITEMS:
+        raise FdslError(f"{items} images is more than the limit of {MAX_ITEMS}; ask for fewer classes or images")
+    if -(-items // shard_size) > MAX_SHARDS:
+        raise FdslError(f"{-(-items // shard_size)} shards is more than the limit of {MAX_SHARDS}; "
+                        "raise --shard-size")
+    shape = getattr(source, "image_shape", None)
+    if callable(shape):
+        part = min(RENDER_PART, shard_size, max(items, 1)) * math.prod(shape())
+        if part * min(workers, -(-items // shard_size) or 1) > available_memory():
+            raise FdslError(f"images of shape {list(shape())} need {part / 2**30:.1f} GiB per worker "
+                            f"({min(RENDER_PART, shard_size)} at a time) x {workers} workers, more than the "
+                            f"{available_memory() / 2**30:.1f} GiB of memory available; use a smaller "
+                            "--image-size or fewer --workers")
+
+
 def _check_settings(shard_size: int, storage: str, compression: str) -> None:
     if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size <= 0:
         raise FdslError(f"shard size must be a positive integer, got {shard_size!r}")
@@ -200,10 +236,12 @@ def build_dataset(
     keeps failing.
     """
     _check_settings(shard_size, storage, compression)
+    workers = workers or default_workers()
+    check_size(source, shard_size, workers)
     out = Path(out)
     with folder_lock(out):
         with disk_full_guard(out):
-            return _build_locked(source, out, shard_size, workers or default_workers(), backend,
+            return _build_locked(source, out, shard_size, workers, backend,
                                  compression, storage, overwrite)
 
 

@@ -22,6 +22,7 @@ from fdsl.render.shapenet import SYNSETS, ModelRef
 
 PROCEDURAL_TAG = 0x5EED_3D
 DEFAULT_MODELS_PER_CLASS = 100
+MAX_MODELS_PER_CLASS = 1_000_000  # a model reference each is listed up front
 CLASSES = ("bench", "bicycle", "camera", "car", "chair", "hat", "helmet", "laptop", "sofa")
 
 Color = tuple[float, float, float, float]
@@ -367,6 +368,9 @@ def build_model(class_name: str, index: int, seed: int) -> list[MeshPart]:
 
 def procedural_models(classes: Sequence[str], models_per_class: int) -> tuple[list[str], list[str], list[ModelRef]]:
     """(class names, synsets, model refs) of the built-in procedural set."""
+    if not 0 < models_per_class <= MAX_MODELS_PER_CLASS:
+        raise FdslError(f"--models-per-class must be between 1 and {MAX_MODELS_PER_CLASS} for the "
+                        f"procedural set, got {models_per_class}")
     synset_to_name = {v: k for k, v in SYNSETS.items() if k in CLASSES}
     names = []
     for raw in classes:

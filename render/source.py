@@ -101,6 +101,9 @@ class RenderSource:
     def num_items(self) -> int:
         return len(self.models) * self.views
 
+    def image_shape(self) -> tuple[int, ...]:
+        return (self.image_size, self.image_size, 3)
+
     def model_views(self, ref: ModelRef) -> Views:
         """The viewpoints of one model; they depend on (seed, synset, model id) only."""
         rng = np.random.default_rng([self.seed, VIEW_TAG, zlib.crc32(ref.synset.encode()),

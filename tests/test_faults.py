@@ -143,6 +143,44 @@ def test_bad_paths_are_one_line(tmp_path, capsys, references):
         assert message in line, line
 
 
+# --------------------------------------------------------------------------- absurd sizes
+
+
+class _HugeImages(ToySource):
+    def image_shape(self) -> tuple[int, ...]:
+        return (1_000_000, 1_000_000)
+
+
+@pytest.mark.parametrize("source,shard_size,message", [
+    (ToySource(classes=10**11, per_class=10**9), 10, "limit of"),
+    (ToySource(classes=10**4, per_class=10**5), 1, "shards is more than the limit"),
+    (_HugeImages(), 10, "of memory available"),
+], ids=["items", "shards", "memory"])
+def test_absurd_sizes_refused_before_any_file(tmp_path, source, shard_size, message):
+    out = tmp_path / "out"
+    start = time.perf_counter()
+    with pytest.raises(FdslError, match=message) as exc:
+        build_dataset(source, out, shard_size=shard_size, workers=2)
+    assert "\n" not in str(exc.value) and time.perf_counter() - start < 5
+    assert not out.exists()
+
+
+def test_absurd_cli_sizes_are_one_line(tmp_path, capsys):
+    out = tmp_path / "out"
+    for main, argv, message in [
+            (_render_main, ["--out", str(out), "--classes", "chair", "--models-per-class", str(10**20)], "between 1 and"),
+            (_render_main, ["--out", str(out), "--classes", "chair", "--models-per-class", "1", "--views", str(10**20)],
+             "limit of"),
+            (_cub_main, ["--root", str(tmp_path), "--out", str(out), "--image-size", "1000000"], "between 1 and 4096")]:
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code
+        assert code == 2
+        assert message in _one_line(capsys.readouterr().err)
+        assert not out.exists()
+
+
 # --------------------------------------------------------------------------- tampered manifests
 
 
