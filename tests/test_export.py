@@ -202,3 +202,19 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     with folder_lock(locked):
         code, err = run(src, "--to", "webdataset", locked)
     assert code == 2 and "in use" in err and "\n" not in err
+
+
+def test_png_sets_export_like_shards(tmp_path):
+    wds = pytest.importorskip("webdataset")
+    source = MetaSource(True, ["c0", "c1", "c2"], classes=3, per_class=5, size=8, seed=2, fail_every=4)
+    png_src = tmp_path / "png"
+    build_dataset(source, png_src, shard_size=6, backend="inline", storage="png")
+    ds, images = reference(make(tmp_path, True))  # the same items stored as HDF5 shards
+    export_shards(png_src, "webdataset", tmp_path / "wds")
+    samples = list(wds.WebDataset(sorted(str(p) for p in (tmp_path / "wds").glob("*.tar")),
+                                  shardshuffle=False).decode("rgb8").to_tuple("png", "json"))
+    assert len(samples) == len(ds)
+    for i, (image, meta) in enumerate(samples):
+        np.testing.assert_array_equal(image, images[i])
+        assert meta["label"] == ds.labels[i]
+        check_meta(ds, i, meta)
