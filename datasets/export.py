@@ -41,6 +41,7 @@ import numpy as np
 from fdsl.atomic import (
     LOCK_NAME,
     TMP_MARK,
+    commit_file,
     folder_lock,
     is_disk_full,
     temp_path,
@@ -94,6 +95,8 @@ def png_bytes(image: np.ndarray) -> bytes:
     """A uint8 [C, H, W] image (C = 1, 3 or 4) as PNG bytes."""
     from PIL import Image
 
+    if image.shape[0] not in (1, 3, 4):
+        raise FdslError(f"PNG holds 1, 3 or 4 channels; these images have {image.shape[0]}")
     array = image[0] if image.shape[0] == 1 else np.ascontiguousarray(image.transpose(1, 2, 0))
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG", compress_level=3)
@@ -108,8 +111,9 @@ def _plain(value: Any) -> Any:
 
 def class_folders(classes: list[str]) -> list[str]:
     """One folder name per class that sorts in label order and is a safe file name."""
-    if all(_SAFE_NAME.match(c) for c in classes) and sorted(classes) == classes and \
-            len(set(classes)) == len(classes):
+    reserved = {"metadata.csv", RECORD_NAME}
+    if all(_SAFE_NAME.match(c) and c not in reserved for c in classes) and \
+            sorted(classes) == classes and len(set(classes)) == len(classes):
         return list(classes)
     width = max(5, len(str(len(classes) - 1)))
     return [f"{k:0{width}d}-{re.sub(r'[^A-Za-z0-9._+-]+', '_', c)[:80]}" for k, c in enumerate(classes)]
@@ -144,7 +148,7 @@ def _write_webdataset(dataset: Any, out: Path, samples_per_tar: int, tick: Calla
             if index % samples_per_tar == 0:
                 if tar is not None:
                     tar.close()
-                    os.replace(tmp, out / files[-1])
+                    commit_file(tmp, out / files[-1])
                 files.append(f"shard-{index // samples_per_tar:06d}.tar")
                 tmp = temp_path(out / files[-1])
                 tar = tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT)
@@ -157,7 +161,7 @@ def _write_webdataset(dataset: Any, out: Path, samples_per_tar: int, tick: Calla
         if tar is not None:
             tar.close()
             tar = None
-            os.replace(tmp, out / files[-1])
+            commit_file(tmp, out / files[-1])
     finally:
         if tar is not None:
             tar.close()

@@ -218,3 +218,14 @@ def test_png_sets_export_like_shards(tmp_path):
         np.testing.assert_array_equal(image, images[i])
         assert meta["label"] == ds.labels[i]
         check_meta(ds, i, meta)
+
+
+def test_class_folders_sort_in_label_order_and_avoid_reserved_names():
+    from fdsl.datasets.export import class_folders
+
+    assert class_folders(["a", "b"]) == ["a", "b"]
+    for classes in (["b", "a"], ["a", "metadata.csv"], ["a", "a"], ["x/../y", "z"], [".hidden", "z"]):
+        folders = class_folders(classes)
+        assert sorted(folders) == folders and len(set(folders)) == len(folders)
+        assert all("/" not in f and not f.startswith(".") and f not in ("metadata.csv", RECORD_NAME)
+                   for f in folders)
