@@ -247,6 +247,11 @@ def test_auto_shuffle_picks_block_only_for_data_bigger_than_the_memory_share(gre
     for bad in ("random", "blocks"):
         with pytest.raises(FdslError, match="unknown shuffle"):
             ShardLoader(grey, shuffle=bad)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(FdslError, match="ram_fraction"):
+            ShardLoader(grey, ram_fraction=bad)
+    with pytest.raises(FdslError, match="block_size"):
+        ShardLoader(grey, shuffle="block", block_size=0)
 
 
 def test_read_ahead_advice_merges_contiguous_chunks(grey):
