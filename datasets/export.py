@@ -79,8 +79,8 @@ def hf_datasets() -> Any:
     ours = Path(__file__).resolve().parent
     saved = list(sys.path)
     sys.path[:] = [p for p in saved if Path(p or os.getcwd()).resolve() / "datasets" != ours]
-    if loaded is not None:
-        del sys.modules["datasets"]  # fdsl's folder, imported under the bare name
+    for name in [n for n in sys.modules if n == "datasets" or n.startswith("datasets.")]:
+        del sys.modules[name]  # fdsl's folder, imported under the bare name
     try:
         import datasets
     except Exception as exc:  # noqa: BLE001  (a broken install fails in many ways)
