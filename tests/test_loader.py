@@ -600,6 +600,12 @@ def test_png_sets_load_like_shards_and_prune_by_area(tmp_path, rgb):
         want = collect(ShardLoader(h5, batch_size=5, seed=3, num_workers=num, workers=kind))
         np.testing.assert_array_equal(got[0], want[0])
         np.testing.assert_array_equal(got[1], want[1])
+    from fdsl.train.data import open_data  # train-classifier opens data folders with this
+
+    source = open_data(png_dir, 12, None)
+    assert source.kind == "shards" and source.classes == h5.classes
+    batches = list(source.loader(np.arange(len(png)), batch_size=4, shuffle=True, workers=1, seed=0))
+    assert sum(len(b[1]) for b in batches) == len(png)
     if rgb:  # area is recorded per image: area-based pruning works on the PNG tree
         kept = prune_dataset(png, mode="drop-smallest", field="area", keep_fraction=0.5)
         np.testing.assert_array_equal(kept, prune_dataset(h5, mode="drop-smallest", field="area",
