@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,11 +87,6 @@ class BuildResult:
                 f"({self.images_per_second:.0f} img/s this run)")
 
 
-def data_bytes(entry: Mapping[str, Any]) -> int:
-    """Bytes of image data one manifest entry stands for (the PNG files, or the shard file)."""
-    return int(entry.get("png_bytes", entry["bytes"]))
-
-
 # --------------------------------------------------------------------------- workers
 
 
@@ -151,7 +146,7 @@ def _identity(source: ShardSource, storage: str, compression: str, shard_size: i
         "generator": {"name": source.name, "version": source.version},
         "config": source.config(),
         "storage": storage,
-        "compression": compression if storage == "hdf5" else "png",
+        "compression": get_format(storage).compression or compression,
         "shard_size": shard_size,
     }
 
@@ -272,6 +267,7 @@ def _build_locked(source: ShardSource, out: Path, shard_size: int, workers: int,
         write_bytes_atomic(out / name, data)
     todo = [t for t in tasks if t.index not in done]
     counted = sum(e["count"] for e in done.values())
+    data_bytes = get_format(storage).reader.data_bytes
     job = _Job(source, str(out), storage, compression,
                sum(data_bytes(e) for e in done.values()) / counted if counted else 0.0)
     try:

@@ -14,7 +14,7 @@ import numpy as np
 
 from fdsl.atomic import write_bytes_atomic
 from fdsl.datasets import manifest as mf
-from fdsl.datasets.format import open_dataset
+from fdsl.datasets.format import get_format, open_dataset
 from fdsl.datasets.format.hdf5.reader import iter_shard_arrays
 from fdsl.errors import FdslError
 
@@ -72,7 +72,7 @@ def summarize(folder: str | Path, read_labels: bool = True) -> dict[str, Any]:
         "failures": int(manifest.get("failures", 0)),
         "image_shape": manifest.get("image_shape"),
         "metadata_fields": manifest.get("metadata_fields") or {},
-        "bytes": sum(int(s.get("png_bytes", s["bytes"])) for s in manifest["shards"]),
+        "bytes": sum(get_format(manifest.get("storage", "hdf5")).reader.data_bytes(s) for s in manifest["shards"]),
         "classes": {name: (int(n) if readable else None) for name, n in zip(classes, counts, strict=True)},
     }
 

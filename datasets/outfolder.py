@@ -16,9 +16,7 @@ from typing import Any
 
 from fdsl.atomic import LOCK_NAME, ensure_writable, remove_quietly
 from fdsl.datasets import manifest as mf
-from fdsl.datasets.format import get_format
-from fdsl.datasets.format.png.reader import PngReader
-from fdsl.datasets.format.png.writer import LISTING_PREFIX, METADATA_NAME
+from fdsl.datasets.format import FORMATS, get_format
 from fdsl.errors import ConfigMismatchError, ShardError
 
 log = logging.getLogger(__name__)
@@ -44,7 +42,7 @@ def prepare_folder(out: Path, identity: dict[str, Any], overwrite: bool) -> dict
     entries that verify and can be kept."""
     ensure_writable(out)
     if not mf.manifest_path(out).exists():
-        others = [p for p in out.iterdir() if p.name not in OWN_FILES and not p.name.startswith(LISTING_PREFIX)]
+        others = [p for p in out.iterdir() if p.name not in OWN_FILES and not p.name.startswith(".")]
         if others and not overwrite:
             raise ConfigMismatchError(f"{out} is not empty and holds no fdsl manifest; "
                                       "choose an empty folder or pass --overwrite")
@@ -90,13 +88,11 @@ def remove_dataset(out: Path, manifest: Mapping[str, Any]) -> None:
 
 
 def remove_own_files(out: Path) -> None:
-    """Delete what fdsl names its own directly in ``out`` (the manifest, shards, listings and the
-    PNG files the listings name inside ``out``, metadata.csv, failures and run logs), for a folder
-    whose manifest cannot be trusted."""
-    for listing in out.glob(f"{LISTING_PREFIX}*"):
-        for path in PngReader.entry_files(out, {"file": listing.name}):
+    """Delete what fdsl names its own directly in ``out`` (the manifest, each format's files, the
+    failures and run logs), for a folder whose manifest cannot be trusted."""
+    for fmt in FORMATS.values():
+        for path in fmt.own_files(out):
             remove_quietly(path)
-    for pattern in ("shard-[0-9]*.h5", METADATA_NAME, mf.FAILURES_NAME, RUN_LOG, mf.MANIFEST_NAME):
-        for path in out.glob(pattern):
-            if path.is_file() or path.is_symlink():
-                remove_quietly(path)
+    for name in (mf.FAILURES_NAME, RUN_LOG, mf.MANIFEST_NAME):
+        if (out / name).is_file() or (out / name).is_symlink():
+            remove_quietly(out / name)

@@ -98,7 +98,7 @@ BAD_FLAGS = (
         ("--fov", "500", "[1, 120]"), ("--fov", "nan", "[1, 120]"), ("--msaa", "3", "invalid choice"),
         ("--models-per-class", "0", "positive integer"), ("--viewpoints", "spiral", "invalid choice")]]
     + [("import-cub", _cub_main, ["--root", "{out}", "--out", "{out}", flag, value], msg) for flag, value, msg in
-       BUILDER_FLAGS + [("--image-size", "0", "positive integer"), ("--classes", "-1", "positive integer"),
+       BUILDER_FLAGS + [("--image-size", "0", "between 1 and 4096"), ("--classes", "-1", "positive integer"),
                         ("--split", "val", "invalid choice")]]
     + [("inspect-shards", inspect_main, ["{out}", flag, value], msg) for flag, value, msg in [
         ("--per-class", "0", "positive integer"), ("--max-classes", "x", "positive integer")]]

@@ -40,6 +40,10 @@ Finish = Callable[[Path, Mapping[int, Mapping[str, Any]], list[str]],
                   tuple[list[int] | None, dict[str, str] | None, dict[str, Any]]]
 
 
+def _hdf5_own_files(folder: Path) -> list[Path]:
+    return list(folder.glob("shard-[0-9]*.h5"))
+
+
 def _hdf5_finish(folder: Path, entries: Mapping[int, Mapping[str, Any]], classes: list[str]) -> tuple[
         list[int] | None, dict[str, str] | None, dict[str, Any]]:
     shape, fields = read_layout(folder, entries)
@@ -54,11 +58,13 @@ class StorageFormat:
     writer: type[ShardWriter]
     reader: type[DatasetReader]
     finish: Finish
+    own_files: Callable[[Path], list[Path]]  # what it names its own in a folder, without a manifest
+    compression: str | None = None  # fixed (png), or None: the --compression given
 
 
 FORMATS: dict[str, StorageFormat] = {
-    "hdf5": StorageFormat("hdf5", Hdf5ShardWriter, Hdf5Reader, _hdf5_finish),
-    "png": StorageFormat("png", PngShardWriter, png_reader.PngReader, png_reader.finish),
+    "hdf5": StorageFormat("hdf5", Hdf5ShardWriter, Hdf5Reader, _hdf5_finish, _hdf5_own_files),
+    "png": StorageFormat("png", PngShardWriter, png_reader.PngReader, png_reader.finish, png_reader.own_files, "png"),
 }
 
 

@@ -30,6 +30,8 @@ from fdsl.datasets.manifest import (
 )
 from fdsl.errors import ShardError
 
+MARGIN = 1 << 20  # bytes kept free beyond a free-space estimate: file system metadata, the manifest
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -83,6 +85,28 @@ def check_arrays(path: Path, manifest: Mapping[str, Any], count: int, labels: np
         if got != want_fields:
             return Problem(str(path), "metadata", f"fields {got} differ from the manifest's {want_fields}")
     return None
+
+
+def metadata_array(name: str, values: np.ndarray, count: int) -> np.ndarray:
+    """A metadata column as stored: 1-D of length ``count``, numbers or fixed-width bytes."""
+    arr = np.asarray(values)
+    if arr.shape != (count,):
+        raise ShardError(f"metadata field {name!r} has shape {arr.shape}, expected ({count},)")
+    if arr.dtype.kind == "U":
+        arr = np.char.encode(arr, "utf-8")
+    if arr.dtype.kind == "O":
+        raise ShardError(f"metadata field {name!r} has dtype object; use numbers or fixed strings")
+    return arr
+
+
+def check_part(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    images = np.ascontiguousarray(images)
+    if images.dtype != np.uint8 or images.ndim not in (3, 4):
+        raise ShardError(f"images must be uint8 [N,H,W] or [N,H,W,C], got {images.dtype} {images.shape}")
+    labels = np.asarray(labels, dtype=np.int64)
+    if labels.shape != (images.shape[0],):
+        raise ShardError(f"labels have shape {labels.shape}, expected ({images.shape[0]},)")
+    return images, labels
 
 
 class ShardWriter(ABC):
@@ -164,6 +188,11 @@ class DatasetReader(ABC):
     def _check_files(cls, folder: Path, record: ShardRecord, entry: Mapping[str, Any],
                      manifest: Mapping[str, Any], checksum: bool) -> list[Problem]:
         """The format's own checks of an entry whose listed file is present and unchanged."""
+
+    @classmethod
+    def data_bytes(cls, entry: Mapping[str, Any]) -> int:
+        """Bytes of image data one entry stands for."""
+        return int(entry["bytes"])
 
     @classmethod
     @abstractmethod

@@ -31,12 +31,11 @@ from fdsl.atomic import (
     temp_path,
     write_bytes_atomic,
 )
-from fdsl.datasets.format.base import ShardWriter
+from fdsl.datasets.format.base import MARGIN, ShardWriter, check_part, metadata_array
 from fdsl.datasets.manifest import FORMAT_NAME, FORMAT_VERSION, ShardRecord
 from fdsl.errors import ShardError
 
 COMPRESSIONS = ("none", "lz4", "zstd")
-MARGIN = 1 << 20  # bytes kept free beyond the estimate: HDF5's own metadata, the manifest
 # Write straight to disk only when this many uncompressed shards would fit in the free space
 # (room for parallel workers); otherwise build the file in memory.
 SAFE_FACTOR = 8
@@ -55,28 +54,6 @@ def compression_kwargs(compression: str) -> dict[str, Any]:
     if compression == "zstd":
         return dict(hdf5plugin.Zstd(clevel=3))
     raise ShardError(f"unknown compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}")
-
-
-def metadata_array(name: str, values: np.ndarray, count: int) -> np.ndarray:
-    """A metadata column as stored: 1-D of length ``count``, numbers or fixed-width bytes."""
-    arr = np.asarray(values)
-    if arr.shape != (count,):
-        raise ShardError(f"metadata field {name!r} has shape {arr.shape}, expected ({count},)")
-    if arr.dtype.kind == "U":
-        arr = np.char.encode(arr, "utf-8")
-    if arr.dtype.kind == "O":
-        raise ShardError(f"metadata field {name!r} has dtype object; use numbers or fixed strings")
-    return arr
-
-
-def check_part(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    images = np.ascontiguousarray(images)
-    if images.dtype != np.uint8 or images.ndim not in (3, 4):
-        raise ShardError(f"images must be uint8 [N,H,W] or [N,H,W,C], got {images.dtype} {images.shape}")
-    labels = np.asarray(labels, dtype=np.int64)
-    if labels.shape != (images.shape[0],):
-        raise ShardError(f"labels have shape {labels.shape}, expected ({images.shape[0]},)")
-    return images, labels
 
 
 def _h5_disk_full(exc: BaseException) -> bool:

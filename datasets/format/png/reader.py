@@ -193,6 +193,10 @@ class PngReader(DatasetReader):
         return problems
 
     @classmethod
+    def data_bytes(cls, entry: Mapping[str, Any]) -> int:
+        return int(entry["png_bytes"])
+
+    @classmethod
     def entry_files(cls, folder: Path, entry: Mapping[str, Any]) -> list[Path]:
         listing = resolve_member(folder, entry["file"])
         if not listing.is_file():
@@ -239,3 +243,11 @@ def finish(folder: Path, entries: Mapping[int, Mapping[str, Any]], classes: Sequ
 def stale_listings(folder: Path, keep: set[str]) -> list[Path]:
     """Listings no manifest entry names (left by an older layout or a rebuilt task)."""
     return [p for p in folder.glob(f"{LISTING_PREFIX}*") if p.name not in keep]
+
+
+def own_files(folder: Path) -> list[Path]:
+    """What a PNG build names its own directly in ``folder`` (for a folder whose manifest cannot
+    be trusted): the listings, the PNG files they name inside ``folder``, metadata.csv."""
+    found = [p for listing in folder.glob(f"{LISTING_PREFIX}*")
+             for p in PngReader.entry_files(folder, {"file": listing.name})]
+    return found + list(folder.glob(METADATA_NAME))

@@ -27,8 +27,7 @@ from fdsl.atomic import (
     sha256_file,
     write_bytes_atomic,
 )
-from fdsl.datasets.format.base import ShardWriter
-from fdsl.datasets.format.hdf5.writer import MARGIN, check_part, metadata_array
+from fdsl.datasets.format.base import MARGIN, ShardWriter, check_part, metadata_array
 from fdsl.datasets.manifest import resolve_member
 from fdsl.errors import ShardError
 
