@@ -214,19 +214,22 @@ class ChunkReader:
     def read_many(self, shard_ids: list[int], local: list[int], out: np.ndarray) -> None:
         """Read images ``local[k]`` of shards ``shard_ids[k]`` into ``out[k]`` (uint8 [B, C, H, W]).
 
-        The common case (grey, single-block LZ4, contiguous ``out``) runs inline and decodes
-        with liblz4 straight into ``out`` (no per-image allocation or copy): this loop is the
-        part of a batch that holds the GIL, so every call saved is parallel time won.
+        The common case (single-block LZ4, contiguous ``out``) runs inline and decodes with
+        liblz4 straight into ``out`` (grey) or into one per-thread HWC buffer that is transposed
+        into ``out`` (colour), with no per-image allocation: this loop is the part of a batch
+        that holds the GIL, so every call saved is parallel time won.
         """
         self._check_process()
-        flat = out.reshape(len(out), -1) if len(self.image_shape) == 2 and out.flags.c_contiguous else None
+        grey = len(self.image_shape) == 2
         decode = _liblz4()
-        if flat is None or decode is None:
+        if not out.flags.c_contiguous or decode is None:
             for k in range(len(shard_ids)):
-                self.read_into(shard_ids[k], local[k], out[k] if flat is None else out[k, 0])
+                self.read_into(shard_ids[k], local[k], out[k, 0] if grey else out[k])
             return
         scratch = self._scratch()
-        scratch_addr, base, nbytes = scratch.ctypes.data, flat.ctypes.data, self.nbytes
+        hwc = None if grey else self._buffer("hwc", self.nbytes)[:self.nbytes].reshape(self.image_shape)
+        scratch_addr, nbytes = scratch.ctypes.data, self.nbytes
+        base = out.ctypes.data
         view, layouts, preadv, unpack = memoryview(scratch), self.layouts, os.preadv, _HEADER.unpack_from
         for k in range(len(shard_ids)):
             shard, j = shard_ids[k], local[k]
@@ -235,18 +238,55 @@ class ChunkReader:
                 size = int(layout.sizes[j])
                 if preadv(self._fd(shard), [view[:size]], int(layout.offsets[j])) == size >= 16:
                     total, block, csize = unpack(scratch, 0)
+                    dst = base + k * nbytes if hwc is None else hwc.ctypes.data
                     if (total == nbytes and block >= nbytes and csize == size - 16 and csize < nbytes
-                            and decode(scratch_addr + 16, base + k * nbytes, csize, nbytes) == nbytes):
+                            and decode(scratch_addr + 16, dst, csize, nbytes) == nbytes):
+                        if hwc is not None:
+                            out[k] = hwc.transpose(2, 0, 1)
                         continue
-            self.read_into(shard, j, out[k, 0])  # anything else, and errors, with their messages
+            # anything else, and errors, with their messages
+            self.read_into(shard, j, out[k, 0] if grey else out[k])
+
+    def advise(self, shard_ids: np.ndarray, local: np.ndarray, gap: int = 1 << 18) -> int:
+        """Ask the kernel to start reading these images' chunks into the page cache, as a few
+        large reads (``POSIX_FADV_WILLNEED`` per run of chunks less than ``gap`` bytes apart).
+
+        Reads of a block-shuffled order then hit the page cache instead of waiting on one small
+        random read per image. Returns the number of ranges advised (0 where unsupported).
+        """
+        if not hasattr(os, "posix_fadvise") or not len(shard_ids):
+            return 0
+        self._check_process()
+        ranges = 0
+        shard_ids, local = np.asarray(shard_ids), np.asarray(local)
+        for shard in np.unique(shard_ids).tolist():
+            layout = self.layouts[shard]
+            if layout.codec == "h5py" or not len(layout.offsets):
+                continue
+            rows = local[shard_ids == shard]
+            starts = np.sort(layout.offsets[rows])
+            ends = np.sort(layout.offsets[rows] + layout.sizes[rows])
+            cut = np.flatnonzero(starts[1:] - ends[:-1] > gap) + 1
+            fd = self._fd(shard)
+            for a, b in zip(starts[np.r_[0, cut]].tolist(), ends[np.r_[cut - 1, len(ends) - 1]].tolist(),
+                            strict=True):
+                os.posix_fadvise(fd, a, b - a, os.POSIX_FADV_WILLNEED)
+                ranges += 1
+        return ranges
 
     def _scratch(self) -> np.ndarray:
         """This thread's buffer for one compressed chunk."""
-        scratch = getattr(_LOCAL, "scratch", None)
         need = max((int(layout.sizes.max()) for layout in self.layouts if len(layout.sizes)), default=0)
-        if scratch is None or len(scratch) < need:
-            scratch = _LOCAL.scratch = np.empty(max(need, 1 << 16), np.uint8)
-        return scratch
+        return self._buffer("scratch", max(need, 1 << 16))
+
+    @staticmethod
+    def _buffer(name: str, size: int) -> np.ndarray:
+        """This thread's reusable uint8 buffer ``name`` of at least ``size`` bytes."""
+        buf = getattr(_LOCAL, name, None)
+        if buf is None or len(buf) < size:
+            buf = np.empty(size, np.uint8)
+            setattr(_LOCAL, name, buf)
+        return buf
 
 
 _HEADER = struct.Struct(">QII")  # original size, block size, first block's compressed size

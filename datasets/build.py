@@ -12,29 +12,42 @@ writes the same bytes whether or not it was interrupted.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
+import math
+import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fdsl.datasets import shards
+from fdsl.atomic import (
+    check_free_space,
+    disk_full_guard,
+    folder_lock,
+    remove_stale_temps,
+    write_bytes_atomic,
+)
+from fdsl.datasets import manifest as mf
+from fdsl.datasets.format import COMPRESSIONS, get_format
+from fdsl.datasets.format.hdf5.writer import MARGIN
 from fdsl.datasets.jobs import default_workers, run_tasks
-from fdsl.errors import ConfigMismatchError, FdslError
+from fdsl.datasets.outfolder import prepare_folder
+from fdsl.errors import FdslError
 from fdsl.sources import RenderedBatch, ShardSource  # noqa: F401  (re-exported for old imports)
 
 log = logging.getLogger(__name__)
 
-STORAGES = ("hdf5", "png")
-PNG_INDEX_PREFIX = ".png-index-"  # + task number + .txt: the files one PNG task wrote
+STORAGES = mf.STORAGES
 # Images rendered and held in memory at a time per worker (a whole 10,000-image FractalDB shard
 # would be 1.3 GB); shards are written part by part.
 RENDER_PART = 1000
+# Sane limits, checked before any work or file: beyond them a run would hang or exhaust memory.
+MAX_ITEMS = 10**10
+MAX_SHARDS = 10**6
 
 
 @dataclass(frozen=True)
@@ -79,18 +92,31 @@ class BuildResult:
 
 @dataclass(frozen=True)
 class _Job:
+    """Renders one task and writes it with the storage format's writer (in a worker process)."""
+
     source: ShardSource
     out: str
     storage: str
     compression: str
+    bytes_per_item: float = 0.0  # from shards already written; 0: no estimate yet
 
     def __call__(self, task: ShardTask) -> dict[str, Any]:
         out = Path(self.out)
+        expected = task.stop - task.start
+        if self.bytes_per_item:
+            check_free_space(out, int(self.bytes_per_item * expected * 1.1) + MARGIN)
+        writer = get_format(self.storage).writer(out, task.index, compression=self.compression,
+                                                 png_path=self.source.png_path, expected=expected)
         failures: list[dict[str, Any]] = []
-        if self.storage == "png":
-            entry = _write_png_task(self.source, out, task, self._parts(task, failures))
-        else:
-            entry = self._write_hdf5(out, task, self._parts(task, failures))
+        try:
+            for batch in self._parts(task, failures):
+                meta = dict(batch.metadata)
+                meta["item"] = np.asarray(batch.items, dtype=np.int64)
+                writer.append(batch.images, batch.labels, meta)
+            entry = writer.close()
+        except BaseException:
+            writer.abort()
+            raise
         entry["failures"] = failures
         entry["first_item"] = task.start
         return entry
@@ -103,47 +129,6 @@ class _Job:
             # A unit (a model) cut by a part boundary reports its failure in both parts.
             failures.extend(f for f in batch.failures if f not in failures)
             yield batch
-
-    def _write_hdf5(self, out: Path, task: ShardTask, parts: Iterator[RenderedBatch]) -> dict[str, Any]:
-        writer = shards.ShardWriter(out / shards.shard_file_name(task.index), self.compression, task.index)
-        try:
-            for batch in parts:
-                meta = dict(batch.metadata)
-                meta["item"] = np.asarray(batch.items, dtype=np.int64)
-                writer.append(batch.images, batch.labels, meta)
-            return writer.close().to_json()
-        except BaseException:
-            writer.abort()
-            raise
-
-
-def _write_png_task(source: ShardSource, out: Path, task: ShardTask,
-                    parts: Iterator[RenderedBatch]) -> dict[str, Any]:
-    from PIL import Image
-
-    listing = hashlib.sha256()
-    total = 0
-    lines = []
-    for batch in parts:
-        for k in range(len(batch.items)):
-            meta = {name: values[k] for name, values in batch.metadata.items()}
-            rel = source.png_path(int(batch.labels[k]), meta, int(batch.items[k]))
-            path = out / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            buf = io.BytesIO()
-            Image.fromarray(batch.images[k]).save(buf, format="PNG", optimize=False)
-            data = buf.getvalue()
-            shards.write_bytes_atomic(path, data, sync=False)
-            line = f"{rel}\t{hashlib.sha256(data).hexdigest()}\n"
-            listing.update(line.encode())
-            total += len(data)
-            lines.append(line)
-    # A hidden file, not a folder: ImageFolder-style readers take every folder of the root as a class.
-    index_name = f"{PNG_INDEX_PREFIX}{task.index:05d}.txt"
-    index_path = out / index_name
-    shards.write_bytes_atomic(index_path, "".join(lines).encode())
-    return {"index": task.index, "file": index_name, "count": len(lines), "bytes": index_path.stat().st_size,
-            "sha256": shards.sha256_file(index_path), "png_bytes": total, "png_sha256": listing.hexdigest()}
 
 
 # --------------------------------------------------------------------------- builder
@@ -161,84 +146,19 @@ def _identity(source: ShardSource, storage: str, compression: str, shard_size: i
         "generator": {"name": source.name, "version": source.version},
         "config": source.config(),
         "storage": storage,
-        "compression": compression if storage == "hdf5" else "png",
+        "compression": get_format(storage).compression or compression,
         "shard_size": shard_size,
     }
-
-
-def _describe_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
-    diffs = []
-    for key in sorted(set(old) | set(new)):
-        if old.get(key) != new.get(key):
-            if isinstance(old.get(key), dict) and isinstance(new.get(key), dict):
-                diffs += [f"{key}.{d}" for d in _describe_difference(old[key], new[key]).split(", ") if d]
-            else:
-                diffs.append(f"{key}: {old.get(key)!r} -> {new.get(key)!r}")
-    return ", ".join(diffs)
-
-
-def _prepare_folder(out: Path, identity: dict[str, Any], overwrite: bool) -> dict[int, dict[str, Any]]:
-    """Check ``out`` against ``identity``; return the shard entries that can be kept."""
-    shards.ensure_writable(out)
-    for stale in out.glob(f".*{shards.TMP_MARK}*"):
-        stale.unlink()  # left by a killed run
-    manifest_file = shards.manifest_path(out)
-    if not manifest_file.exists():
-        others = [p for p in out.iterdir() if p.name != "run.json" and not p.name.startswith(PNG_INDEX_PREFIX)]
-        if others and not overwrite:
-            raise ConfigMismatchError(f"{out} is not empty and holds no fdsl manifest; "
-                                      "choose an empty folder or pass --overwrite")
-        return {}
-    old = shards.read_manifest(out)
-    old_identity = {k: old.get(k) for k in identity}
-    if old_identity != identity:
-        if not overwrite:
-            raise ConfigMismatchError(f"{out} holds a data set made with other settings "
-                                      f"({_describe_difference(old_identity, identity)}); "
-                                      "use another folder or pass --overwrite")
-        _remove_dataset(out, old)
-        return {}
-    kept = {}
-    for entry in old.get("shards", []):
-        record = shards.ShardRecord(**{k: entry[k] for k in ("index", "file", "count", "bytes", "sha256")})
-        problem = shards.check_record(out, record)
-        if problem is None and _png_entry_ok(out, entry):
-            kept[entry["index"]] = entry
-        else:
-            log.warning("will rebuild shard %d: %s", entry["index"], problem or "PNG files changed")
-    return kept
-
-
-def _png_entry_ok(out: Path, entry: Mapping[str, Any]) -> bool:
-    return not shards.check_png_entry(out, entry)
-
-
-def _remove_dataset(out: Path, manifest: Mapping[str, Any]) -> None:
-    """Delete the files an earlier manifest lists (never anything else the user keeps there)."""
-    for entry in manifest.get("shards", []):
-        path = out / entry["file"]
-        if "png_sha256" in entry and path.is_file():
-            for rel, _ in shards.read_png_listing(path):
-                (out / rel).unlink(missing_ok=True)
-        path.unlink(missing_ok=True)
-    for name in manifest.get("extra_files", {}):
-        (out / name).unlink(missing_ok=True)
-    (out / shards.FAILURES_NAME).unlink(missing_ok=True)
-    (out / "run.json").unlink(missing_ok=True)
-    for listing in out.glob(f"{PNG_INDEX_PREFIX}*"):
-        listing.unlink()
-    shards.manifest_path(out).unlink()
 
 
 def _manifest(identity: dict[str, Any], source: ShardSource, tasks: list[ShardTask],
               done: dict[int, dict[str, Any]], extras: dict[str, Any], complete: bool,
               sample_shape: list[int] | None, meta_fields: dict[str, str] | None) -> dict[str, Any]:
-    config = identity["config"]
     return {
-        "format": shards.FORMAT_NAME,
-        "format_version": shards.FORMAT_VERSION,
+        "format": mf.FORMAT_NAME,
+        "format_version": mf.FORMAT_VERSION,
         **identity,
-        "seed": config.get("seed"),
+        "seed": identity["config"].get("seed"),
         "classes": source.class_names(),
         "num_items": source.num_items(),
         "num_images": sum(e["count"] for e in done.values()),
@@ -252,15 +172,44 @@ def _manifest(identity: dict[str, Any], source: ShardSource, tasks: list[ShardTa
     }
 
 
-def _read_layout(out: Path, done: Mapping[int, Mapping[str, Any]], storage: str) -> tuple[list[int] | None, dict[str, str] | None]:
-    """Image shape and metadata dtypes, read from the first non-empty shard."""
-    if storage != "hdf5":
-        return None, None
-    for index in sorted(done):
-        if done[index]["count"]:
-            with shards.open_shard(out / done[index]["file"]) as f:
-                return list(f["images"].shape[1:]), {k: f["metadata"][k].dtype.str for k in sorted(f["metadata"])}
-    return None, None
+def available_memory() -> int:
+    """Bytes of memory available to new allocations (MemAvailable; total memory elsewhere)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_size(source: ShardSource, shard_size: int, workers: int) -> None:
+    """FdslError (one line naming the limit) when the data set is too large to plan, or when one
+    rendered part per worker would not fit in memory (sources that know their ``image_shape``)."""
+    items = source.num_items()
+    if items > MAX_ITEMS:
+        raise FdslError(f"{items} images is more than the limit of {MAX_ITEMS}; ask for fewer classes or images")
+    if -(-items // shard_size) > MAX_SHARDS:
+        raise FdslError(f"{-(-items // shard_size)} shards is more than the limit of {MAX_SHARDS}; "
+                        "raise --shard-size")
+    shape = getattr(source, "image_shape", None)
+    if callable(shape):
+        part = min(RENDER_PART, shard_size, max(items, 1)) * math.prod(shape())
+        if part * min(workers, -(-items // shard_size) or 1) > available_memory():
+            raise FdslError(f"images of shape {list(shape())} need {part / 2**30:.1f} GiB per worker "
+                            f"({min(RENDER_PART, shard_size)} at a time) x {workers} workers, more than the "
+                            f"{available_memory() / 2**30:.1f} GiB of memory available; use a smaller "
+                            "--image-size or fewer --workers")
+
+
+def _check_settings(shard_size: int, storage: str, compression: str) -> None:
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size <= 0:
+        raise FdslError(f"shard size must be a positive integer, got {shard_size!r}")
+    if storage not in STORAGES:
+        raise FdslError(f"unknown format {storage!r}; choose one of {', '.join(STORAGES)}")
+    if compression not in COMPRESSIONS:
+        raise FdslError(f"unknown compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}")
 
 
 def build_dataset(
@@ -276,19 +225,27 @@ def build_dataset(
 ) -> BuildResult:
     """Render every item of ``source`` into ``out`` (resuming what a previous run finished).
 
-    Raises FdslError (one line) for bad settings, an unwritable or mismatched folder, or a shard
-    that keeps failing.
+    The run holds an exclusive lock on ``out`` (a second run into it is refused in one line), and
+    removes the temporary files that killed runs left. Raises FdslError (one line) for bad
+    settings, an unwritable, locked, mismatched or tampered folder, a full disk, or a shard that
+    keeps failing.
     """
-    if shard_size <= 0:
-        raise FdslError(f"shard size must be positive, got {shard_size}")
-    if storage not in STORAGES:
-        raise FdslError(f"unknown format {storage!r}; choose one of {', '.join(STORAGES)}")
-    if compression not in shards.COMPRESSIONS:
-        raise FdslError(f"unknown compression {compression!r}; choose one of {', '.join(shards.COMPRESSIONS)}")
+    _check_settings(shard_size, storage, compression)
+    workers = workers or default_workers()
+    check_size(source, shard_size, workers)
     out = Path(out)
+    with folder_lock(out):
+        with disk_full_guard(out):
+            return _build_locked(source, out, shard_size, workers, backend,
+                                 compression, storage, overwrite)
+
+
+def _build_locked(source: ShardSource, out: Path, shard_size: int, workers: int, backend: str,
+                  compression: str, storage: str, overwrite: bool) -> BuildResult:
     start = time.perf_counter()
+    remove_stale_temps(out)
     identity = _identity(source, storage, compression, shard_size)
-    done = _prepare_folder(out, identity, overwrite)
+    done = prepare_folder(out, identity, overwrite)
     tasks = plan_tasks(source.num_items(), shard_size)
     valid = {t.index for t in tasks}
     done = {i: e for i, e in done.items() if i in valid}
@@ -300,33 +257,38 @@ def build_dataset(
 
     def on_result(task: ShardTask, entry: dict[str, Any]) -> int:
         done[task.index] = entry
-        shards.write_manifest(out, _manifest(identity, source, tasks, done, extras, False, None, None))
+        mf.write_manifest(out, _manifest(identity, source, tasks, done, extras, False, None, None))
         return task.stop - task.start
 
     # The manifest comes first: a folder holding a manifest is ours, so a run killed right after
     # this line resumes instead of finding a "non-empty folder without a manifest".
-    shards.write_manifest(out, _manifest(identity, source, tasks, done, extras, False, None, None))
+    mf.write_manifest(out, _manifest(identity, source, tasks, done, extras, False, None, None))
     for name, data in sorted(extra_files.items()):
-        shards.write_bytes_atomic(out / name, data)
+        write_bytes_atomic(out / name, data)
     todo = [t for t in tasks if t.index not in done]
-    job = _Job(source, str(out), storage, compression)
-    workers = workers or default_workers()
-    run_tasks(job, todo, on_result, backend=backend, workers=workers,
-              total_items=sum(t.stop - t.start for t in todo), desc=source.name)
+    counted = sum(e["count"] for e in done.values())
+    data_bytes = get_format(storage).reader.data_bytes
+    job = _Job(source, str(out), storage, compression,
+               sum(data_bytes(e) for e in done.values()) / counted if counted else 0.0)
+    try:
+        run_tasks(job, todo, on_result, backend=backend, workers=workers,
+                  total_items=sum(t.stop - t.start for t in todo), desc=source.name)
+    except BaseException:
+        remove_stale_temps(out)  # stopped workers cannot clean up after themselves
+        raise
 
-    shape, meta_fields = _read_layout(out, done, storage)
-    manifest = _manifest(identity, source, tasks, done, extras, True, shape, meta_fields)
+    shape, meta_fields, sidecars = get_format(storage).finish(out, done, source.class_names())
+    manifest = _manifest(identity, source, tasks, done, {**extras, **sidecars}, True, shape, meta_fields)
     failures = [f for i in sorted(done) for f in done[i].get("failures", [])]
-    failures_file = out / shards.FAILURES_NAME
+    failures_file = out / mf.FAILURES_NAME
     if failures:
-        shards.write_bytes_atomic(failures_file, "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures).encode())
+        write_bytes_atomic(failures_file, "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures).encode())
     else:
         failures_file.unlink(missing_ok=True)
-    shards.write_manifest(out, manifest)
-    size = sum(e.get("png_bytes", e["bytes"]) for e in done.values())
+    mf.write_manifest(out, manifest)
     result = BuildResult(out=out, images=manifest["num_images"], shards=len(tasks), shards_skipped=skipped,
-                         failures=len(failures), seconds=time.perf_counter() - start, bytes=size,
-                         classes=len(manifest["classes"]))
+                         failures=len(failures), seconds=time.perf_counter() - start,
+                         bytes=sum(data_bytes(e) for e in done.values()), classes=len(manifest["classes"]))
     _write_run_log(out, result, workers, backend)
     log.debug(result.summary())  # the CLIs print it; keep it out of the log stream to avoid a duplicate
     return result
@@ -337,4 +299,4 @@ def _write_run_log(out: Path, result: BuildResult, workers: int, backend: str) -
     record = {"workers": workers, "backend": backend, "seconds": round(result.seconds, 3),
               "images_per_second": round(result.images_per_second, 1),
               "shards_built": result.shards - result.shards_skipped, "finished_at": time.time()}
-    shards.write_bytes_atomic(out / "run.json", (json.dumps(record, indent=1) + "\n").encode())
+    write_bytes_atomic(out / "run.json", (json.dumps(record, indent=1) + "\n").encode())

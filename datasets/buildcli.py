@@ -6,10 +6,11 @@ Kept apart from ``build.py`` so that the library never imports CLI code.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fdsl.cli import positive_int
+from fdsl.cli import add_version, positive_int, setup_logging
 from fdsl.datasets import shards
 from fdsl.datasets.build import STORAGES, BuildResult, build_dataset
 from fdsl.datasets.jobs import BACKENDS, default_workers
@@ -22,7 +23,7 @@ BUILD_OPTIONS = ("workers", "backend", "shard_size", "compression", "fmt", "over
 def add_build_arguments(parser: argparse.ArgumentParser, *, shard_size: int | None, shard_size_help: str,
                         png_help: str, workers_help: str = "worker processes") -> None:
     """Add the flags every builder CLI shares; their names match ``build_dataset``'s parameters
-    (``--format`` is ``fmt``, passed on as ``storage``), plus ``--verbose``."""
+    (``--format`` is ``fmt``, passed on as ``storage``), plus ``--verbose`` and ``--version``."""
     group = parser.add_argument_group("output and execution")
     add = group.add_argument
     add("--workers", type=positive_int, default=None,
@@ -35,8 +36,14 @@ def add_build_arguments(parser: argparse.ArgumentParser, *, shard_size: int | No
     add("--format", dest="fmt", choices=STORAGES, default="hdf5", help=f"hdf5 shards (default) or {png_help}")
     add("--overwrite", action="store_true", help="replace a data set made with other settings in --out")
     add("--verbose", action="store_true", help="debug logging")
+    add_version(parser)
 
 
+def parse_options(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> dict[str, Any]:
+    """Parse a builder CLI's ``argv``, set up logging (``--verbose``) and return the options."""
+    options = vars(parser.parse_args(argv))
+    setup_logging(options.pop("verbose", False))
+    return options
 
 
 def build_kwargs(args: argparse.Namespace | dict[str, Any]) -> dict[str, Any]:
@@ -48,6 +55,10 @@ def build_kwargs(args: argparse.Namespace | dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def build_from_options(source: ShardSource, out: str | Path, **options: Any) -> BuildResult:
-    """Run the builder on ``source`` with the shared settings among ``options`` (others ignored)."""
+def build_from_options(source: ShardSource, out: str | Path, *, strict: bool = False, **options: Any) -> BuildResult:
+    """Run the builder on ``source`` with the shared settings among ``options``: others are
+    ignored (parsed CLI options), or refused with ``strict`` (a library call's ``**build``)."""
+    unknown = sorted(set(options) - set(BUILD_OPTIONS))
+    if strict and unknown:
+        raise TypeError(f"unexpected build option(s): {', '.join(unknown)}; known: {', '.join(BUILD_OPTIONS)}")
     return build_dataset(source, out, **build_kwargs(options))

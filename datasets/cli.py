@@ -1,4 +1,4 @@
-"""``inspect-shards``: summary, verification, contact sheets and histograms of a shard data set."""
+"""``inspect-shards``: summary, verification, contact sheets and histograms of a data set (HDF5 or PNG)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fdsl.cli import OneLineParser, positive_int, run_cli, setup_logging
-from fdsl.datasets import inspect, shards
+from fdsl.cli import OneLineParser, add_version, positive_int, run_cli, setup_logging
+from fdsl.datasets import inspection
+from fdsl.datasets.format import Problem, verify_dataset
 
 
 @dataclass
@@ -18,7 +19,7 @@ class InspectReport:
     """What ``inspect_shards`` found and wrote."""
 
     summary: dict[str, Any]
-    problems: list[shards.Problem] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     verified: bool = False
     written: list[Path] = field(default_factory=list)
 
@@ -37,18 +38,18 @@ def inspect_shards(
 
     ``hist`` is (metadata field, output PNG). Raises ShardError when the manifest is unreadable.
     """
-    report = InspectReport(summary=inspect.summarize(folder) if not verify else {})
+    report = InspectReport(summary=inspection.summarize(folder) if not verify else {})
     if verify:
-        report.problems = shards.verify_dataset(folder)
+        report.problems = verify_dataset(folder)
         report.verified = True
         if any(p.check == "manifest" for p in report.problems):
             return report
-        report.summary = inspect.summarize(folder, read_labels=not report.problems)
+        report.summary = inspection.summarize(folder, read_labels=not report.problems)
     if grid is not None:
-        report.written.append(inspect.contact_sheet(folder, grid, per_class=per_class,
+        report.written.append(inspection.contact_sheet(folder, grid, per_class=per_class,
                                                     max_classes=max_classes, sort_by=sort_by))
     if hist is not None:
-        report.written.append(inspect.histogram(folder, hist[0], hist[1], max_classes=max_classes))
+        report.written.append(inspection.histogram(folder, hist[0], hist[1], max_classes=max_classes))
     return report
 
 
@@ -57,7 +58,7 @@ def build_parser() -> OneLineParser:
                            description="Summarise, verify and look at an fdsl shard data set.")
     parser.add_argument("folder", type=Path, help="data set folder (holds manifest.json)")
     parser.add_argument("--verify", action="store_true",
-                        help="check the size and sha256 of every listed file; exit 1 and name each bad file")
+                        help="check the manifest, and the size, sha256 and content of every listed file; exit 1 and name each bad file")
     parser.add_argument("--grid", type=Path, metavar="OUT.png", help="write a contact sheet, a row per class")
     parser.add_argument("--per-class", type=positive_int, default=10, help="thumbnails per row (default 10)")
     parser.add_argument("--max-classes", type=positive_int, default=20, help="rows at most (default 20)")
@@ -66,7 +67,7 @@ def build_parser() -> OneLineParser:
     parser.add_argument("--hist", nargs=2, metavar=("FIELD", "OUT.png"),
                         help="write a histogram of a metadata field per class")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    return parser
+    return add_version(parser)
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -76,7 +77,7 @@ def _main(argv: Sequence[str] | None) -> int:
                             max_classes=args.max_classes, sort_by=args.sort_by,
                             hist=tuple(args.hist) if args.hist else None)
     if report.summary:
-        print(json.dumps(report.summary, indent=1) if args.json else inspect.format_summary(report.summary))
+        print(json.dumps(report.summary, indent=1) if args.json else inspection.format_summary(report.summary))
     for path in report.written:
         print(f"wrote {path}")
     if report.verified:

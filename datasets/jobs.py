@@ -110,18 +110,42 @@ def _ray_backend(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int) -
         raise FdslError("the ray backend needs Ray: pip install 'fdsl[ray]' (or pip install ray)") from None
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), num_cpus=None if os.environ.get("RAY_ADDRESS") else workers,
-                 include_dashboard=False, log_to_driver=False)
+                 include_dashboard=False, log_to_driver=False,
+                 # Ray's start-up notices would mix with our progress and one-line messages.
+                 logging_level=logging.DEBUG if log.isEnabledFor(logging.DEBUG) else logging.ERROR)
     remote_call = ray.remote(num_cpus=1, max_retries=0)(_call)
     fn_ref = ray.put(fn)  # ship the (possibly large) callable once, not once per task
     refs = {remote_call.remote(fn_ref, task): task for task in tasks}
-    while refs:
-        done, _ = ray.wait(list(refs), num_returns=1)
-        task = refs.pop(done[0])
-        try:
-            yield task, ray.get(done[0]), None
-        except Exception as exc:  # noqa: BLE001
-            cause = getattr(exc, "cause", None)
-            yield task, None, cause if isinstance(cause, BaseException) else exc
+    try:
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1)
+            task = refs.pop(done[0])
+            try:
+                yield task, ray.get(done[0]), None
+            except Exception as exc:  # noqa: BLE001
+                cause = getattr(exc, "cause", None)
+                yield task, None, cause if isinstance(cause, BaseException) else exc
+    except BaseException:  # Ctrl-C or a fatal error: stop the tasks without Ray's own messages
+        _quiet_ray_stop(ray, list(refs))
+        raise
+
+
+def _quiet_ray_stop(ray: Any, refs: list[Any]) -> None:
+    """Cancel ``refs`` and shut Ray down with its stderr silenced, so its warnings never mix into
+    the one-line message the CLI prints next."""
+    logging.getLogger("ray").setLevel(logging.CRITICAL)
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            for ref in refs:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 BACKENDS: dict[str, Backend] = {"local": _local_backend, "inline": _inline_backend, "ray": _ray_backend}
@@ -176,8 +200,10 @@ def run_tasks(
                     continue
                 key = id(task)
                 attempts[key] = attempts.get(key, 0) + 1
+                if isinstance(error, FdslError):  # bad input or a full disk: a retry cannot help
+                    raise type(error)(f"task {task} failed: {error}") from None
                 log.warning("task %s failed (attempt %d): %s", task, attempts[key], error)
-                if isinstance(error, FdslError) or attempts[key] > retries:
+                if attempts[key] > retries:
                     raise FdslError(f"task {task} failed: {error}") from None
                 failed.append(task)
                 stats.tasks_retried += 1

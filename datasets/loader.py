@@ -1,120 +1,104 @@
 """Training-time readers of a shard data set: a torch Dataset and a fast batch loader.
 
-``ShardDataset`` is a plain map-style Dataset (``ds[i] -> (uint8 CxHxW tensor, label)``) that
-works in any torch DataLoader, fork or spawn. ``ShardLoader`` is the fast path: it reads whole
-batches with ``os.preadv`` + liblz4 in threads (both release the GIL) straight into one uint8
-batch tensor (reused once the caller drops it), so no 16 MB batch is ever copied between
-processes. Float conversion, normalisation and augmentation belong on the GPU.
+``ShardDataset`` is a map-style Dataset (``ds[i] -> (uint8 CxHxW tensor, label)``), a drop-in
+for torchvision's ``ImageFolder`` (``transform``, ``target_transform``, ``targets``, ``classes``,
+``class_to_idx``) that works in any torch DataLoader, fork or spawn. ``ShardLoader`` is the fast
+path: it reads whole batches with ``os.preadv`` + liblz4 in threads (both release the GIL)
+straight into one uint8 batch tensor (reused once the caller drops it), so no 16 MB batch is
+ever copied between processes. Float conversion, normalisation and augmentation belong on the GPU.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
-import threading
+import operator
+import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from fdsl.datasets import sampler, shards
-from fdsl.datasets._chunks import ChunkReader, read_layout
-from fdsl.errors import FdslError, ShardError
+from fdsl.datasets import sampler
+from fdsl.datasets._batches import BatchSet, BufferPool, ReadAhead, read_batch
+from fdsl.datasets._index import Index, open_index
+from fdsl.errors import FdslError
 
 log = logging.getLogger(__name__)
 
 WORKER_KINDS = ("thread", "process")
+SHUFFLES = ("auto", "full", "block", "none")
+_PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
 
-@dataclass
-class _Index:
-    """Everything read at open, shared by a data set and its subsets (read-only)."""
-
-    folder: Path
-    classes: list[str]
-    image_shape: tuple[int, ...]
-    labels: np.ndarray  # int64 [N]
-    metadata: dict[str, np.ndarray]  # name -> [N]
-    shard_of: np.ndarray  # int32 [N], shard of each row
-    local: np.ndarray  # int64 [N], row within its shard
-    reader: ChunkReader
+class IndexTypeError(FdslError, TypeError):
+    """A float, boolean or other non-integer index (a TypeError, and one line from a command)."""
 
 
-def _check_files(folder: Path, manifest: dict[str, Any], verify: bool) -> list[shards.ShardRecord]:
-    if manifest.get("storage", "hdf5") != "hdf5":
-        raise ShardError(f"{shards.manifest_path(folder)}: a PNG-folder data set; read it with "
-                         "an image-folder loader, or rebuild it with --format hdf5")
-    if not manifest.get("complete", False):
-        raise ShardError(f"{shards.manifest_path(folder)}: incomplete data set "
-                         f"({len(manifest.get('shards', []))}/{manifest.get('num_shards', '?')} "
-                         "shards); re-run the same command to finish it")
-    records = shards.shard_records(manifest)
-    for record in records:
-        if problem := shards.check_record(folder, record, checksum=verify):
-            raise ShardError(str(problem))
-    return records
+def _position(i: Any) -> int:
+    """``i`` as an int, never a truncated float."""
+    if isinstance(i, bool | np.bool_):
+        raise IndexTypeError(f"indices must be integers, not {type(i).__name__}")
+    try:
+        return operator.index(i)
+    except TypeError:
+        raise IndexTypeError(f"indices must be integers, not {type(i).__name__}") from None
 
 
-def _open_index(path: str | Path, verify: bool) -> _Index:
-    folder = Path(path)
-    manifest = shards.read_manifest(folder)
-    records = _check_files(folder, manifest, verify)
-    shape = tuple(manifest.get("image_shape") or ())
-    if not shape and sum(r.count for r in records):
-        raise ShardError(f"{shards.manifest_path(folder)}: image_shape missing")
-    layouts, labels, meta_parts = [], [], {name: [] for name in manifest.get("metadata_fields") or {}}
-    for record in records:
-        layouts.append(read_layout(folder / record.file, record.count, shape))
-        with shards.open_shard(folder / record.file) as f:
-            labels.append(np.asarray(f["labels"][: record.count], np.int64))
-            for name, parts in meta_parts.items():
-                if name not in f["metadata"]:
-                    raise ShardError(f"{folder / record.file}: metadata field {name!r} missing")
-                parts.append(f["metadata"][name][: record.count])
-    counts = np.array([r.count for r in records], np.int64)
-    return _Index(
-        folder=folder,
-        classes=list(manifest.get("classes", [])),
-        image_shape=shape,
-        labels=np.concatenate(labels) if labels else np.zeros(0, np.int64),
-        metadata={k: np.concatenate(v) for k, v in meta_parts.items() if v},
-        shard_of=np.repeat(np.arange(len(records), dtype=np.int32), counts),
-        local=np.concatenate([np.arange(c, dtype=np.int64) for c in counts]) if len(counts)
-        else np.zeros(0, np.int64),
-        reader=ChunkReader(layouts, shape),
-    )
+def _positions(indices: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Integer positions as int64 [k], never truncated floats."""
+    array = np.asarray(indices)
+    if array.size and array.dtype.kind not in "iu":
+        raise IndexTypeError(f"indices must be integers, got {array.dtype} values")
+    return array.astype(np.int64).reshape(-1)
+
+
+def ram_bytes() -> int:
+    """Physical memory of this machine in bytes (0 where unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 class ShardDataset(torch.utils.data.Dataset):
-    """A map-style torch Dataset over a shard folder (see docs/FORMAT.md).
+    """A map-style torch Dataset over a shard folder (see docs/FORMAT.md), ImageFolder-style.
 
-    ``ds[i]`` is ``(image, label)``: image a uint8 tensor [C, H, W] (C = 1 for grey shards),
-    label an int. ``ds.labels`` (int64 [N]), ``ds.metadata`` (name -> [N] array, every
-    per-image field concatenated over shards) and ``ds.classes`` (names, index = label) are read
-    at open; images are read on demand. Files are opened lazily in each process, so the data set
-    is safe to send to fork- or spawn-started DataLoader workers.
+    ``ds[i]`` is ``(image, label)``. Without ``transform`` (the fast default) the image is a
+    uint8 tensor [C, H, W] (C = 1 for grey shards); with one, like torchvision's ImageFolder,
+    the transform gets a PIL image (mode ``L`` for grey, ``RGB``, ``RGBA``) and its result is
+    returned. ``target_transform`` maps the int label. ``ds.labels`` (int64 [N]), ``ds.targets``
+    (the same as a list), ``ds.classes`` (names, index = label), ``ds.class_to_idx`` and
+    ``ds.metadata`` (name -> [N] array, every per-image field) are read at open; images are read
+    on demand. Files are opened lazily in each process, so the data set is safe to send to fork-
+    or spawn-started DataLoader workers. ShardLoader reads raw uint8 batches and ignores the
+    transforms.
 
     Args:
         path: the data set folder (with manifest.json).
+        transform: called on each PIL image by ``ds[i]``.
+        target_transform: called on each label by ``ds[i]``.
         verify: also check every shard's sha256 at open (sizes are always checked).
 
     Raises ShardError (one line naming the file) for a missing manifest or shard, an incomplete
     data set, a truncated file or, with ``verify``, a checksum mismatch.
     """
 
-    def __init__(self, path: str | Path, verify: bool = False) -> None:
-        self._index = _open_index(path, verify)
+    def __init__(self, path: str | Path, transform: Callable | None = None,
+                 target_transform: Callable | None = None, verify: bool = False) -> None:
+        self._index = open_index(path, verify)
         self._rows: np.ndarray | None = None
+        self.transform, self.target_transform = transform, target_transform
 
     @classmethod
-    def _view(cls, index: _Index, rows: np.ndarray) -> ShardDataset:
+    def _view(cls, index: Index, rows: np.ndarray | None, transform: Callable | None = None,
+              target_transform: Callable | None = None) -> ShardDataset:
         view = cls.__new__(cls)
         view._index, view._rows = index, rows
+        view.transform, view.target_transform = transform, target_transform
         return view
 
     @property
@@ -126,10 +110,20 @@ class ShardDataset(torch.utils.data.Dataset):
         return self._index.classes
 
     @property
+    def class_to_idx(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self._index.classes)}
+
+    @property
     def image_shape(self) -> tuple[int, ...]:
         """Shape of one returned image: (C, H, W)."""
         shape = self._index.image_shape
         return (1, *shape) if len(shape) == 2 else (shape[2], shape[0], shape[1])
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes on disk of this view's images (estimated from the whole data set's)."""
+        total = len(self._index.labels)
+        return self._index.stored_bytes * len(self) // total if total else 0
 
     @property
     def rows(self) -> np.ndarray:
@@ -141,6 +135,11 @@ class ShardDataset(torch.utils.data.Dataset):
         return self._index.labels if self._rows is None else self._index.labels[self._rows]
 
     @property
+    def targets(self) -> list[int]:
+        """The labels as a list of ints, as torchvision's ImageFolder has them."""
+        return self.labels.tolist()
+
+    @property
     def metadata(self) -> dict[str, np.ndarray]:
         if self._rows is None:
             return dict(self._index.metadata)
@@ -150,25 +149,45 @@ class ShardDataset(torch.utils.data.Dataset):
         return len(self._index.labels) if self._rows is None else len(self._rows)
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> ShardDataset:
-        """A view of items ``indices`` (positions in this data set), with the same interface."""
-        positions = np.asarray(indices, dtype=np.int64).reshape(-1)
+        """A view of items ``indices`` (integer positions in this data set), same interface and
+        transforms; IndexTypeError for non-integer indices, IndexError out of range."""
+        positions = _positions(indices)
         if positions.size and (positions.min() < -len(self) or positions.max() >= len(self)):
             raise IndexError(f"subset index out of range for a data set of {len(self)} items")
         positions = positions % max(len(self), 1)
-        return self._view(self._index, self.rows[positions])
+        return self._view(self._index, self.rows[positions], self.transform, self.target_transform)
 
-    def _row(self, i: int) -> int:
-        n = len(self)
+    def _row(self, i: Any) -> int:
+        i, n = _position(i), len(self)
         if not -n <= i < n:
             raise IndexError(f"index {i} out of range for a data set of {n} items")
         i %= n
         return i if self._rows is None else int(self._rows[i])
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        row = self._row(int(i))
+    def __getitem__(self, i: int) -> tuple[Any, Any]:
+        row = self._row(i)
         out = torch.empty(self.image_shape, dtype=torch.uint8)
         self._read_into([row], out.numpy()[None])
-        return out, int(self._index.labels[row])
+        label: Any = int(self._index.labels[row])
+        image: Any = out
+        if self.transform is not None:
+            image = self.transform(self.pil_image(out))
+        if self.target_transform is not None:
+            label = self.target_transform(label)
+        return image, label
+
+    @staticmethod
+    def pil_image(image: torch.Tensor):
+        """A uint8 [C, H, W] tensor as the PIL image torchvision's transforms expect."""
+        from PIL import Image
+
+        mode = _PIL_MODES.get(image.shape[0])
+        if mode is None:
+            raise FdslError(f"no PIL mode for {image.shape[0]}-channel images; read them without "
+                            "a transform")
+        array = image.numpy()
+        return Image.fromarray(array[0] if mode == "L" else np.ascontiguousarray(array.transpose(1, 2, 0)),
+                               mode)
 
     def _read_into(self, rows: Sequence[int] | np.ndarray, out: np.ndarray) -> None:
         """Read global ``rows`` into ``out``: uint8 [len(rows), C, H, W]."""
@@ -176,85 +195,28 @@ class ShardDataset(torch.utils.data.Dataset):
         index.reader.read_many(index.shard_of[rows].tolist(), index.local[rows].tolist(), out)
 
 
-class _BatchSet(torch.utils.data.Dataset):
-    """Batch ``b`` of one epoch, for the process-worker path (one DataLoader item per batch)."""
-
-    def __init__(self, dataset: ShardDataset, batches: list[np.ndarray]) -> None:
-        self.dataset, self.batches = dataset, batches
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = self.batches[b]
-        # allocate straight in shared memory, as torch's default collate does in workers:
-        # otherwise sending the batch to the main process copies it once more
-        storage = torch.UntypedStorage._new_shared(len(rows) * int(np.prod(self.dataset.image_shape)))
-        images = torch.empty(0, dtype=torch.uint8).set_(storage).view(len(rows), *self.dataset.image_shape)
-        self.dataset._read_into(rows, images.numpy())
-        return images, torch.from_numpy(self.dataset._index.labels[rows])
-
-
-class _BufferPool:
-    """Reusable uint8 batch buffers: fresh memory costs a page fault per 4 KiB, every batch.
-
-    A buffer is handed out again only when nothing but the pool refers to it: every tensor made
-    from it (and every view of those) holds a reference to the numpy array through its storage,
-    so a batch the caller still keeps is never overwritten.
-    """
-
-    _SPARE = 4  # free buffers kept for reuse beyond those in use
-
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        self.shape = shape
-        self._buffers: list[np.ndarray] = []
-        self._lock = threading.Lock()
-
-    def get(self, n: int) -> np.ndarray:
-        """A buffer [n, *shape] nobody else holds (n <= the batch size of ``shape``)."""
-        with self._lock:
-            free = [k for k in range(len(self._buffers))
-                    if sys.getrefcount(self._buffers[k]) <= _POOL_REFS]
-            for k in reversed(free[self._SPARE:]):
-                del self._buffers[k]  # the caller kept many batches; don't hold them all forever
-            if free:
-                return self._buffers[free[0]][:n]
-            buf = np.empty(self.shape, np.uint8)
-            self._buffers.append(buf)
-            return buf[:n]
-
-
-# references to a free pooled buffer while get() inspects it: the list's and getrefcount's own
-_POOL_REFS = 2
-
-
-def _read_batch(dataset: ShardDataset, rows: np.ndarray, pin: bool,
-                pool: _BufferPool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    shape = (len(rows), *dataset.image_shape)
-    if pool is not None and not pin:
-        images = torch.from_numpy(pool.get(len(rows)))
-    else:
-        # pinned memory comes from torch's caching host allocator, which is reuse-safe with
-        # non_blocking copies; a home-made pool would not know when the GPU copy is done
-        images = torch.empty(shape, dtype=torch.uint8, pin_memory=pin)
-    dataset._read_into(rows, images.numpy())
-    return images, torch.from_numpy(dataset._index.labels[rows])
-
-
 class ShardLoader:
     """Batches ``(uint8 images [B, C, H, W], int64 labels [B])`` from a shard data set, fast.
 
-    Each epoch's order is a seeded permutation of (seed, epoch) (natural order without
-    ``shuffle``), padded to a multiple of ``world_size`` and split into equal parts, one per DDP
-    rank; call ``set_epoch`` before each epoch. Batches come in the same order whatever the
-    number of workers.
+    Each epoch's order depends only on (seed, epoch) (see ``fdsl.datasets.sampler``), is padded
+    to a multiple of ``world_size`` and split into equal parts, one per DDP rank; call
+    ``set_epoch`` before each epoch. Batches come in the same order whatever the number of
+    workers.
+
+    ``shuffle``: ``"auto"`` (or True, the default) picks ``"full"``, a uniform permutation, when
+    the data set's files take at most ``ram_fraction`` of this machine's memory, and ``"block"``
+    otherwise: blocks of ``block_size`` consecutive images, shuffled, then mixed within windows
+    of ``window_blocks`` blocks, read with large read-ahead requests, so that data bigger than
+    memory streams from disk. On class-ordered data a block-shuffled batch of 256 holds about
+    0.8x the distinct classes of a uniform one (``sampler.batch_diversity`` measures it).
+    ``"none"`` (or False) reads in natural order.
 
     Args:
         data: a data set folder, or a ShardDataset (or subset of one).
         batch_size: images per batch.
-        shuffle: permute each epoch (else natural order).
+        shuffle: ``auto``, ``full``, ``block``, ``none`` (True = ``auto``, False = ``none``).
         num_workers: reader threads (``workers="thread"``) or processes; 0 reads in the caller.
-        seed, rank, world_size: the permutation seed and this process's DDP rank / world size.
+        seed, rank, world_size: the order's seed and this process's DDP rank / world size.
         drop_last: drop this rank's last, short batch.
         indices: read only these positions of ``data`` (e.g. kept indices after pruning).
         pin_memory: allocate batches in pinned memory (default: when CUDA is available).
@@ -262,29 +224,52 @@ class ShardLoader:
             (a torch DataLoader whose workers each read whole batches).
         prefetch: batches in flight per worker.
         verify: with a folder, check shard checksums at open.
+        ram_fraction: the share of memory above which ``auto`` picks ``block``.
+        block_size, window_blocks: the block order's block length and blocks per window.
     """
 
-    def __init__(self, data: str | Path | ShardDataset, batch_size: int = 256, shuffle: bool = True,
-                 num_workers: int = 2, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 drop_last: bool = False, indices: Sequence[int] | np.ndarray | None = None,
-                 pin_memory: bool | None = None, workers: str = "thread", prefetch: int = 2,
-                 verify: bool = False) -> None:
+    def __init__(self, data: str | Path | ShardDataset, batch_size: int = 256,
+                 shuffle: bool | str = True, num_workers: int = 2, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, drop_last: bool = False,
+                 indices: Sequence[int] | np.ndarray | None = None, pin_memory: bool | None = None,
+                 workers: str = "thread", prefetch: int = 2, verify: bool = False,
+                 ram_fraction: float = 0.5, block_size: int = sampler.BLOCK_SIZE,
+                 window_blocks: int = sampler.WINDOW_BLOCKS) -> None:
         sampler.check_distributed(rank, world_size, seed)
-        if batch_size < 1 or num_workers < 0 or prefetch < 1:
-            raise FdslError("batch_size and prefetch must be >= 1 and num_workers >= 0")
+        if batch_size < 1 or num_workers < 0 or prefetch < 1 or block_size < 1 or window_blocks < 1:
+            raise FdslError("batch_size, prefetch, block_size and window_blocks must be >= 1 and "
+                            "num_workers >= 0")
         if workers not in WORKER_KINDS:
             raise FdslError(f"unknown workers {workers!r}; choose one of {', '.join(WORKER_KINDS)}")
+        if isinstance(shuffle, bool):
+            shuffle = "auto" if shuffle else "none"
+        if shuffle not in SHUFFLES:
+            raise FdslError(f"unknown shuffle {shuffle!r}; choose one of {', '.join(SHUFFLES)}")
+        if not ram_fraction > 0:  # also refuses NaN
+            raise FdslError(f"ram_fraction must be > 0, got {ram_fraction}")
         dataset = data if isinstance(data, ShardDataset) else ShardDataset(data, verify=verify)
         self.dataset = dataset if indices is None else dataset.subset(indices)
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.batch_size, self.drop_last = batch_size, drop_last
         self.num_workers, self.workers, self.prefetch = num_workers, workers, prefetch
         self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.block_size, self.window_blocks = block_size, window_blocks
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.shuffle = shuffle
+        self.order = self._resolve(shuffle, ram_fraction)
         self.epoch = 0
-        self._pool = _BufferPool((batch_size, *self.dataset.image_shape))
+        self._pool = BufferPool((batch_size, *self.dataset.image_shape))
+
+    def _resolve(self, shuffle: str, ram_fraction: float) -> str:
+        if shuffle != "auto":
+            return shuffle
+        size, ram = self.dataset.stored_bytes, ram_bytes()
+        order = "block" if ram and size > ram_fraction * ram else "full"
+        log.info("shuffle=auto: %s order (%.1f GB of data, %.1f GB of memory, ram_fraction %g)",
+                 order, size / 1e9, ram / 1e9, ram_fraction)
+        return order
 
     def set_epoch(self, epoch: int) -> None:
-        """Use epoch ``epoch``'s permutation for the next iteration."""
+        """Use epoch ``epoch``'s order for the next iteration."""
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
@@ -292,39 +277,72 @@ class ShardLoader:
 
     def epoch_rows(self) -> np.ndarray:
         """This rank's global rows for the current epoch, in reading order: int64 [per rank]."""
-        positions = sampler.rank_positions(len(self.dataset), shuffle=self.shuffle, seed=self.seed,
+        positions = sampler.rank_positions(len(self.dataset), shuffle=self.order, seed=self.seed,
                                            epoch=self.epoch, rank=self.rank,
-                                           world_size=self.world_size)
+                                           world_size=self.world_size, block_size=self.block_size,
+                                           window_blocks=self.window_blocks)
         return self.dataset.rows[positions]
 
-    def _batches(self) -> list[np.ndarray]:
-        return sampler.split_batches(self.epoch_rows(), self.batch_size, self.drop_last)
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        batches = self._batches()
+        rows = self.epoch_rows()
+        batches = sampler.split_batches(rows, self.batch_size, self.drop_last)
         full = ShardDataset._view(self.dataset._index, None)
+        # a uniform order has no runs to fetch ahead; the others read ahead one window
+        ahead = None if self.order == "full" else ReadAhead(full._index, rows,
+                                                             self.block_size * self.window_blocks)
         if self.num_workers == 0:
-            return (_read_batch(full, rows, self.pin_memory, self._pool) for rows in batches)
+            return self._inline(full, batches, ahead)
         if self.workers == "process":
-            return iter(torch.utils.data.DataLoader(
-                _BatchSet(full, batches), batch_size=None, shuffle=False,
+            loader = torch.utils.data.DataLoader(
+                BatchSet(full, batches), batch_size=None, shuffle=False,
                 num_workers=self.num_workers, pin_memory=self.pin_memory,
-                prefetch_factor=self.prefetch))
-        return self._threaded(full, batches)
+                prefetch_factor=self.prefetch)
+            return self._advised(iter(loader), ahead, self.num_workers * self.prefetch + 1)
+        return self._threaded(full, batches, ahead)
 
-    def _threaded(self, full: ShardDataset, batches: list[np.ndarray]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _inline(self, full: ShardDataset, batches: list[np.ndarray],
+                ahead: ReadAhead | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self._advised((read_batch(full, rows, self.pin_memory, self._pool) for rows in batches),
+                             ahead, 1)
+
+    def _advised(self, batches: Iterator, ahead: ReadAhead | None, in_flight: int) -> Iterator:
+        """``batches``, keeping read-ahead advice ``in_flight`` batches ahead of the consumer."""
+        try:
+            if ahead is not None:
+                ahead.ensure(in_flight * self.batch_size)
+            for seen, batch in enumerate(batches, 1):
+                if ahead is not None:
+                    ahead.ensure((seen + in_flight) * self.batch_size)
+                yield batch
+        finally:
+            if ahead is not None:
+                ahead.close()
+
+    def _threaded(self, full: ShardDataset, batches: list[np.ndarray],
+                  ahead: ReadAhead | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         pool = ThreadPoolExecutor(self.num_workers, thread_name_prefix="fdsl-loader")
         pending: deque = deque()
         todo = iter(batches)
+        submitted = 0
+
+        def submit(rows: np.ndarray) -> None:
+            nonlocal submitted
+            submitted += len(rows)
+            if ahead is not None:
+                ahead.ensure(submitted)
+            pending.append(pool.submit(read_batch, full, rows, self.pin_memory, self._pool))
+
         try:
             for rows in todo:
-                pending.append(pool.submit(_read_batch, full, rows, self.pin_memory, self._pool))
+                submit(rows)
                 if len(pending) >= self.num_workers * self.prefetch:
                     break
             while pending:
                 batch = pending.popleft().result()
                 if (rows := next(todo, None)) is not None:
-                    pending.append(pool.submit(_read_batch, full, rows, self.pin_memory, self._pool))
+                    submit(rows)
                 yield batch
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            if ahead is not None:
+                ahead.close()

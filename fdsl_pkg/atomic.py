@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from fdsl.errors import FdslError
+from fdsl.errors import DiskFullError, FdslError
 
 TMP_MARK = ".tmp-"
 LOCK_NAME = ".fdsl.lock"
@@ -135,3 +135,61 @@ def free_bytes(folder: str | Path) -> int:
 def is_disk_full(exc: BaseException) -> bool:
     """Whether an exception is the OS saying the disk is full or failing (ENOSPC, EDQUOT, EIO)."""
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO)
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def disk_full_error(folder: str | Path, exc: BaseException | None = None, needed: int | None = None) -> DiskFullError:
+    """The one-line error for a full (or failing) disk under ``folder``: what is free, what is needed."""
+    try:
+        free = _mib(free_bytes(folder))
+    except OSError:
+        free = "unknown"
+    need = f", about {_mib(needed)} needed" if needed else ""
+    # os.strerror, not the exception's text: HDF5 puts a multi-line report there.
+    cause = f" ({os.strerror(exc.errno) if exc.errno else 'write failed'})" if isinstance(exc, OSError) else ""
+    return DiskFullError(f"disk full writing {folder}{cause}: {free} free{need}; free some space and "
+                         "re-run the same command to resume")
+
+
+def check_free_space(folder: str | Path, needed: int) -> None:
+    """Raise DiskFullError when ``folder``'s file system has less than ``needed`` bytes free."""
+    if needed > 0 and free_bytes(folder) < needed:
+        raise disk_full_error(folder, needed=needed)
+
+
+@contextlib.contextmanager
+def disk_full_guard(folder: str | Path, needed: int | None = None) -> Iterator[None]:
+    """Turn ENOSPC/EDQUOT/EIO raised in the body into DiskFullError naming ``folder``."""
+    try:
+        yield
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full_error(folder, exc, needed) from None
+        raise
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | Path) -> int:
+    """Delete the temporary files that dead processes left anywhere below ``folder`` (a killed
+    or crashed run); call it holding ``folder_lock``. Returns how many were removed."""
+    removed = 0
+    for path in Path(folder).rglob(f".*{TMP_MARK}*"):
+        pid = path.name.rpartition(TMP_MARK)[2]
+        if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
+            continue
+        if path.is_file() or path.is_symlink():
+            remove_quietly(path)
+            removed += 1
+    return removed

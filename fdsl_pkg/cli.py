@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from fdsl.errors import FdslError
 
@@ -19,59 +20,52 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer > 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def number(kind: type = int, *, low: float | None = None, high: float | None = None,
+           low_open: bool = False) -> Callable[[str], Any]:
+    """An argparse type: text -> ``kind`` (int or float) within [low, high] (``low_open``: > low).
+
+    The message names the accepted range; NaN and infinities are refused for floats.
+    """
+    if low is None and high is None:
+        want = "an integer" if kind is int else "a number"
+    elif high is None:
+        want = f"{'an integer' if kind is int else 'a number'} {'>' if low_open else '>='} {low:g}"
+    else:
+        want = f"a number in [{low:g}, {high:g}]" if kind is float else f"an integer between {low} and {high}"
+    if kind is int and low == 1 and high is None:
+        want = "a positive integer"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except (TypeError, ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}") from None
+        ok = value == value and value not in (float("inf"), float("-inf"))
+        if low is not None:
+            ok = ok and (value > low if low_open else value >= low)
+        if high is not None:
+            ok = ok and value <= high
+        if not ok:
+            raise argparse.ArgumentTypeError(f"expected {want}, got {value}")
+        return value
+
+    parse.__name__ = f"{kind.__name__}_in_range"  # argparse names the type in some messages
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+positive_int = number(int, low=1)
+non_negative_int = number(int, low=0)
+positive_float = number(float, low=0, low_open=True)
+non_negative_float = number(float, low=0)
+fraction = number(float, low=0, high=1)
 
 
-def non_negative_float(text: str) -> float:
-    """argparse type: a number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
+def add_version(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``--version`` (prints ``PROG fdsl X.Y.Z`` and exits 0)."""
+    from fdsl import __version__
 
-
-def positive_float(text: str) -> float:
-    """argparse type: a number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not value > 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
-    return value
-
-
-def fraction(text: str) -> float:
-    """argparse type: a float in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
-    return value
+    parser.add_argument("--version", action="version", version=f"%(prog)s (fdsl {__version__})")
+    return parser
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -11,3 +11,7 @@ class ConfigMismatchError(FdslError):
 
 class ShardError(FdslError):
     """A shard or manifest is missing, truncated or fails its checksum."""
+
+
+class DiskFullError(FdslError):
+    """The disk (or quota) ran out while writing; the message names the folder and the space needed."""

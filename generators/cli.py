@@ -116,7 +116,6 @@ def _default_help(setting: str, specs: dict[str, GeneratorSpec]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fdsl import __version__
     from fdsl.datasets.buildcli import add_build_arguments
 
     specs = generators()
@@ -125,7 +124,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generate a formula-driven data set (" + ", ".join(specs) + ") into resumable, "
                     "checksummed HDF5 shards. Every image is fixed by the seed and its index alone.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s (fdsl) {__version__}")
     parser.add_argument("--db", required=True, choices=list(specs),
                         help="which data set: " + "; ".join(f"{n}: {s.description}" for n, s in specs.items()))
     parser.add_argument("--classes", type=positive_int, required=True,

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import colorsys
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import trimesh
 
+from fdsl.errors import FdslError
 from fdsl.render.renderer import MeshPart
+from fdsl.render.shapenet import SYNSETS, ModelRef
 
 PROCEDURAL_TAG = 0x5EED_3D
+DEFAULT_MODELS_PER_CLASS = 100
+MAX_MODELS_PER_CLASS = 1_000_000  # a model reference each is listed up front
 CLASSES = ("bench", "bicycle", "camera", "car", "chair", "hat", "helmet", "laptop", "sofa")
 
 Color = tuple[float, float, float, float]
@@ -357,3 +361,28 @@ def build_model(class_name: str, index: int, seed: int) -> list[MeshPart]:
         raise ValueError(f"no procedural family for class {class_name!r}; known: {', '.join(CLASSES)}")
     rng = np.random.default_rng([seed, PROCEDURAL_TAG, CLASSES.index(class_name), index])
     return FAMILIES[class_name](rng)
+
+
+# --------------------------------------------------------------------------- model selection
+
+
+def procedural_models(classes: Sequence[str], models_per_class: int) -> tuple[list[str], list[str], list[ModelRef]]:
+    """(class names, synsets, model refs) of the built-in procedural set."""
+    if not 0 < models_per_class <= MAX_MODELS_PER_CLASS:
+        raise FdslError(f"--models-per-class must be between 1 and {MAX_MODELS_PER_CLASS} for the "
+                        f"procedural set, got {models_per_class}")
+    synset_to_name = {v: k for k, v in SYNSETS.items() if k in CLASSES}
+    names = []
+    for raw in classes:
+        key = raw.strip().lower()
+        key = {"cap": "hat"}.get(synset_to_name.get(key, key), synset_to_name.get(key, key))
+        if key not in CLASSES:
+            raise FdslError(f"unknown class {raw!r} for the procedural set; choose from "
+                            f"{', '.join(CLASSES)} (or pass --shapenet-root)")
+        if key in names:
+            raise FdslError(f"class {key!r} is given twice in --classes")
+        names.append(key)
+    synsets = [SYNSETS[n] for n in names]
+    refs = [ModelRef(label, synsets[label], f"{name}-{i:04d}", f"procedural:{name}:{i}")
+            for label, name in enumerate(names) for i in range(models_per_class)]
+    return names, synsets, refs

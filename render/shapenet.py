@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,35 +65,58 @@ def detect_layout(root: Path) -> str:
                     "or <synset>/<model_id>/models/model_normalized.obj)")
 
 
-def _walk_jstree(nodes: Any, out: dict[str, str]) -> None:
-    for node in nodes if isinstance(nodes, list) else [nodes]:
+_TAXONOMY_FORMS = ("expected a list of {\"synsetId\", \"name\"} entries or a jstree of nodes "
+                   "with metadata.name / text")
+
+
+def _walk_jstree(path: Path, nodes: Any, out: dict[str, str], where: str = "") -> None:
+    for k, node in enumerate(nodes if isinstance(nodes, list) else [nodes]):
+        here = f"{where}[{k}]" if isinstance(nodes, list) else where or "top level"
         if not isinstance(node, dict):
-            continue
+            raise FdslError(f"{path}: entry {here} is {type(node).__name__} {str(node)[:40]!r}, "
+                            f"not an object; {_TAXONOMY_FORMS}")
         meta = node.get("metadata") or node.get("li_attr") or {}
+        if not isinstance(meta, dict):
+            raise FdslError(f"{path}: entry {here} has a metadata that is not an object")
         synset = str(meta.get("name") or meta.get("synsetId") or node.get("id") or "")
         label = meta.get("label") or _COUNT_RE.sub("", str(node.get("text") or ""))
         if _SYNSET_RE.match(synset) and label:
             out.setdefault(synset, str(label))
-        _walk_jstree(node.get("children", []), out)
+        children = node.get("children", [])
+        if not isinstance(children, list | dict):
+            raise FdslError(f"{path}: children of entry {here} are not a list")
+        _walk_jstree(path, children, out, f"{here}.children")
 
 
 def read_taxonomy(root: Path) -> dict[str, str]:
     """synset -> comma-separated names, from ``root/taxonomy.json`` (flat list or nested jstree
-    form); an empty dict when the file is missing (the built-in table is used instead)."""
+    form); an empty dict when the file is missing (the built-in table is used instead). A file
+    that is not one of those forms (a string, a list of odd entries, an object of junk, a folder)
+    raises FdslError in one line."""
     path = root / "taxonomy.json"
-    if not path.is_file():
+    if not path.exists():
         return {}
+    if not path.is_file():
+        raise FdslError(f"{path}: is not a file; remove it or give a ShapeNet taxonomy.json")
     try:
         data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise FdslError(f"{path}: unreadable taxonomy ({exc})") from None
+    if not isinstance(data, list | dict):
+        raise FdslError(f"{path}: holds a {type(data).__name__}; {_TAXONOMY_FORMS}")
     names: dict[str, str] = {}
     if isinstance(data, list) and data and isinstance(data[0], dict) and "synsetId" in data[0]:
-        for entry in data:
-            names.setdefault(str(entry.get("synsetId", "")), str(entry.get("name", "")))
+        for k, entry in enumerate(data):
+            synset = entry.get("synsetId") if isinstance(entry, dict) else None
+            if not isinstance(synset, str) or not _SYNSET_RE.match(synset):
+                raise FdslError(f"{path}: entry [{k}] has no 8-digit synsetId ({str(entry)[:60]!r}); "
+                                f"{_TAXONOMY_FORMS}")
+            names.setdefault(synset, str(entry.get("name", "")))
     else:
-        _walk_jstree(data, names)
-    return {k: v for k, v in names.items() if _SYNSET_RE.match(k)}
+        _walk_jstree(path, data, names)
+    if not names:
+        raise FdslError(f"{path}: no synset entries found; {_TAXONOMY_FORMS}")
+    return names
 
 
 def resolve_class(name: str, taxonomy: dict[str, str]) -> tuple[str, str]:
@@ -129,6 +153,46 @@ def select_models(models: list[tuple[str, Path]], k: int | None, seed: int, syns
     rng = np.random.default_rng([seed, zlib.crc32(synset.encode())])
     picked = np.sort(rng.choice(len(models), size=k, replace=False))
     return [models[i] for i in picked]
+
+
+# --------------------------------------------------------------------------- model selection
+
+
+def shapenet_models(root: Path, classes: Sequence[str], models_per_class: int | None,
+                    seed: int) -> tuple[list[str], list[str], list[ModelRef], list[str]]:
+    """(class names, synsets, model refs, notes) for a ShapeNetCore tree; classes that the tree
+    lacks are dropped with a warning (and a note for the manifest)."""
+    if not root.is_dir():
+        raise FdslError(f"--shapenet-root {root}: no such folder")
+    layout = detect_layout(root)
+    taxonomy = read_taxonomy(root)
+    names, synsets, refs, notes = [], [], [], [f"ShapeNetCore {layout} layout"]
+    seen: set[str] = set()
+    for raw in classes:
+        name, synset = resolve_class(raw, taxonomy)
+        if synset in seen:
+            raise FdslError(f"class {raw!r} ({synset}) is given twice in --classes")
+        seen.add(synset)
+        models = list_models(root, synset, layout)
+        if not models:
+            hint = ""
+            if name in SUBSTITUTES:
+                sub = SUBSTITUTES[name]
+                hint = f"; nearest substitute: --classes {sub} ({SYNSETS[sub]})"
+            notes.append(f"{name} ({synset}): not in this ShapeNetCore tree, dropped{hint}")
+            continue
+        if synset == SYNSETS["hat"]:
+            notes.append(f"hat: rendered from ShapeNet's cap synset {synset} (56 models in the release)")
+        label = len(names)
+        names.append(name)
+        synsets.append(synset)
+        picked = select_models(models, models_per_class, seed, synset)
+        refs += [ModelRef(label, synset, model_id, str(path)) for model_id, path in picked]
+    for note in notes[1:]:
+        log.warning(note)
+    if not names:
+        raise FdslError(f"none of the classes {', '.join(classes)} has models under {root}")
+    return names, synsets, refs, notes
 
 
 # --------------------------------------------------------------------------- loading

@@ -15,20 +15,26 @@ import os
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fdsl.render import procedural
+from fdsl.errors import FdslError
+from fdsl.render import procedural, shapenet
 from fdsl.render.renderer import MeshPart, get_renderer
 from fdsl.render.shapenet import BrokenModel, ModelRef, load_model
-from fdsl.render.viewpoints import Views, camera_distance, make_views
+from fdsl.render.viewpoints import VIEWPOINTS, Views, camera_distance, make_views
 from fdsl.sources import RenderedBatch
 
 log = logging.getLogger(__name__)
 
 VIEW_TAG = 0x71E3
 POSE_FIELDS = tuple(f"pose_{k:02d}" for k in range(16))
+DEFAULT_MAX_FACES = 1_000_000
+DEFAULT_FOV_DEG = 40.0
+MSAA_CHOICES = (0, 2, 4)
+IMAGE_SIZES = (16, 4096)  # smallest and largest --image-size; larger framebuffers fail in GL, late
 
 
 def normalise_parts(parts: Sequence[MeshPart]) -> list[MeshPart]:
@@ -94,6 +100,9 @@ class RenderSource:
 
     def num_items(self) -> int:
         return len(self.models) * self.views
+
+    def image_shape(self) -> tuple[int, ...]:
+        return (self.image_size, self.image_size, 3)
 
     def model_views(self, ref: ModelRef) -> Views:
         """The viewpoints of one model; they depend on (seed, synset, model id) only."""
@@ -183,9 +192,56 @@ class RenderSource:
     def png_path(self, label: int, metadata: Mapping[str, Any], item: int) -> str:
         model_id = metadata["model_id"]
         model_id = model_id.decode() if isinstance(model_id, bytes) else str(model_id)
-        return f"{self.classes[label]}/{model_id}/{int(metadata['view']):03d}.png"
+        # A zero-padded label before the name, so an ImageFolder reader's sorted class folders
+        # give the same labels as fdsl whatever order --classes named them in.
+        width = max(3, len(str(len(self.classes) - 1)))
+        return f"{label:0{width}d}.{self.classes[label]}/{model_id}/{int(metadata['view']):03d}.png"
 
     def extra_files(self) -> dict[str, bytes]:
         lines = ["model\tlabel\tclass\tsynset\tmodel_id"]
         lines += [f"{i}\t{m.label}\t{self.classes[m.label]}\t{m.synset}\t{m.model_id}" for i, m in enumerate(self.models)]
         return {"models.tsv": ("\n".join(lines) + "\n").encode()}
+
+
+# --------------------------------------------------------------------------- from options
+
+
+def _class_list(classes: str | Sequence[str] | None) -> list[str]:
+    if classes is None:
+        return list(shapenet.STUDY_CLASSES)
+    names = classes.split(",") if isinstance(classes, str) else list(classes)
+    names = [n.strip() for n in names if n.strip()]
+    if not names:
+        raise FdslError("--classes is empty; give class names or synset ids separated by commas")
+    return names
+
+
+def make_source(*, shapenet_root: str | Path | None = None, classes: str | Sequence[str] | None = None,
+                models_per_class: int | None = None, views: int = 100, viewpoints: str = "fibonacci",
+                image_size: int = 224, max_faces: int = DEFAULT_MAX_FACES, seed: int = 0,
+                msaa: int = 0, fov_deg: float = DEFAULT_FOV_DEG) -> RenderSource:
+    """The RenderSource for these settings (see ``render_shapenet``)."""
+    if views <= 0 or max_faces <= 0:
+        raise FdslError("--views and --max-faces must be positive")
+    low, high = IMAGE_SIZES
+    if not low <= image_size <= high:
+        raise FdslError(f"--image-size must be between {low} and {high} pixels, got {image_size}")
+    if seed < 0:
+        raise FdslError(f"--seed must be >= 0, got {seed}")
+    if viewpoints not in VIEWPOINTS:
+        raise FdslError(f"unknown --viewpoints {viewpoints!r}; choose one of {', '.join(VIEWPOINTS)}")
+    if msaa not in MSAA_CHOICES:
+        raise FdslError(f"--msaa must be one of {', '.join(map(str, MSAA_CHOICES))}, got {msaa}")
+    if not 1.0 <= fov_deg <= 120.0:
+        raise FdslError(f"--fov must be between 1 and 120 degrees, got {fov_deg}")
+    wanted = _class_list(classes)
+    if shapenet_root is None:
+        per_class = procedural.DEFAULT_MODELS_PER_CLASS if models_per_class is None else models_per_class
+        names, synsets, refs = procedural.procedural_models(wanted, per_class)
+        notes, origin = ["built-in procedural mesh set"], "procedural"
+    else:
+        names, synsets, refs, notes = shapenet.shapenet_models(Path(shapenet_root), wanted, models_per_class, seed)
+        origin = "shapenet"
+    return RenderSource(classes=names, synsets=synsets, models=refs, views=views, viewpoints=viewpoints,
+                        image_size=image_size, fov_deg=float(fov_deg), msaa=msaa, max_faces=max_faces,
+                        seed=seed, origin=origin, notes=notes)

@@ -124,7 +124,7 @@ def test_png_format_layout_and_resume(tmp_path, hashes):
     (out / "00001/00001_0002.png").write_bytes(b"broken")
     (out / "00000/00000_0001.png").unlink()
     problems = {(Path(p.file).name, p.check) for p in shards.verify_dataset(out)}
-    assert problems == {("00001_0002.png", "sha256"), ("00000_0001.png", "exists")}
+    assert problems == {("00001_0002.png", "sha256"), ("00001_0002.png", "image_shape"), ("00000_0001.png", "exists")}
     again = build_dataset(ToySource(classes=2, per_class=3), out, shard_size=4, storage="png", workers=1)
     assert again.shards_skipped == 0  # both tasks lost a file
     assert hashes(out) == before

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 from fake_cub import CLASSES, FakeImage, make_fake_cub  # noqa: E402
 
 from fdsl.datasets import ShardDataset  # noqa: E402
-from fdsl.datasets.cub import BBOX_FIELDS, import_cub, load_image, main  # noqa: E402
+from fdsl.datasets.importers.cub import BBOX_FIELDS, import_cub, load_image, main  # noqa: E402
 from fdsl.datasets.pruning import prune_dataset  # noqa: E402
 from fdsl.datasets.shards import read_manifest  # noqa: E402
 

@@ -17,8 +17,8 @@ import torch
 from fdsl.datasets import shards
 from fdsl.datasets.build import RenderedBatch, build_dataset
 from fdsl.datasets.loader import ShardDataset, ShardLoader
-from fdsl.datasets.sampler import rank_positions
-from fdsl.errors import ShardError
+from fdsl.datasets.sampler import batch_diversity, block_order, rank_positions, uniform_distinct
+from fdsl.errors import FdslError, ShardError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from toy_source import ToySource  # noqa: E402
@@ -99,8 +99,9 @@ def test_every_image_matches_h5py(tmp_path, rgb, compression):
     counts = [r.count for r in shards.shard_records(shards.read_manifest(folder))]
     assert len(set(counts)) > 1  # uneven shards
     ds = ShardDataset(folder)
-    if rgb == "sparse" and compression == "lz4":  # the chunks really are compressed
-        assert all((layout.sizes < 12 * 12).all() for layout in ds._index.reader.layouts)
+    if rgb in ("sparse", True) and compression == "lz4":  # the chunks really are compressed
+        nbytes = int(np.prod(images.shape[1:]))
+        assert all((layout.sizes < nbytes).all() for layout in ds._index.reader.layouts)
     assert len(ds) == len(labels) == sum(counts)
     assert ds.image_shape == images.shape[1:]
     for i in range(len(ds)):
@@ -158,7 +159,7 @@ def test_shuffle_is_reproducible_per_epoch_and_differs_across_epochs(grey):
 
 @pytest.mark.parametrize("n", [0, 1, 7, 10, 23])
 def test_rank_parts_are_equal_disjoint_and_cover(n):
-    for shuffle in (False, True):
+    for shuffle in (False, True, "block"):
         parts = [rank_positions(n, shuffle=shuffle, seed=3, epoch=1, rank=r, world_size=2) for r in range(2)]
         assert len(parts[0]) == len(parts[1]) == -(-n // 2)
         assert set(parts[0]) | set(parts[1]) == set(range(n))
@@ -184,6 +185,128 @@ def test_distributed_loaders_split_the_data(grey):
     dropped = ShardLoader(grey, batch_size=4, rank=1, world_size=2, drop_last=True)
     assert len(dropped) == ((n + 1) // 2) // 4 == len(list(dropped))
     assert all(len(b[0]) == 4 for b in dropped)
+
+
+def test_block_order_is_a_seeded_permutation_of_contiguous_blocks():
+    n = 1000
+    order = block_order(n, seed=4, epoch=2, block_size=10, window_blocks=5)
+    np.testing.assert_array_equal(np.sort(order), np.arange(n))
+    np.testing.assert_array_equal(order, block_order(n, seed=4, epoch=2, block_size=10, window_blocks=5))
+    assert not np.array_equal(order, block_order(n, seed=4, epoch=3, block_size=10, window_blocks=5))
+    assert not np.array_equal(order, block_order(n, seed=5, epoch=2, block_size=10, window_blocks=5))
+    # each window of 5 blocks (50 positions) is a union of 5 whole blocks, mixed inside
+    for start in range(0, n, 50):
+        window = order[start:start + 50]
+        blocks = np.unique(window // 10)
+        assert len(blocks) == 5 and set(window) == set((blocks[:, None] * 10 + np.arange(10)).ravel())
+        assert len(np.unique(window[:10] // 10)) > 1
+    assert not np.array_equal(order[:50] // 10, np.sort(order[:50] // 10))  # mixed, not sorted
+
+
+@pytest.mark.parametrize("classes,per_class", [(1000, 1000), (100, 400), (300, 37)])
+def test_block_order_keeps_batches_diverse_on_class_ordered_data(classes, per_class):
+    labels = np.repeat(np.arange(classes), per_class)  # written class by class, like FractalDB
+    order = block_order(len(labels), seed=0, epoch=0)  # the loader's defaults
+    diversity = batch_diversity(labels, order, 256)
+    uniform = batch_diversity(labels, np.random.default_rng(0).permutation(len(labels)), 256)
+    assert abs(uniform["mean_distinct"] - uniform_distinct(labels, 256)) < 0.02 * uniform_distinct(labels, 256)
+    assert diversity["mean_distinct"] >= 2 / 3 * diversity["uniform_distinct"]
+    assert diversity["ratio"] >= 2 / 3
+    # in natural order a batch holds one or two classes: the measure can fail
+    assert batch_diversity(labels, np.arange(len(labels)), 256)["ratio"] < 0.1
+
+
+def test_block_shuffle_in_the_loader(grey):
+    images, labels, _ = h5_reference(grey)
+    loader = ShardLoader(grey, batch_size=4, shuffle="block", block_size=3, window_blocks=2,
+                         seed=1, num_workers=2)
+    assert loader.order == "block"
+    got_images, got_labels = collect(loader)
+    rows = loader.epoch_rows()
+    np.testing.assert_array_equal(np.sort(rows), np.arange(len(labels)))
+    np.testing.assert_array_equal(got_images, images[rows])
+    np.testing.assert_array_equal(got_labels, labels[rows])
+    for kind, num in (("thread", 0), ("process", 2)):
+        again = ShardLoader(grey, batch_size=4, shuffle="block", block_size=3, window_blocks=2,
+                            seed=1, num_workers=num, workers=kind)
+        np.testing.assert_array_equal(collect(again)[0], got_images)
+    parts = [ShardLoader(grey, batch_size=4, shuffle="block", block_size=3, rank=r, world_size=2)
+             for r in range(2)]
+    rows = [p.epoch_rows() for p in parts]
+    assert len(rows[0]) == len(rows[1]) and set(rows[0]) | set(rows[1]) == set(range(len(labels)))
+    for part, part_rows in zip(parts, rows, strict=True):
+        np.testing.assert_array_equal(collect(part)[0], images[part_rows])
+
+
+def test_auto_shuffle_picks_block_only_for_data_bigger_than_the_memory_share(grey):
+    assert ShardLoader(grey).order == "full"  # a few kB
+    assert ShardLoader(grey, shuffle=True).order == "full"
+    assert ShardLoader(grey, ram_fraction=1e-12).order == "block"
+    assert ShardLoader(grey, shuffle="full", ram_fraction=1e-12).order == "full"
+    assert ShardLoader(grey, shuffle=False).order == "none"
+    for bad in ("random", "blocks"):
+        with pytest.raises(FdslError, match="unknown shuffle"):
+            ShardLoader(grey, shuffle=bad)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(FdslError, match="ram_fraction"):
+            ShardLoader(grey, ram_fraction=bad)
+    with pytest.raises(FdslError, match="block_size"):
+        ShardLoader(grey, shuffle="block", block_size=0)
+
+
+def test_read_ahead_advice_merges_contiguous_chunks(grey):
+    ds = ShardDataset(grey)
+    index = ds._index
+    shards_used = len(np.unique(index.shard_of))
+    # natural order: one range per shard; every other image of one shard: still one (small gaps)
+    assert index.reader.advise(index.shard_of, index.local) == shards_used
+    first = np.flatnonzero(index.shard_of == 0)[::2]
+    assert index.reader.advise(index.shard_of[first], index.local[first]) == 1
+    assert index.reader.advise(index.shard_of[first], index.local[first], gap=0) == len(first)
+
+
+# --------------------------------------------------------------------------- torchvision-style
+
+
+def test_imagefolder_style_attributes_and_transforms(tmp_path):
+    from PIL import Image
+
+    for rgb in (False, True):
+        folder = make(tmp_path, name=f"ds{rgb}", rgb=rgb)
+        images, labels, _ = h5_reference(folder)
+        seen = []
+
+        def transform(image, seen=seen):
+            seen.append(image)
+            return np.asarray(image)
+
+        ds = ShardDataset(folder, transform=transform, target_transform=lambda y: f"class-{y}")
+        assert ds.targets == labels.tolist() and all(type(t) is int for t in ds.targets)
+        assert ds.class_to_idx == {name: i for i, name in enumerate(ds.classes)}
+        assert len(ds.classes) == 3
+        image, target = ds[2]
+        assert isinstance(seen[-1], Image.Image) and seen[-1].mode == ("RGB" if rgb else "L")
+        expected = images[2].transpose(1, 2, 0) if rgb else images[2][0]
+        np.testing.assert_array_equal(image, expected)
+        assert target == f"class-{labels[2]}"
+        sub = ds.subset([2, 0])
+        assert sub[0][1] == target and sub.targets == [labels[2], labels[0]]
+        plain = ShardDataset(folder)  # the fast default: uint8 CHW tensors, int labels
+        assert plain[2][0].dtype == torch.uint8 and plain[2][1] == labels[2]
+
+
+def test_non_integer_indices_are_refused(grey):
+    ds = ShardDataset(grey)
+    for bad in (1.0, np.float32(2), True, "3", None):
+        with pytest.raises(TypeError, match="integers"):
+            ds[bad]
+    assert ds[np.int64(1)][1] == ds[1][1] == ds[torch.tensor(1)][1]
+    for bad in ([0.0, 1.5], np.array([1.0]), np.array([True, False])):
+        with pytest.raises(FdslError, match="indices must be integers"):
+            ShardLoader(grey, indices=bad)
+        with pytest.raises(FdslError, match="indices must be integers"):
+            ds.subset(bad)
+    assert len(ShardLoader(grey, indices=[], batch_size=2)) == 0
 
 
 # --------------------------------------------------------------------------- views
@@ -325,6 +448,7 @@ def test_manifest_count_beyond_shard(tmp_path):
     manifest_file = folder / "manifest.json"
     manifest = json.loads(manifest_file.read_text())
     manifest["shards"][0]["count"] += 1  # must not read past what the shard holds
+    manifest["num_images"] += 1  # (a consistent manifest: the shard itself must catch it)
     manifest_file.write_text(json.dumps(manifest))
     with pytest.raises(ShardError) as exc:
         ShardDataset(folder)
@@ -405,3 +529,41 @@ def test_without_liblz4_the_lz4_package_decodes(tmp_path, monkeypatch):
     monkeypatch.setattr("fdsl.datasets._chunks._LIBLZ4", [None])  # as if ctypes found no liblz4
     images, _, _ = h5_reference(folder)
     np.testing.assert_array_equal(collect(ShardLoader(folder, batch_size=4, shuffle=False))[0], images)
+
+
+# --------------------------------------------------------------------------- PNG trees
+
+
+@pytest.mark.parametrize("rgb", [False, True], ids=["grey", "rgb"])
+def test_png_sets_load_like_shards_and_prune_by_area(tmp_path, rgb):
+    from fdsl.datasets.pruning import prune_dataset
+
+    cls = RGBSource if rgb else SparseGreySource
+    shards_dir, png_dir = tmp_path / "h5", tmp_path / "png"
+    for out, storage in ((shards_dir, "hdf5"), (png_dir, "png")):
+        source = cls(classes=3, per_class=9, size=12, seed=1, fail_every=6)
+        build_dataset(source, out, shard_size=8, backend="inline", storage=storage)
+    h5, png = ShardDataset(shards_dir), ShardDataset(png_dir)
+    assert len(png) == len(h5) and png.classes == h5.classes and png.image_shape == h5.image_shape
+    np.testing.assert_array_equal(png.labels, h5.labels)
+    assert set(png.metadata) == set(h5.metadata)
+    for name in h5.metadata:
+        np.testing.assert_array_equal(png.metadata[name], h5.metadata[name])
+    for i in (0, len(png) - 1):
+        assert np.array_equal(png[i][0].numpy(), h5[i][0].numpy()) and png[i][1] == h5[i][1]
+    for kind, num in (("thread", 2), ("process", 1)):
+        got = collect(ShardLoader(png, batch_size=5, seed=3, num_workers=num, workers=kind))
+        want = collect(ShardLoader(h5, batch_size=5, seed=3, num_workers=num, workers=kind))
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    from fdsl.train.data import open_data  # train-classifier opens data folders with this
+
+    source = open_data(png_dir, 12, None)
+    assert source.kind == "shards" and source.classes == h5.classes
+    batches = list(source.loader(np.arange(len(png)), batch_size=4, shuffle=True, workers=1, seed=0))
+    assert sum(len(b[1]) for b in batches) == len(png)
+    if rgb:  # area is recorded per image: area-based pruning works on the PNG tree
+        kept = prune_dataset(png, mode="drop-smallest", field="area", keep_fraction=0.5)
+        np.testing.assert_array_equal(kept, prune_dataset(h5, mode="drop-smallest", field="area",
+                                                          keep_fraction=0.5))
+        assert len(kept) < len(png)

@@ -338,7 +338,7 @@ def test_png_layout(tmp_path):
     result = _build(out, classes="camera", models_per_class=1, views=2, fmt="png")
     assert result.images == 2
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == [
-        "camera/camera-0000/000.png", "camera/camera-0000/001.png"]
+        "000.camera/camera-0000/000.png", "000.camera/camera-0000/001.png"]
 
 
 def test_batched_look_at_matches_single():
@@ -368,3 +368,32 @@ def test_memory_stays_flat_over_many_models():
         if model == 99:
             baseline = _rss_mib()
     assert _rss_mib() - baseline < 60, (baseline, _rss_mib())
+
+
+def test_png_class_folders_sort_in_label_order(tmp_path):
+    """Classes named out of alphabetical order still get ImageFolder's labels (sorted folders)."""
+    out = tmp_path / "png"
+    _build(out, classes="sofa,bench", models_per_class=1, views=1, fmt="png")
+    folders = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert folders == ["000.sofa", "001.bench"]
+    from fdsl.datasets.format import open_dataset
+
+    reader = open_dataset(out, verify=True)
+    imagefolder_labels = [folders.index(path.relative_to(out).parts[0]) for path in reader.paths]
+    assert imagefolder_labels == reader.labels.tolist() == [0, 1]
+    assert reader.classes == ["sofa", "bench"]
+
+
+@pytest.mark.parametrize("content", ['"chairs"', "[1, 2, 3]", '[{"synsetId": 5}]', '{"junk": 1}',
+                                     '[{"id": "x", "children": "oops"}]', "42", "folder"])
+def test_malformed_taxonomy_is_one_line(tmp_path, trees, content):
+    root = tmp_path / "tree"
+    shutil.copytree(trees["v2-notax"], root)
+    if content == "folder":
+        (root / "taxonomy.json").mkdir()
+    else:
+        (root / "taxonomy.json").write_text(content)
+    with pytest.raises(FdslError, match="taxonomy.json") as exc:
+        shapenet.read_taxonomy(root)
+    assert "\n" not in str(exc.value)
+    assert main(["--out", str(tmp_path / "out"), "--shapenet-root", str(root), "--classes", "chair"]) == 2

@@ -1,26 +1,50 @@
-"""Look at a shard data set: a summary, a full verification, contact sheets and histograms."""
+"""Look at a data set (HDF5 shards or a PNG tree): a summary, contact sheets and histograms.
+
+Named ``inspection`` rather than ``inspect``, which would shadow the standard library's module.
+"""
 
 from __future__ import annotations
 
+import io
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fdsl.datasets import shards
+from fdsl.atomic import write_bytes_atomic
+from fdsl.datasets import manifest as mf
+from fdsl.datasets.format import get_format, open_dataset
+from fdsl.datasets.format.hdf5.reader import iter_shard_arrays
 from fdsl.errors import FdslError
 
 log = logging.getLogger(__name__)
 
 
-def _load_columns(folder: Path, fields: Sequence[str] = ()) -> dict[str, np.ndarray]:
-    """Labels (and the given metadata fields) of every image, concatenated in shard order."""
-    parts = list(shards.iter_shard_arrays(folder, tuple(fields)))
-    if not parts:
-        return {"labels": np.zeros(0, np.int64), **{f: np.zeros(0) for f in fields}}
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+def _labels(folder: Path, manifest: dict[str, Any]) -> np.ndarray | None:
+    """Every image's label: from the reader of a complete set, from the listed HDF5 shards of an
+    unfinished one (None for an unfinished PNG tree, whose sidecar is written last)."""
+    if manifest["complete"]:
+        with open_dataset(folder) as reader:
+            return reader.labels
+    if manifest.get("storage", "hdf5") == "hdf5":
+        parts = [p["labels"] for p in iter_shard_arrays(folder)]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    return None
+
+
+def _out_file(path: str | Path, flag: str) -> Path:
+    """An output image path: not a folder, its folder created; FdslError (one line) otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        raise FdslError(f"{flag} {path} is a folder; give a file name such as {path / 'sheet.png'}")
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise FdslError(f"{flag} {path}: give an image file name ending in .png, .jpg or .webp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FdslError(f"{flag} {path}: cannot create its folder ({exc.strerror})") from None
+    return path
 
 
 def summarize(folder: str | Path, read_labels: bool = True) -> dict[str, Any]:
@@ -30,11 +54,11 @@ def summarize(folder: str | Path, read_labels: bool = True) -> dict[str, Any]:
     per-class counts are then None.
     """
     folder = Path(folder)
-    manifest = shards.read_manifest(folder)
-    readable = read_labels and manifest.get("storage", "hdf5") == "hdf5"
-    labels = _load_columns(folder)["labels"] if readable else np.zeros(0, np.int64)
+    manifest = mf.read_manifest(folder)
+    labels = _labels(folder, manifest) if read_labels else None
+    readable = labels is not None
     classes = manifest["classes"]
-    counts = np.bincount(labels, minlength=len(classes)) if len(labels) else np.zeros(len(classes), int)
+    counts = np.bincount(labels, minlength=len(classes)) if readable and len(labels) else np.zeros(len(classes), int)
     return {
         "folder": str(folder),
         "generator": manifest["generator"],
@@ -48,7 +72,7 @@ def summarize(folder: str | Path, read_labels: bool = True) -> dict[str, Any]:
         "failures": int(manifest.get("failures", 0)),
         "image_shape": manifest.get("image_shape"),
         "metadata_fields": manifest.get("metadata_fields") or {},
-        "bytes": sum(s.get("png_bytes", s["bytes"]) for s in manifest["shards"]),
+        "bytes": sum(get_format(manifest.get("storage", "hdf5")).reader.data_bytes(s) for s in manifest["shards"]),
         "classes": {name: (int(n) if readable else None) for name, n in zip(classes, counts, strict=True)},
     }
 
@@ -79,26 +103,6 @@ def format_summary(summary: dict[str, Any], max_classes: int = 20) -> str:
     return "\n".join(lines)
 
 
-class _ImageReader:
-    """Random access to images by global index, one open shard file at a time."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.records = shards.shard_records(shards.read_manifest(folder))
-        self.starts = np.cumsum([0] + [r.count for r in self.records])
-
-    def read(self, indices: Sequence[int]) -> list[np.ndarray]:
-        out: dict[int, np.ndarray] = {}
-        by_shard: dict[int, list[int]] = {}
-        for idx in indices:
-            by_shard.setdefault(int(np.searchsorted(self.starts, idx, side="right") - 1), []).append(idx)
-        for s, members in by_shard.items():
-            with shards.open_shard(self.folder / self.records[s].file) as f:
-                for idx in members:
-                    out[idx] = f["images"][idx - self.starts[s]]
-        return [out[i] for i in indices]
-
-
 def _pick(members: np.ndarray, values: np.ndarray | None, per_class: int, rng: np.random.Generator) -> np.ndarray:
     """Per-class picks: evenly spaced along ``values`` when given (smallest first), else random."""
     if len(members) <= per_class:
@@ -123,19 +127,17 @@ def contact_sheet(folder: str | Path, out_png: str | Path, *, per_class: int = 1
     """
     from PIL import Image, ImageDraw
 
-    folder = Path(folder)
-    manifest = shards.read_manifest(folder)
-    if manifest.get("storage", "hdf5") != "hdf5":
-        raise FdslError(f"{folder}: contact sheets need HDF5 shards (this data set is {manifest['storage']})")
-    fields = manifest.get("metadata_fields") or {}
-    if sort_by is not None and sort_by not in fields:
-        raise FdslError(f"--sort-by {sort_by!r} is not a metadata field here; fields: {', '.join(fields) or 'none'}")
-    cols = _load_columns(folder, (sort_by,) if sort_by else ())
-    labels, values = cols["labels"], cols.get(sort_by) if sort_by else None
-    rng = np.random.default_rng(seed)
-    classes = manifest["classes"][:max_classes]
-    picks = [_pick(np.flatnonzero(labels == c), values, per_class, rng) for c in range(len(classes))]
-    images = _ImageReader(folder).read([int(i) for p in picks for i in p])
+    out_png = _out_file(out_png, "--grid")
+    with open_dataset(folder) as reader:
+        if sort_by is not None:
+            mf.require_field(reader.manifest, sort_by, "--sort-by")
+        labels = reader.labels
+        values = reader.metadata([sort_by])[sort_by] if sort_by else None
+        rng = np.random.default_rng(seed)
+        classes = reader.classes[:max_classes]
+        picks = [_pick(np.flatnonzero(labels == c), values, per_class, rng) for c in range(len(classes))]
+        flat = [int(i) for p in picks for i in p]
+        images = reader.read_images(flat) if flat else []
     label_w, text_h = 110, 12 if sort_by else 0
     sheet = Image.new("RGB", (label_w + per_class * (thumb + 2), len(classes) * (thumb + 2 + text_h) + 2), "white")
     draw = ImageDraw.Draw(sheet)
@@ -149,9 +151,7 @@ def contact_sheet(folder: str | Path, out_png: str | Path, *, per_class: int = 1
             if sort_by:
                 draw.text((label_w + col * (thumb + 2) + 2, y + thumb), f"{float(values[idx]):.3g}", fill="black")
             k += 1
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out_png)
+    _save(lambda fh, fmt: sheet.save(fh, format=fmt), out_png, "--grid")
     log.info("contact sheet of %d classes x %d images -> %s", len(classes), per_class, out_png)
     return out_png
 
@@ -164,13 +164,12 @@ def histogram(folder: str | Path, field: str, out_png: str | Path, *, max_classe
     import matplotlib.pyplot as plt
 
     folder = Path(folder)
-    manifest = shards.read_manifest(folder)
-    fields = manifest.get("metadata_fields") or {}
-    if field not in fields:
-        raise FdslError(f"--hist {field!r} is not a metadata field here; fields: {', '.join(fields) or 'none'}")
-    cols = _load_columns(folder, (field,))
-    classes = manifest["classes"][:max_classes]
-    values = cols[field].astype(float)
+    out_png = _out_file(out_png, "--hist")
+    with open_dataset(folder) as reader:
+        mf.require_field(reader.manifest, field, "--hist")
+        classes = reader.classes[:max_classes]
+        values = reader.metadata([field])[field].astype(float)
+        labels = reader.labels
     edges = np.histogram_bin_edges(values, bins=bins) if len(values) else bins
     ncols = min(3, len(classes)) or 1
     nrows = (len(classes) + ncols - 1) // ncols or 1
@@ -179,15 +178,27 @@ def histogram(folder: str | Path, field: str, out_png: str | Path, *, max_classe
         if c >= len(classes):
             ax.axis("off")
             continue
-        v = values[cols["labels"] == c]
+        v = values[labels == c]
         ax.hist(v, bins=edges, color="tab:blue")
         mean = f", mean {v.mean():.3g}" if len(v) else ""
         ax.set_title(f"{classes[c]} (n={len(v)}{mean})", fontsize=9)
     fig.supxlabel(field)
     fig.suptitle(f"{field} per class: {folder.name}")
     fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=90)
-    plt.close(fig)
+    try:
+        _save(lambda fh, fmt: fig.savefig(fh, format=fmt, dpi=90), out_png, "--hist")
+    finally:
+        plt.close(fig)
     return out_png
+
+
+def _save(save: Any, path: Path, flag: str) -> None:
+    """Write an image through ``save(file object, format)`` atomically (fdsl.atomic); a write
+    error becomes one line naming the flag."""
+    buf = io.BytesIO()
+    fmt = {".jpg": "jpeg"}.get(path.suffix.lower(), path.suffix.lower().lstrip("."))
+    try:
+        save(buf, fmt)
+        write_bytes_atomic(path, buf.getvalue())
+    except (OSError, ValueError, KeyError) as exc:
+        raise FdslError(f"{flag} {path}: cannot write ({getattr(exc, 'strerror', None) or exc})") from None

@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from fdsl.cli import OneLineParser, positive_int, run_cli, setup_logging
-from fdsl.datasets.build import BuildResult, build_dataset
-from fdsl.datasets.buildcli import add_build_arguments
+from fdsl import cli
+from fdsl.datasets.build import BuildResult
+from fdsl.datasets.buildcli import add_build_arguments, build_from_options, parse_options
 from fdsl.errors import FdslError
 from fdsl.imaging import resize_center_crop
 from fdsl.sources import RenderedBatch
@@ -46,6 +46,7 @@ VERSION = "1"
 SPLITS = ("train", "test", "all")
 DEFAULT_IMAGE_SIZE = 256
 DEFAULT_SHARD_SIZE = 2_000  # about 390 MB of 256 px RGB held per worker
+MAX_IMAGE_SIZE = 4096
 REQUIRED_FILES = ("images.txt", "image_class_labels.txt", "classes.txt", "train_test_split.txt",
                   "parts/part_locs.txt")
 BBOX_FILE = "bounding_boxes.txt"
@@ -205,8 +206,8 @@ class CubSource:
 
     def __init__(self, root: str | Path, *, split: str = "train", image_size: int = DEFAULT_IMAGE_SIZE,
                  classes: int | None = None) -> None:
-        if image_size <= 0:
-            raise FdslError(f"--image-size must be positive, got {image_size}")
+        if not 0 < image_size <= MAX_IMAGE_SIZE:
+            raise FdslError(f"--image-size must be between 1 and {MAX_IMAGE_SIZE} pixels, got {image_size}")
         self.root = find_root(root)
         self.split, self.image_size, self.classes = split, image_size, classes
         self.index = read_index(self.root, split, classes)
@@ -236,6 +237,9 @@ class CubSource:
 
     def num_items(self) -> int:
         return len(self.index.paths)
+
+    def image_shape(self) -> tuple[int, ...]:
+        return (self.image_size, self.image_size, 3)
 
     def _field_dtypes(self) -> dict[str, Any]:
         dtypes = dict(_FIELD_DTYPES)
@@ -289,28 +293,25 @@ def import_cub(
     split: str = "train",
     image_size: int = DEFAULT_IMAGE_SIZE,
     classes: int | None = None,
-    workers: int | None = None,
-    backend: str = "local",
     shard_size: int = DEFAULT_SHARD_SIZE,
-    compression: str = "lz4",
-    fmt: str = "hdf5",
-    overwrite: bool = False,
+    **build: Any,
 ) -> BuildResult:
     """Import the ``split`` (train, test or all) of the CUB-200-2011 folder ``root`` into ``out``.
 
     ``classes`` keeps the first N classes (None: all 200). Images are ``image_size`` square RGB
-    (short side resized, centre crop) with the metadata listed in the module docstring; ``fmt``
-    ``png`` writes an ImageFolder tree instead of HDF5 shards. Unreadable images are skipped and
-    listed in ``out/failures.jsonl``. Re-running the same call resumes. Raises FdslError (one
-    line) for a missing folder or metadata file, a malformed file or a bad setting.
+    (short side resized, centre crop) with the metadata listed in the module docstring. ``build``
+    holds the shared builder settings (``workers``, ``backend``, ``compression``, ``fmt``:
+    ``png`` writes an ImageFolder tree with metadata.csv instead of HDF5 shards, ``overwrite``).
+    Unreadable images are skipped and listed in ``out/failures.jsonl``. Re-running the same call
+    resumes. Raises FdslError (one line) for a missing folder or metadata file, a malformed file
+    or a bad setting.
     """
     source = CubSource(root, split=split, image_size=image_size, classes=classes)
-    return build_dataset(source, out, shard_size=shard_size, workers=workers, backend=backend,
-                         compression=compression, storage=fmt, overwrite=overwrite)
+    return build_from_options(source, out, strict=True, shard_size=shard_size, **build)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(
+    parser = cli.OneLineParser(
         prog="import-cub",
         description="Import CUB-200-2011 into resumable, checksummed HDF5 shards (or an ImageFolder "
                     "PNG tree): square RGB images with image_id, is_train, visible_parts (of 15 "
@@ -322,20 +323,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("--out", required=True, type=Path, help="output folder (created; re-run to resume)")
     add("--split", choices=SPLITS, default="train",
         help="which images: the official train or test split, or all (default train)")
-    add("--image-size", type=positive_int, default=DEFAULT_IMAGE_SIZE,
+    add("--image-size", type=cli.number(int, low=1, high=MAX_IMAGE_SIZE), default=DEFAULT_IMAGE_SIZE,
         help=f"image side in pixels; short side resized, centre crop (default {DEFAULT_IMAGE_SIZE})")
-    add("--classes", type=positive_int, default=None,
+    add("--classes", type=cli.positive_int, default=None,
         help="keep only the first N classes of classes.txt (default: all 200)")
     add_build_arguments(parser, shard_size=DEFAULT_SHARD_SIZE, shard_size_help=f"default {DEFAULT_SHARD_SIZE}",
-                        png_help="PNG files as <class>/<image stem>.png (an ImageFolder tree)")
+                        png_help="PNG files as <class>/<image stem>.png (an ImageFolder tree) with metadata.csv")
     return parser
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    options = vars(args)
-    options.pop("verbose")
+    options = parse_options(build_parser(), argv)
     result = import_cub(options.pop("root"), options.pop("out"), **options)
     print(result.summary(), file=sys.stderr)
     if result.failures:
@@ -345,7 +343,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli("import-cub", _main, argv)
+    return cli.run_cli("import-cub", _main, argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""PNG trees with a ``metadata.csv`` sidecar: ``writer.py`` writes a task, ``reader.py`` reads and verifies."""
