@@ -98,7 +98,7 @@ def test_spec_mistakes_are_caught_at_registration(toy):
 
 def test_version(capsys):
     assert _exit_code(["--version"]) == 0
-    assert capsys.readouterr().out.strip() == f"gen-fractal (fdsl) {__version__}"
+    assert capsys.readouterr().out.strip() == f"gen-fractal (fdsl {__version__})"
 
 
 @pytest.mark.parametrize("flags, message", [
