@@ -52,6 +52,7 @@ class TrainConfig:
     hflip: float = 0.0
     color_jitter: float = 0.0
     random_erasing: float = 0.0
+    rotation: float = 0.0  # random rotation up to +- this many degrees; 0 = off
     mixup: float = 0.0  # Beta(alpha, alpha) of mixup; 0 = off
     cutmix: float = 0.0  # Beta(alpha, alpha) of cutmix; 0 = off
     mix_prob: float = 1.0
@@ -99,6 +100,7 @@ class TrainConfig:
             (all(0.0 <= v <= 1.0 for v in (self.hflip, self.color_jitter, self.random_erasing, self.mix_prob)),
              "hflip, color_jitter, random_erasing and mix_prob must be in [0, 1]"),
             (0.0 <= self.drop_path < 1.0, "drop_path must be in [0, 1)"),
+            (0.0 <= self.rotation <= 180.0, "rotation must be in [0, 180] degrees"),
             (all(0.0 < v <= 1.0 for v in self.step_at), "step_at holds fractions of the run in (0, 1]"),
             (self.prune in PRUNE_MODES, f"prune must be one of {PRUNE_MODES}"),
             (0.0 < self.keep_fraction <= 1.0, "keep_fraction must be in (0, 1]"),
