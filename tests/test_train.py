@@ -19,18 +19,21 @@ from PIL import Image  # noqa: E402
 from fdsl.datasets.build import RenderedBatch, build_dataset  # noqa: E402
 from fdsl.errors import FdslError  # noqa: E402
 from fdsl.train import cli  # noqa: E402
-from fdsl.train.augment import DeviceAugment, mix_batch, one_hot, random_crop  # noqa: E402
-from fdsl.train.data import ImageFolderDataset, MapLoader, open_data, split_indices  # noqa: E402
-from fdsl.train.loop import (  # noqa: E402
-    LRSchedule,
-    frozen_bn_stats,
-    load_checkpoint,
-    per_sample_loss,
-    self_paced_flags,
-    train_classifier,
+from fdsl.train.augment import (  # noqa: E402
+    DeviceAugment,
+    mix_batch,
+    one_hot,
+    random_crop,
+    select_for_augmentation,
 )
+from fdsl.train.checkpoint import load_checkpoint  # noqa: E402
+from fdsl.train.data import ImageFolderDataset, MapLoader, open_data, split_indices  # noqa: E402
+from fdsl.train.loop import train_classifier  # noqa: E402
 from fdsl.train.models import build_model  # noqa: E402
 from fdsl.train.recipes import RECIPES, TrainConfig, parse_set, resolve_config  # noqa: E402
+from fdsl.train.scheduler import LRSchedule  # noqa: E402
+from fdsl.train.splits import pruned  # noqa: E402
+from fdsl.train.trainer import frozen_bn_stats, per_sample_loss  # noqa: E402
 
 torch.set_num_threads(1)  # 2 threads crawl when other jobs share the 2 cores
 SMALL = dict(model="resnet18", image_size=32, batch_size=32, workers=0, resize_ratio=1.0)
@@ -120,9 +123,19 @@ def test_tiny_run_learns_and_writes_outputs(pretrained: tuple[Path, dict]) -> No
     saved = json.loads((run / "config.json").read_text())
     assert saved["recipe_fields"]["lr"] == 0.05 and saved["recipe_fields"]["image_size"] == 32
     assert saved["classes"] == Patterns().class_names()
-    checkpoint = load_checkpoint(run / "checkpoint.pt")
-    assert checkpoint["epoch"] == 2 and set(checkpoint["rng"]) >= {"python", "numpy", "torch"}
+    # Loadable with torch's safe default, RNG states included.
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert checkpoint["epoch"] == 2 and len(checkpoint["rng"]) == 1
+    assert set(checkpoint["rng"][0]) >= {"python", "numpy", "torch"}
     assert checkpoint["model"]["fc.weight"].shape == (4, 512)
+    assert checkpoint["config"]["lr"] == 0.05 and checkpoint["train_images"] == summary["train_images"] == 216
+    # The weights alone, under torchvision's keys, equal the checkpoint's.
+    from safetensors.torch import load_file
+
+    weights = load_file(run / "model.safetensors")
+    assert set(weights) == set(build_model("resnet18", 4).state_dict())  # safetensors sorts keys
+    assert all(torch.equal(weights[k], checkpoint["model"][k]) for k in weights)
+    assert summary["weights"] == str(run / "model.safetensors")
 
 
 def test_resume_is_bit_exact(shards: Path, tmp_path: Path) -> None:
@@ -154,7 +167,8 @@ def test_vit_recipe_with_self_paced_augmentation_and_val_data(shards: Path, tmp_
                                self_paced_threshold=1.0, warmup_epochs=0.5)
     record = json.loads((tmp_path / "vit" / "metrics.jsonl").read_text())
     assert summary["model"] == "vit_tiny_patch16_224" and summary["val_images"] == 240
-    assert 0.0 < record["augmented_fraction"] < 1.0  # only the samples with loss >= 1 were augmented
+    assert 0.0 < record["aug_fraction"] < 1.0  # only the samples with loss >= 1 were augmented
+    assert record["aug_loss"] >= 1.0 > record["clean_loss"]  # their un-augmented losses
     assert record["lr"] < 1e-3  # warm-up
 
 
@@ -256,7 +270,7 @@ def test_self_paced_batch_mixes_augmented_and_original() -> None:
     x = aug.prepare(images)
     assert x.shape == (8, 3, 32, 32)  # grey repeated to 3 channels
     losses = torch.tensor([0.1, 2.0, 0.5, 3.0, 0.0, 0.49, 0.51, 1.0])
-    flagged = self_paced_flags(losses, 0.5)
+    flagged = select_for_augmentation(losses, threshold=0.5, ratio=0.0)
     assert flagged.tolist() == [False, True, True, True, False, False, True, True]
     torch.manual_seed(5)
     augmented, aug_target = aug.augment(x, labels)
@@ -268,7 +282,7 @@ def test_self_paced_batch_mixes_augmented_and_original() -> None:
     assert torch.equal(target[~flagged], one_hot(labels, 4)[~flagged])
     assert torch.equal(target[flagged], aug_target[flagged])
     assert torch.allclose(target.sum(1), torch.ones(8))
-    assert self_paced_flags(losses, 0.0).all()
+    assert select_for_augmentation(losses, threshold=0.0, ratio=0.0).all()
 
 
 def test_mix_batch_targets_match_pixels() -> None:
@@ -365,30 +379,71 @@ def test_split_is_stratified_and_seeded() -> None:
     assert not np.array_equal(val, split_indices(labels, 0.2, seed=4)[1])
 
 
+def _lrs(schedule: LRSchedule, optimizer: torch.optim.Optimizer, steps: int,
+         val_losses: dict[int, float] | None = None, per_epoch: int = 1) -> list[float]:
+    lrs = []
+    for i in range(steps):
+        lrs.append(schedule.lr)
+        optimizer.step()
+        schedule.step_iteration()
+        if val_losses is not None and (i + 1) % per_epoch == 0:
+            schedule.end_epoch(val_losses.get((i + 1) // per_epoch, 1.0))
+    return lrs
+
+
 def test_lr_schedules() -> None:
     param = torch.nn.Parameter(torch.zeros(1))
-    step = LRSchedule(torch.optim.SGD([param], lr=1.0), TrainConfig(lr=1.0, epochs=9), steps_per_epoch=2)
-    lrs = []
-    for _ in range(18):
-        lrs.append(step.lr)
-        step.step_iteration()
+    opt = torch.optim.SGD([param], lr=1.0)
+    step = LRSchedule(opt, TrainConfig(lr=1.0, epochs=9), steps_per_epoch=2)
+    lrs = _lrs(step, opt, 18)
     assert lrs[::2] == pytest.approx([1, 1, 1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01])
-    cosine = LRSchedule(torch.optim.SGD([param], lr=1.0),
-                        TrainConfig(lr=1.0, epochs=10, schedule="cosine", warmup_epochs=2), 5)
-    lrs = []
-    for _ in range(50):
-        lrs.append(cosine.lr)
-        cosine.step_iteration()
-    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
-    assert lrs[10] == pytest.approx(1.0) and lrs[-1] < 0.01 and lrs[30] < lrs[20]
-    plateau = LRSchedule(torch.optim.SGD([param], lr=1.0),
-                         TrainConfig(lr=1.0, schedule="plateau", plateau_patience=1, gamma=0.5), 3)
+    assert lrs[5] == 1.0 and lrs[6] == pytest.approx(0.1)  # the step falls on the epoch's first iteration
+    opt = torch.optim.SGD([param], lr=1.0)
+    cosine = LRSchedule(opt, TrainConfig(lr=1.0, epochs=10, schedule="cosine", warmup_epochs=2), 5)
+    lrs = _lrs(cosine, opt, 50)
+    assert lrs[0] == pytest.approx(0.1) and lrs[4] == pytest.approx(0.5) and lrs[9] == pytest.approx(1.0)
+    assert lrs[10] == pytest.approx(1.0) and lrs[30] == pytest.approx(0.5)  # half-way through the cosine
+    assert lrs[-1] == pytest.approx(0.5 * (1 + np.cos(np.pi * 39 / 40)))
+    opt = torch.optim.SGD([param], lr=1.0)
+    plateau = LRSchedule(opt, TrainConfig(lr=1.0, schedule="plateau", plateau_patience=1, gamma=0.5), 3)
     for val_loss in (1.0, 0.9, 0.95, 0.95, 0.8):
         plateau.end_epoch(val_loss)
     assert plateau.lr == pytest.approx(0.5)  # two epochs without improvement > patience 1
-    restored = LRSchedule(torch.optim.SGD([param], lr=1.0), plateau.config, 3)
-    restored.load_state_dict(plateau.state_dict())
-    assert restored.lr == plateau.lr
+
+
+@pytest.mark.parametrize("fields", [
+    dict(schedule="step", warmup_epochs=1.5, step_at=[0.3, 0.6]),
+    dict(schedule="cosine", warmup_epochs=2, min_lr=0.01),
+    dict(schedule="plateau", warmup_epochs=1, plateau_patience=0, gamma=0.5),
+    dict(schedule="constant", warmup_epochs=3),
+])
+def test_lr_schedule_resumes_exactly_from_state_dicts(fields: dict) -> None:
+    config = TrainConfig(lr=0.4, epochs=10, **fields)
+    losses = {e: 1.0 / (1 + e % 3) for e in range(11)}  # improves, then stalls: plateau moves
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=config.lr)
+    whole = _lrs(LRSchedule(opt, config, 4), opt, 40, losses, 4)
+    opt = torch.optim.SGD([param], lr=config.lr)
+    first = LRSchedule(opt, config, 4)
+    head = _lrs(first, opt, 16, losses, 4)
+    saved = {"optimizer": opt.state_dict(), "schedule": first.state_dict()}
+    saved = _torch_round_trip(saved)
+    opt2 = torch.optim.SGD([param], lr=config.lr)
+    second = LRSchedule(opt2, config, 4)
+    opt2.load_state_dict(saved["optimizer"])
+    second.load_state_dict(saved["schedule"])
+    tail = _lrs(second, opt2, 24, {e - 4: v for e, v in losses.items()}, 4)
+    assert head + tail == whole  # bit for bit
+    assert len(set(whole)) > 3  # the schedule did move
+
+
+def _torch_round_trip(obj: dict) -> dict:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
 
 
 # ---------------------------------------------------------------- bad input
@@ -456,7 +511,6 @@ class PatternsWithBrightness(Patterns):
 
 def test_pruning_keeps_the_brightest_half_of_each_class(tmp_path: Path) -> None:
     from fdsl.datasets import ShardDataset
-    from fdsl.train import loop
 
     data = tmp_path / "data"
     build_dataset(PatternsWithBrightness(per_class=20), data, shard_size=100, backend="inline", workers=1)
@@ -470,7 +524,7 @@ def test_pruning_keeps_the_brightest_half_of_each_class(tmp_path: Path) -> None:
                                                            prune_field="brightness", keep_fraction=0.5))
     source = open_data(data, 32, 1.0)
     train_idx, _ = split_indices(source.labels, 0.25, config.seed)
-    kept = loop._pruned(source, train_idx, config)
+    kept = pruned(source, train_idx, config)
     brightness = ds.metadata["brightness"]
     for label in range(4):
         members = train_idx[source.labels[train_idx] == label]
