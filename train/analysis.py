@@ -173,7 +173,8 @@ def _as_picture(image: np.ndarray) -> np.ndarray:
     return picture[..., 0] if picture.shape[-1] == 1 else picture
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -182,8 +183,9 @@ def _pyplot() -> Any:
     return plt
 
 
-def _png(fig: Any) -> bytes:
-    plt = _pyplot()
+def figure_png(fig: Any) -> bytes:
+    """A figure as PNG bytes (for an atomic write); the figure is closed."""
+    plt = pyplot()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
@@ -191,7 +193,7 @@ def _png(fig: Any) -> bytes:
 
 
 def _confusion_png(matrix: np.ndarray, classes: list[str], title: str) -> bytes:
-    plt = _pyplot()
+    plt = pyplot()
     k = len(classes)
     side = min(4 + 0.4 * k, 14)
     fig, ax = plt.subplots(figsize=(side, side))
@@ -206,11 +208,11 @@ def _confusion_png(matrix: np.ndarray, classes: list[str], title: str) -> bytes:
                         color="white" if rows[i, j] > 0.5 else "black")
     ax.set(xlabel="predicted class", ylabel="true class", title=title)
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _grid(count: int, columns: int = 4) -> tuple[Any, np.ndarray]:
-    plt = _pyplot()
+    plt = pyplot()
     rows = max(1, math.ceil(count / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
     for ax in axes.flat:
@@ -227,7 +229,7 @@ def _misclassified_png(wrong: list[tuple[float, np.ndarray, int, int]], classes:
         ax.set_title(f"{classes[true]} -> {classes[pred]}\np={conf:.2f}", fontsize=8)
     fig.suptitle("most confidently misclassified held-out images (true -> predicted)")
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _maps_png(inputs: torch.Tensor, maps: torch.Tensor, labels: list[int], preds: list[int],
@@ -244,7 +246,7 @@ def _maps_png(inputs: torch.Tensor, maps: torch.Tensor, labels: list[int], preds
         axes[len(labels) + i].imshow(maps[i].cpu().numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
     fig.suptitle(f"{method} of {model_name}")
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)
 
 
 # ---------------------------------------------------------------- the public function
