@@ -3,9 +3,12 @@ fine-tuning on an ImageFolder tree, recipes and bad-input errors."""
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import socket
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -192,8 +195,12 @@ def _ddp_worker(rank: int, world: int, port: int, data: str, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
+    handler = logging.FileHandler(Path(out).parent / f"rank{rank}.log")
+    logging.getLogger("fdsl").addHandler(handler)
+    logging.getLogger("fdsl").setLevel(logging.INFO)
     summary = train_classifier(data, out, epochs=1, lr=0.02, hflip=0.5, device="cpu",
                                **dict(SMALL, batch_size=32))
+    handler.close()
     Path(out, f"rank{rank}.json").write_text(json.dumps(summary))
     torch.distributed.destroy_process_group()
 
@@ -205,6 +212,10 @@ def test_ddp_two_cpu_processes_end_identical(shards: Path, tmp_path: Path) -> No
     assert summaries[0]["state_digest"] == summaries[1]["state_digest"]
     assert summaries[0]["world_size"] == 2 and summaries[0]["top1"] == summaries[1]["top1"]
     assert summaries[0]["val_images"] == 24
+    logs = [(tmp_path / f"rank{r}.log").read_text() for r in (0, 1)]
+    assert "epoch 1/1: " in logs[0] and "epoch 1/1" not in logs[1]  # rank 0 alone logs epochs
+    rngs = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)["rng"]
+    assert len(rngs) == 2 and not torch.equal(rngs[0]["torch"], rngs[1]["torch"])  # one per rank
     # The training loader gives the ranks disjoint, equal-length parts of the training split.
     source = open_data(shards, 32, 1.0)
     train_idx, _ = split_indices(source.labels, 0.1, 0)
@@ -464,10 +475,30 @@ def _torch_round_trip(obj: dict) -> dict:
     (["--data", "{shards}", "--out", "{tmp}/o", "--set", "drop_path=2"], "drop_path"),
     (["--data", "{shards}", "--out", "{tmp}/junk.pt"], "cannot write to the run folder"),
     (["--data", "{shards}", "--out", "/proc/fdsl-run"], "cannot write to the run folder"),
+    (["--data", "{shards}"], "required: --out"),
+    (["--out", "{tmp}/o"], "required: --data"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--self-paced-ratio", "1.5"], "[0, 1]"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--self-paced-ratio", "0.5",
+      "--self-paced-threshold", "1"], "exclude each other"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--amp", "yes"], "unrecognized arguments"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--train-indices", "{tmp}/none.json"], "does not exist"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--train-indices", "{tmp}/big.json"],
+     "index 240 is out of range for 240 images"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--train-indices", "{tmp}/floats.json"],
+     "integer row indices"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--val-indices", "{tmp}/twice.npy"], "listed twice"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--val-indices", "{tmp}/junk.pt"], ".npy or .json"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--train-indices", "{tmp}/low.json",
+      "--val-indices", "{tmp}/twice.json"], "share 1 rows"),
 ])
 def test_bad_input_exits_2_with_one_line(argv: list[str], message: str, shards: Path, tmp_path: Path,
                                          capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "big.json").write_text("[0, 5, 240]")
+    (tmp_path / "floats.json").write_text("[0, 1.5]")
+    (tmp_path / "low.json").write_text("[0, 1, 2, 3]")
+    (tmp_path / "twice.json").write_text("[3, 9]")
+    np.save(tmp_path / "twice.npy", np.array([4, 7, 4]))
     argv = [a.format(tmp=tmp_path, shards=shards) for a in argv]
     code, err = _main(argv + ["--workers", "0", "--device", "cpu"], capsys)
     assert code == 2
@@ -585,3 +616,196 @@ def test_split_by_unknown_field_exits_2(shards: Path, tmp_path: Path, capsys: py
     code, err = _main(["--data", str(shards), "--out", str(tmp_path / "o"), "--workers", "0",
                        "--device", "cpu", "--split-by", "model_id"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "model_id" in err
+
+
+# ---------------------------------------------------------------- run folder: files, lock, full disk
+
+
+def test_rng_states_round_trip_through_a_safe_checkpoint() -> None:
+    import random
+
+    from fdsl.train.checkpoint import rng_states, set_rng_states
+
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    states = _torch_round_trip({"rng": rng_states()})["rng"]  # as resume reads them
+    first = (random.random(), np.random.random(), torch.rand(3))
+    random.seed(4), np.random.seed(5), torch.manual_seed(6)
+    set_rng_states(states)
+    again = (random.random(), np.random.random(), torch.rand(3))
+    assert first[:2] == again[:2] and torch.equal(first[2], again[2])
+
+
+def test_finetune_reads_safetensors_and_refuses_pickled_code(pretrained: tuple[Path, dict],
+                                                            tmp_path: Path) -> None:
+    from fdsl.train.trainer import build_trainer
+
+    run, _ = pretrained
+    source = load_checkpoint(run / "model.safetensors")["model"]
+    trainer = build_trainer(resolve_config("finetune", flags=dict(SMALL, epochs=1)), 3, 32,
+                            torch.device("cpu"), finetune_from=run / "model.safetensors")
+    mine = trainer.raw.state_dict()
+    assert torch.equal(mine["layer4.1.conv2.weight"], source["layer4.1.conv2.weight"])
+    assert mine["fc.weight"].shape == (3, 512)  # a fresh head for 3 classes
+    # A pickle that would run code on load is refused (weights_only=True), in one line.
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": {"fc.weight": torch.zeros(1)}, "hook": Patterns()}, evil)
+    with pytest.raises(FdslError, match="weights_only=True"):
+        load_checkpoint(evil)
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(FdslError, match="cannot read weights file"):
+        load_checkpoint(tmp_path / "bad.safetensors")
+
+
+def test_config_round_trip_and_print_config(pretrained: tuple[Path, dict], shards: Path,
+                                            tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import yaml
+
+    run, summary = pretrained
+    saved = json.loads((run / "config.json").read_text())["recipe_fields"]
+    code = cli.main(["--print-config", "--config", str(run / "config.yaml")])
+    assert code == 0 and yaml.safe_load(capsys.readouterr().out) == saved
+    code = cli.main(["--print-config", "--recipe", "fdsl-vit", "--lr", "0.5", "--set", "epochs=7"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert code == 0 and printed == resolve_config("fdsl-vit", flags={"lr": 0.5}, sets={"epochs": 7}).to_dict()
+    assert printed["model"] == "vit_tiny_patch16_224" and printed["optimizer"] == "adamw"
+    # Rerunning a finished run's config.yaml repeats it exactly.
+    again = tmp_path / "again"
+    code, err = _main(["--data", str(shards), "--out", str(again), "--config", str(run / "config.yaml")],
+                      capsys)
+    assert code == 0, err
+    assert json.loads((again / "config.json").read_text())["recipe_fields"] == saved
+    assert json.loads((again / "summary.json").read_text())["state_digest"] == summary["state_digest"]
+
+
+def test_version_flag(capsys: pytest.CaptureFixture) -> None:
+    import fdsl
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"train-classifier {fdsl.__version__}"
+
+
+def test_second_run_on_a_locked_folder_is_refused(shards: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    from fdsl.atomic import folder_lock
+
+    run = tmp_path / "run"
+    with folder_lock(run):  # as a first run holds it
+        code, err = _main(["--data", str(shards), "--out", str(run), "--epochs", "1", "--workers", "0",
+                           "--device", "cpu"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "in use by another fdsl run" in err
+    assert not (run / "checkpoint.pt").exists() and not (run / "config.yaml").exists()
+
+
+def test_disk_full_while_writing_the_checkpoint(shards: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture) -> None:
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if "checkpoint.pt" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    run = tmp_path / "run"
+    code, err = _main(["--data", str(shards), "--out", str(run), "--epochs", "1", "--workers", "0",
+                       "--device", "cpu", "--image-size", "32", "--batch-size", "32",
+                       "--model", "resnet18", "--no-analysis"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "disk full while writing checkpoint.pt into " + str(run) in err and "MiB needed" in err
+    assert not (run / "checkpoint.pt").exists()
+    assert not [p.name for p in run.iterdir() if ".tmp-" in p.name]  # no temporary file left
+    assert json.loads((run / "metrics.jsonl").read_text())["epoch"] == 0  # written before
+
+
+def test_tensorboard_flag(shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                          capsys: pytest.CaptureFixture) -> None:
+    argv = ["--data", str(shards), "--out", str(tmp_path / "tb"), "--epochs", "1", "--workers", "0",
+            "--device", "cpu", "--image-size", "32", "--batch-size", "32", "--model", "resnet18",
+            "--tensorboard", "--no-analysis"]
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
+        code, err = _main(argv, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "pip install tensorboard" in err
+    pytest.importorskip("tensorboard")
+    code, err = _main(argv, capsys)
+    assert code == 0, err
+    assert list((tmp_path / "tb" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+# ---------------------------------------------------------------- interfaces for studies
+
+
+def test_index_files_choose_train_and_held_out_rows(shards: Path, tmp_path: Path) -> None:
+    (tmp_path / "train.json").write_text(json.dumps(list(range(120))))
+    np.save(tmp_path / "val.npy", np.arange(200, 240))
+    summary = train_classifier(shards, tmp_path / "run", epochs=1, lr=0.05, analysis=False,
+                               train_indices=str(tmp_path / "train.json"),
+                               val_indices=str(tmp_path / "val.npy"), prune="random",
+                               keep_fraction=0.5, **SMALL)
+    assert summary["train_images"] == 60 and summary["val_images"] == 40  # 120 rows, half pruned
+    # Without val_indices, only the chosen rows are split (10% of 30 per class held out).
+    summary = train_classifier(shards, tmp_path / "split", epochs=1, analysis=False,
+                               train_indices=str(tmp_path / "train.json"), **SMALL)
+    assert summary["train_images"] == 108 and summary["val_images"] == 12
+    # val_indices index --val-data when given; all of --data then trains.
+    summary = train_classifier(shards, tmp_path / "other", val_data=shards, epochs=1, analysis=False,
+                               val_indices=str(tmp_path / "val.npy"), **SMALL)
+    assert summary["train_images"] == 240 and summary["val_images"] == 40
+
+
+def test_self_paced_ratio_augments_the_hardest_share(shards: Path, tmp_path: Path) -> None:
+    summary = train_classifier(shards, tmp_path / "run", epochs=1, lr=0.05, hflip=0.5,
+                               self_paced_ratio=0.25, analysis=False, **SMALL)
+    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
+    assert summary["train_images"] == 216 and record["train_images"] == 192  # 6 full batches of 32
+    assert record["aug_fraction"] == 0.25  # 8 of each batch of 32
+    assert record["aug_loss"] >= record["clean_loss"] > 0  # the highest un-augmented losses
+    with pytest.raises(FdslError, match="exclude each other"):
+        train_classifier(shards, tmp_path / "x", self_paced_ratio=0.5, self_paced_threshold=1.0, **SMALL)
+
+
+def test_analysis_is_merged_into_the_summary(pretrained: tuple[Path, dict], shards: Path,
+                                             tmp_path: Path) -> None:
+    pytest.importorskip("fdsl.train.analysis")
+    run, summary = pretrained
+    per_class = summary["per_class_top1"]
+    assert list(per_class) == Patterns().class_names()
+    # 6 held-out images per class: the mean of the per-class accuracies is the top-1.
+    assert np.mean(list(per_class.values())) == pytest.approx(summary["top1"])
+    assert json.loads((run / "summary.json").read_text())["per_class_top1"] == per_class
+    off = train_classifier(shards, tmp_path / "off", epochs=1, analysis=False, **SMALL)
+    assert "per_class_top1" not in off and off["top1"] is not None
+
+
+# ---------------------------------------------------------------- CPU runs of the CUDA-side options
+
+
+def test_bf16_autocast_and_channels_last_on_cpu(shards: Path, tmp_path: Path) -> None:
+    from fdsl.train.trainer import build_trainer
+
+    cpu = torch.device("cpu")
+    default = build_trainer(resolve_config("fractaldb-resnet", flags=SMALL), 4, 32, cpu)
+    with default.autocast():
+        assert not torch.is_autocast_enabled("cpu")  # the defaults leave CPU runs in float32
+    assert not default.raw.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    asked = build_trainer(resolve_config("fractaldb-resnet", flags=dict(SMALL, amp=True, channels_last=True)),
+                          4, 32, cpu)
+    assert asked.raw.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    with asked.autocast():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        assert asked.raw(asked.eval_inputs(torch.zeros(2, 1, 32, 32, dtype=torch.uint8))).dtype == torch.bfloat16
+    summary = train_classifier(shards, tmp_path / "bf16", epochs=3, lr=0.05, amp=True,
+                               channels_last=True, analysis=False, **SMALL)
+    assert summary["top1"] >= 0.6, summary  # learns as in float32 (chance 0.25)
+
+
+@pytest.mark.slow
+def test_compile_on_cpu(shards: Path, tmp_path: Path) -> None:
+    summary = train_classifier(shards, tmp_path / "compiled", epochs=1, lr=0.05, compile=True,
+                               analysis=False, **dict(SMALL, batch_size=64))
+    eager = train_classifier(shards, tmp_path / "eager", epochs=1, lr=0.05, analysis=False,
+                             **dict(SMALL, batch_size=64))
+    assert summary["train_images"] == eager["train_images"] == 216
+    assert summary["final_train_loss"] == pytest.approx(eager["final_train_loss"], rel=0.05)
