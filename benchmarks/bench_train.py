@@ -25,8 +25,8 @@ import torch
 
 from fdsl.datasets import ShardLoader
 from fdsl.datasets.build import RenderedBatch, build_dataset
-from fdsl.train.trainer import build_trainer, on_device
 from fdsl.train.recipes import resolve_config
+from fdsl.train.trainer import build_trainer, on_device
 
 RESULTS = Path(__file__).parent / "results" / "train.md"
 

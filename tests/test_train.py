@@ -158,7 +158,9 @@ def test_resume_is_bit_exact(shards: Path, tmp_path: Path) -> None:
     assert [json.loads(x)["epoch"] for x in lines] == [0, 1]
     with pytest.raises(FdslError, match="already holds a run"):
         train_classifier(shards, tmp_path / "full", **settings)
+    (tmp_path / "full" / ".checkpoint.pt.tmp-99999").write_bytes(b"half")  # as a SIGKILL leaves it
     again = train_classifier(shards, tmp_path / "full", overwrite=True, stop_after_epochs=1, **settings)
+    assert not (tmp_path / "full" / ".checkpoint.pt.tmp-99999").exists()
     assert again["epochs_done"] == 1 and len((tmp_path / "full" / "metrics.jsonl").read_text().splitlines()) == 1
     with pytest.raises(FdslError, match="--resume: lr"):
         train_classifier(shards, tmp_path / "full", resume=True, **dict(settings, lr=0.1))
@@ -731,7 +733,14 @@ def test_tensorboard_flag(shards: Path, tmp_path: Path, monkeypatch: pytest.Monk
     pytest.importorskip("tensorboard")
     code, err = _main(argv, capsys)
     assert code == 0, err
-    assert list((tmp_path / "tb" / "tensorboard").glob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb" / "tensorboard"))
+    events.Reload()
+    record = json.loads((tmp_path / "tb" / "metrics.jsonl").read_text())
+    logged = events.Scalars("train_loss")
+    assert [e.step for e in logged] == [1] and logged[0].value == pytest.approx(record["train_loss"])
+    assert events.Scalars("val_top1")[0].value == pytest.approx(record["val_top1"])
 
 
 # ---------------------------------------------------------------- interfaces for studies
@@ -776,7 +785,7 @@ def test_analysis_is_merged_into_the_summary(pretrained: tuple[Path, dict], shar
     assert np.mean(list(per_class.values())) == pytest.approx(summary["top1"])
     assert json.loads((run / "summary.json").read_text())["per_class_top1"] == per_class
     off = train_classifier(shards, tmp_path / "off", epochs=1, analysis=False, **SMALL)
-    assert "per_class_top1" not in off and off["top1"] is not None
+    assert "per_class_top1" not in off and 0.0 <= off["top1"] <= 1.0 and off["val_images"] == 24
 
 
 # ---------------------------------------------------------------- CPU runs of the CUDA-side options
@@ -802,10 +811,21 @@ def test_bf16_autocast_and_channels_last_on_cpu(shards: Path, tmp_path: Path) ->
 
 
 @pytest.mark.slow
-def test_compile_on_cpu(shards: Path, tmp_path: Path) -> None:
+def test_compile_on_cpu(shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Inductor's C++ code generation for ResNet-18 takes about 6 minutes on a busy 2-core CPU, so
+    # this traces the same model and training step with AOTAutograd and runs them eagerly:
+    # dynamo, graph breaks and the compiled backward are exercised; only the code generation is not.
+    real_compile = torch.compile
+    compiled = []
+
+    def compile_(model: torch.nn.Module, **kwargs: object) -> torch.nn.Module:
+        compiled.append(model)
+        return real_compile(model, backend="aot_eager")
+
+    monkeypatch.setattr(torch, "compile", compile_)
     summary = train_classifier(shards, tmp_path / "compiled", epochs=1, lr=0.05, compile=True,
                                analysis=False, **dict(SMALL, batch_size=64))
     eager = train_classifier(shards, tmp_path / "eager", epochs=1, lr=0.05, analysis=False,
                              **dict(SMALL, batch_size=64))
-    assert summary["train_images"] == eager["train_images"] == 216
-    assert summary["final_train_loss"] == pytest.approx(eager["final_train_loss"], rel=0.05)
+    assert len(compiled) == 1 and summary["train_images"] == eager["train_images"] == 216
+    assert summary["final_train_loss"] == pytest.approx(eager["final_train_loss"], rel=1e-3)

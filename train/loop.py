@@ -143,8 +143,12 @@ def _prepare_folder(out: Path, config: TrainConfig, ctx: Dist, *, resume: bool,
                     overwrite: bool) -> dict[str, Any] | None:
     """Clear (``overwrite``) or read back (``resume``) the run folder; the saved checkpoint or None."""
     path = out / ckpt.CHECKPOINT
-    if overwrite and not resume and ctx.main:
-        outputs.remove_run_outputs(out)
+    if ctx.main:
+        # Temporary files of a killed run; the lock says no other process is writing them.
+        for stale in out.glob(f".*{atomic.TMP_MARK}*"):
+            atomic.remove_quietly(stale)
+        if overwrite and not resume:
+            outputs.remove_run_outputs(out)
     barrier()
     if resume:
         if not path.is_file():
