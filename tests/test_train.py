@@ -754,10 +754,10 @@ def test_index_files_choose_train_and_held_out_rows(shards: Path, tmp_path: Path
                                val_indices=str(tmp_path / "val.npy"), prune="random",
                                keep_fraction=0.5, **SMALL)
     assert summary["train_images"] == 60 and summary["val_images"] == 40  # 120 rows, half pruned
-    # Without val_indices, only the chosen rows are split (10% of 30 per class held out).
+    # train_indices alone: those rows train, and nothing is held out (no automatic split).
     summary = train_classifier(shards, tmp_path / "split", epochs=1, analysis=False,
                                train_indices=str(tmp_path / "train.json"), **SMALL)
-    assert summary["train_images"] == 108 and summary["val_images"] == 12
+    assert summary["train_images"] == 120 and summary["val_images"] == 0 and summary["top1"] is None
     # val_indices index --val-data when given; all of --data then trains.
     summary = train_classifier(shards, tmp_path / "other", val_data=shards, epochs=1, analysis=False,
                                val_indices=str(tmp_path / "val.npy"), **SMALL)

@@ -126,7 +126,8 @@ def save_weights(model: nn.Module, path: Path) -> None:
     except Exception:  # noqa: BLE001
         log.warning("safetensors is not installed; %s not written (pip install safetensors)", path.name)
         return
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # Copies: safetensors refuses tensors that share storage (tied weights in some timm models).
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     write_file(path, save(tensors))
 
 

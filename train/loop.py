@@ -28,6 +28,7 @@ from fdsl import atomic
 from fdsl.errors import FdslError
 from fdsl.train import checkpoint as ckpt
 from fdsl.train import outputs
+from fdsl.train.checkpoint import CHECKPOINT, load_checkpoint
 from fdsl.train.distributed import (
     Dist,
     barrier,
@@ -41,6 +42,9 @@ from fdsl.train.recipes import TrainConfig, resolve_config, save_config
 from fdsl.train.splits import Splits, open_splits, pruned
 
 log = logging.getLogger(__name__)
+
+# What callers (run-study) import from here besides train_classifier.
+__all__ = ["CHECKPOINT", "load_checkpoint", "resolve_run_config", "train_classifier"]
 
 
 def resolve_run_config(recipe: str = "fractaldb-resnet", *, model: str | None = None,
@@ -142,7 +146,7 @@ def train_classifier(
 def _prepare_folder(out: Path, config: TrainConfig, ctx: Dist, *, resume: bool,
                     overwrite: bool) -> dict[str, Any] | None:
     """Clear (``overwrite``) or read back (``resume``) the run folder; the saved checkpoint or None."""
-    path = out / ckpt.CHECKPOINT
+    path = out / CHECKPOINT
     if ctx.main:
         # Temporary files of a killed run; the lock says no other process is writing them.
         for stale in out.glob(f".*{atomic.TMP_MARK}*"):
@@ -152,8 +156,8 @@ def _prepare_folder(out: Path, config: TrainConfig, ctx: Dist, *, resume: bool,
     barrier()
     if resume:
         if not path.is_file():
-            raise FdslError(f"--resume: no {ckpt.CHECKPOINT} in {out}")
-        saved = ckpt.load_checkpoint(path)
+            raise FdslError(f"--resume: no {CHECKPOINT} in {out}")
+        saved = load_checkpoint(path)
         ckpt.check_resume(config.to_dict(), saved.get("config", {}), out)
         return saved
     if path.is_file():
@@ -214,7 +218,7 @@ def _train(out: Path, config: TrainConfig, splits: Splits, extra: dict[str, Any]
              "train_images": len(train_idx), "val_images": len(val_idx),
              "seconds": round(time.perf_counter() - started, 2), "device": str(dev),
              "world_size": ctx.world_size, "state_digest": ckpt.state_digest(trainer.raw),
-             "run_dir": str(out), "checkpoint": str(out / ckpt.CHECKPOINT),
+             "run_dir": str(out), "checkpoint": str(out / CHECKPOINT),
              "weights": str(out / ckpt.WEIGHTS)}
     summary = outputs.make_summary(history, facts)
     if ctx.main:
@@ -231,7 +235,7 @@ def _end_epoch(out: Path, trainer: Any, record: dict[str, Any], history: list[di
     state = {"model": trainer.raw.state_dict(), "optimizer": trainer.optimizer.state_dict(),
              "schedule": trainer.schedule.state_dict(), "epoch": epoch, "rng": rngs,
              "config": config.to_dict(), "model_name": config.model, **extra}
-    ckpt.save_checkpoint(state, out / ckpt.CHECKPOINT)
+    ckpt.save_checkpoint(state, out / CHECKPOINT)
     if config.save_every and (epoch + 1) % config.save_every == 0:
         ckpt.save_checkpoint(state, out / f"checkpoint-epoch{epoch + 1:03d}.pt")
     outputs.write_curves(out, history, title=f"{config.model} on {Path(extra['data']).name}")

@@ -70,9 +70,9 @@ class TrainConfig:
     prune: str = "none"
     prune_field: str = ""
     keep_fraction: float = 1.0
-    # Row indices (.npy or .json list of ints): train_indices picks the training rows of the data
-    # (before pruning); val_indices the held-out rows (of val_data if given, else of the data),
-    # which replaces the automatic val_fraction split.
+    # Row indices (.npy or .json list of ints): train_indices are the training rows of the data
+    # (before pruning); val_indices the held-out rows (of val_data if given, else of the data).
+    # Either one turns the automatic val_fraction split off.
     train_indices: str = ""
     val_indices: str = ""
     seed: int = 0

@@ -69,9 +69,10 @@ def _groups(source: data_mod.DataSource, field: str) -> np.ndarray:
 def open_splits(data: str | Path, val_data: str | Path | None, config: TrainConfig) -> Splits:
     """Open ``data`` (and ``val_data``) and choose the rows of each side.
 
-    ``train_indices`` restricts the training rows of ``data``. The held-out rows are
-    ``val_indices`` (of ``val_data`` if given, else of ``data``; no overlap with the training
-    rows), else all of ``val_data``, else a stratified ``val_fraction`` of the training rows.
+    ``train_indices`` are the training rows of ``data``. The held-out rows are ``val_indices``
+    (of ``val_data`` if given, else of ``data``; no overlap with the training rows), else all of
+    ``val_data``. Index files turn the automatic split off: ``train_indices`` alone leaves no
+    held-out set. Without any, a stratified ``val_fraction`` of ``data`` is held out.
     """
     train_src = data_mod.open_data(data, config.image_size, config.resize_ratio)
     size = len(train_src.labels)
@@ -92,11 +93,13 @@ def open_splits(data: str | Path, val_data: str | Path | None, config: TrainConf
             raise FdslError(f"train_indices and val_indices share {len(shared)} rows of {data} "
                             f"(first: {int(shared[0])})")
         return Splits(train_src, rows, train_src, val_idx)
-    base = np.arange(size) if rows is None else rows
-    groups = _groups(train_src, config.split_by)[base] if config.split_by else None
-    train_pos, val_pos = data_mod.split_indices(train_src.labels[base], config.val_fraction,
-                                                config.seed, groups)
-    return Splits(train_src, base[train_pos], train_src, base[val_pos])
+    if rows is not None:
+        log.info("train_indices without val_indices: no held-out set")
+        return Splits(train_src, rows, train_src, np.zeros(0, np.int64))
+    groups = _groups(train_src, config.split_by) if config.split_by else None
+    train_idx, val_idx = data_mod.split_indices(train_src.labels, config.val_fraction, config.seed,
+                                                groups)
+    return Splits(train_src, train_idx, train_src, val_idx)
 
 
 def pruned(source: Any, train_idx: np.ndarray, config: TrainConfig) -> np.ndarray:
