@@ -17,6 +17,7 @@ from torch import nn  # noqa: E402
 from fdsl.train.analysis import (  # noqa: E402
     SHEET_SIZE,
     _attention_weights,
+    _normalise_maps,
     grad_cam,
     per_class_accuracy,
     where_model_looks,
@@ -101,6 +102,26 @@ def test_grad_cam_points_at_the_evidence() -> None:
     assert cam.shape == (2, 16, 16) and float(cam.min()) >= 0 and float(cam.max()) == pytest.approx(1)
     assert float(cam[0, :4, :4].min()) == pytest.approx(1) and float(cam[0, 8:, 8:].max()) == 0
     assert float(cam[1, 10:, 12:].min()) == pytest.approx(1) and float(cam[1, :8, :8].max()) == 0
+
+
+def test_grad_cam_picks_a_stage_wide_enough_on_small_images() -> None:
+    torch.manual_seed(0)
+    model = build_model("resnet18", 3, 16).eval()
+    x = torch.randn(2, 3, 16, 16)
+    method, maps = where_model_looks(model, x)
+    assert method == "Grad-CAM" and maps.shape == (2, 16, 16)
+    assert float(maps.amax((1, 2)).min()) == pytest.approx(1) and float(maps.amin((1, 2)).max()) == 0
+    # layer4 is 1 x 1 at 16 px; layer1 (4 x 4) is the deepest stage wide enough: its Grad-CAM
+    acts: list[torch.Tensor] = []
+    hook = model.layer1.register_forward_hook(lambda _m, _i, o: acts.append(o))
+    logits = model(x)
+    hook.remove()
+    assert acts[0].shape[-2:] == (4, 4)
+    (grad,) = torch.autograd.grad(logits.gather(1, logits.argmax(1, keepdim=True)).sum(), acts[0])
+    cam = torch.relu((grad.mean((2, 3), keepdim=True) * acts[0]).sum(1)).detach()
+    assert torch.allclose(maps, _normalise_maps(cam, (16, 16)), atol=1e-5)
+    flat = _normalise_maps(torch.full((1, 2, 2), 3.0) + torch.tensor([[0.0, 1e-9], [0.0, 0.0]]), (4, 4))
+    assert torch.equal(flat, torch.zeros(1, 4, 4))  # float noise on a flat map is not drawn
 
 
 def test_rollout_uses_the_models_own_attention() -> None:

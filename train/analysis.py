@@ -7,8 +7,8 @@
 - ``misclassified.png``: a contact sheet of the held-out images misclassified with the highest
   confidence (true class, predicted class, probability);
 - ``attention_maps.png``: where the model looks for a few held-out images, one per class first:
-  Grad-CAM on the last convolutional stage of a ResNet, attention rollout (Abnar & Zuidema 2020)
-  through every block of a ViT. FDSL-trained ViTs are reported to attend to contours.
+  Grad-CAM on the last ResNet stage at least ``MIN_CAM_SIDE`` pixels wide, attention rollout
+  (Abnar & Zuidema 2020) through every block of a ViT. FDSL-trained ViTs are reported to attend to contours.
 
 The models are read through hooks only; nothing in them changes.
 """
@@ -35,47 +35,57 @@ log = logging.getLogger(__name__)
 SHEET_SIZE = 16  # images on the misclassified contact sheet
 MAP_IMAGES = 4  # images whose attention / Grad-CAM maps are drawn
 ANNOTATE_UP_TO = 20  # classes up to which the confusion plot prints counts and names
+MIN_CAM_SIDE = 4  # Grad-CAM uses the deepest stage at least this many pixels on a side
 
 
 # ---------------------------------------------------------------- where the model looks
 
 
-def _cam_layer(model: nn.Module) -> nn.Module | None:
-    """The last convolutional stage: ``layer4`` of a ResNet, else the last Conv2d module."""
-    if isinstance(getattr(model, "layer4", None), nn.Module):
-        return model.layer4
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    return convs[-1] if convs else None
+def _cam_layers(model: nn.Module) -> list[nn.Module]:
+    """Grad-CAM candidates, deepest first: a ResNet's stages, else the last Conv2d module."""
+    stages = [getattr(model, f"layer{i}", None) for i in (4, 3, 2, 1)]
+    stages = [s for s in stages if isinstance(s, nn.Module)]
+    return stages or [m for m in model.modules() if isinstance(m, nn.Conv2d)][-1:]
 
 
 def _normalise_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """[B, h, w] -> [B, H, W] upsampled, each map scaled to [0, 1]."""
+    """[B, h, w] -> [B, H, W] upsampled, each map scaled to [0, 1] (a flat map is all 0)."""
     maps = F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
     low = maps.flatten(1).min(1).values.view(-1, 1, 1)
-    high = maps.flatten(1).max(1).values.view(-1, 1, 1)
-    return (maps - low) / (high - low).clamp_min(1e-12)
+    span = maps.flatten(1).max(1).values.view(-1, 1, 1) - low
+    flat = span <= 1e-6 * (low.abs() + span) + 1e-12  # float noise, not a map
+    return torch.where(flat, torch.zeros_like(maps), (maps - low) / span.clamp_min(1e-12))
 
 
-def grad_cam(model: nn.Module, inputs: torch.Tensor, layer: nn.Module) -> torch.Tensor | None:
-    """Grad-CAM (Selvaraju et al. 2017) of the predicted class at ``layer``: [B, H, W] in [0, 1].
+def grad_cam(model: nn.Module, inputs: torch.Tensor,
+             layers: nn.Module | list[nn.Module]) -> torch.Tensor | None:
+    """Grad-CAM (Selvaraju et al. 2017) of the predicted class: [B, H, W] in [0, 1].
 
-    The gradient is taken with respect to the layer's activation only, so no parameter's
-    ``.grad`` is touched. None when the prediction does not go through ``layer``.
+    Of ``layers`` (deepest first) the first whose activation is at least ``MIN_CAM_SIDE`` pixels
+    on a side is used: a ResNet's last stage is 1 x 1 on small images and would show nothing. The
+    gradient is taken with respect to that activation only, so no parameter's ``.grad`` is
+    touched. None when the prediction goes through none of the layers.
     """
-    captured: list[torch.Tensor] = []
-    handle = layer.register_forward_hook(lambda _m, _i, output: captured.append(output))
+    layers = [layers] if isinstance(layers, nn.Module) else list(layers)
+    captured: dict[int, torch.Tensor] = {}
+    handles = [layer.register_forward_hook(
+        lambda _m, _i, output, k=k: captured.__setitem__(k, output)) for k, layer in enumerate(layers)]
     try:
         with torch.enable_grad():
             logits = model(inputs)
-            if not captured or not captured[-1].requires_grad:
+            found = [k for k in sorted(captured) if captured[k].requires_grad]
+            if not found:
                 return None
+            wide = [k for k in found if min(captured[k].shape[-2:]) >= MIN_CAM_SIDE]
+            pick = wide[0] if wide else max(found, key=lambda k: captured[k].shape[-1] * captured[k].shape[-2])
             score = logits.gather(1, logits.argmax(1, keepdim=True)).sum()
-            (grad,) = torch.autograd.grad(score, captured[-1], allow_unused=True)
+            (grad,) = torch.autograd.grad(score, captured[pick], allow_unused=True)
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
     if grad is None:
         return None
-    activation = captured[-1].detach()
+    activation = captured[pick].detach()
     cam = F.relu((grad.mean((2, 3), keepdim=True) * activation).sum(1))
     return _normalise_maps(cam, tuple(inputs.shape[-2:]))
 
@@ -124,8 +134,8 @@ def where_model_looks(model: nn.Module, inputs: torch.Tensor) -> tuple[str, torc
     if blocks is not None and all(hasattr(getattr(b, "attn", None), "qkv") for b in blocks):
         maps = attention_rollout(model, inputs)
         return None if maps is None else ("attention rollout", maps)
-    layer = _cam_layer(model)
-    maps = None if layer is None else grad_cam(model, inputs, layer)
+    layers = _cam_layers(model)
+    maps = grad_cam(model, inputs, layers) if layers else None
     return None if maps is None else ("Grad-CAM", maps)
 
 
