@@ -25,8 +25,8 @@ import torch
 
 from fdsl.datasets import ShardLoader
 from fdsl.datasets.build import RenderedBatch, build_dataset
-from fdsl.train.loop import _on_device, build_trainer
 from fdsl.train.recipes import resolve_config
+from fdsl.train.trainer import build_trainer, on_device
 
 RESULTS = Path(__file__).parent / "results" / "train.md"
 
@@ -101,7 +101,7 @@ def measure(config_overrides: dict, recipe: str, data: Path, device: torch.devic
         epoch = 0
         while True:
             loader.set_epoch(epoch)
-            yield from _on_device(loader, device)
+            yield from on_device(loader, device)
             epoch += 1
 
     fed = timed(epochs())

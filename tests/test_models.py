@@ -106,3 +106,15 @@ def test_load_backbone_keeps_backbone_weights(models: dict) -> None:
     assert torch.equal(target.layer3[1].conv2.weight, source["layer3.1.conv2.weight"])
     assert torch.equal(target.bn1.running_var, source["bn1.running_var"])
     assert target.fc.out_features == 4
+
+
+def test_timm_that_breaks_on_import_gives_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A timm whose import raises something other than ImportError (a torch/torchvision mismatch
+    # raises RuntimeError or AttributeError) must still give one clear line.
+    (tmp_path / "timm").mkdir()
+    (tmp_path / "timm" / "__init__.py").write_text("raise RuntimeError('operator torchvision::nms does not exist')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(__import__("sys").modules, "timm", raising=False)
+    with pytest.raises(FdslError, match="needs a working timm.*RuntimeError: operator torchvision::nms") as exc:
+        build_model("timm:resnet18", 10)
+    assert "\n" not in str(exc.value)

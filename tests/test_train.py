@@ -3,9 +3,12 @@ fine-tuning on an ImageFolder tree, recipes and bad-input errors."""
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import socket
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,18 +22,21 @@ from PIL import Image  # noqa: E402
 from fdsl.datasets.build import RenderedBatch, build_dataset  # noqa: E402
 from fdsl.errors import FdslError  # noqa: E402
 from fdsl.train import cli  # noqa: E402
-from fdsl.train.augment import DeviceAugment, mix_batch, one_hot, random_crop  # noqa: E402
-from fdsl.train.data import ImageFolderDataset, MapLoader, open_data, split_indices  # noqa: E402
-from fdsl.train.loop import (  # noqa: E402
-    LRSchedule,
-    frozen_bn_stats,
-    load_checkpoint,
-    per_sample_loss,
-    self_paced_flags,
-    train_classifier,
+from fdsl.train.augment import (  # noqa: E402
+    DeviceAugment,
+    mix_batch,
+    one_hot,
+    random_crop,
+    select_for_augmentation,
 )
+from fdsl.train.checkpoint import load_checkpoint  # noqa: E402
+from fdsl.train.data import ImageFolderDataset, MapLoader, open_data, split_indices  # noqa: E402
+from fdsl.train.loop import train_classifier  # noqa: E402
 from fdsl.train.models import build_model  # noqa: E402
 from fdsl.train.recipes import RECIPES, TrainConfig, parse_set, resolve_config  # noqa: E402
+from fdsl.train.scheduler import LRSchedule  # noqa: E402
+from fdsl.train.splits import pruned  # noqa: E402
+from fdsl.train.trainer import frozen_bn_stats, per_sample_loss  # noqa: E402
 
 torch.set_num_threads(1)  # 2 threads crawl when other jobs share the 2 cores
 SMALL = dict(model="resnet18", image_size=32, batch_size=32, workers=0, resize_ratio=1.0)
@@ -120,9 +126,19 @@ def test_tiny_run_learns_and_writes_outputs(pretrained: tuple[Path, dict]) -> No
     saved = json.loads((run / "config.json").read_text())
     assert saved["recipe_fields"]["lr"] == 0.05 and saved["recipe_fields"]["image_size"] == 32
     assert saved["classes"] == Patterns().class_names()
-    checkpoint = load_checkpoint(run / "checkpoint.pt")
-    assert checkpoint["epoch"] == 2 and set(checkpoint["rng"]) >= {"python", "numpy", "torch"}
+    # Loadable with torch's safe default, RNG states included.
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert checkpoint["epoch"] == 2 and len(checkpoint["rng"]) == 1
+    assert set(checkpoint["rng"][0]) >= {"python", "numpy", "torch"}
     assert checkpoint["model"]["fc.weight"].shape == (4, 512)
+    assert checkpoint["config"]["lr"] == 0.05 and checkpoint["train_images"] == summary["train_images"] == 216
+    # The weights alone, under torchvision's keys, equal the checkpoint's.
+    from safetensors.torch import load_file
+
+    weights = load_file(run / "model.safetensors")
+    assert set(weights) == set(build_model("resnet18", 4).state_dict())  # safetensors sorts keys
+    assert all(torch.equal(weights[k], checkpoint["model"][k]) for k in weights)
+    assert summary["weights"] == str(run / "model.safetensors")
 
 
 def test_resume_is_bit_exact(shards: Path, tmp_path: Path) -> None:
@@ -142,7 +158,9 @@ def test_resume_is_bit_exact(shards: Path, tmp_path: Path) -> None:
     assert [json.loads(x)["epoch"] for x in lines] == [0, 1]
     with pytest.raises(FdslError, match="already holds a run"):
         train_classifier(shards, tmp_path / "full", **settings)
+    (tmp_path / "full" / ".checkpoint.pt.tmp-99999").write_bytes(b"half")  # as a SIGKILL leaves it
     again = train_classifier(shards, tmp_path / "full", overwrite=True, stop_after_epochs=1, **settings)
+    assert not (tmp_path / "full" / ".checkpoint.pt.tmp-99999").exists()
     assert again["epochs_done"] == 1 and len((tmp_path / "full" / "metrics.jsonl").read_text().splitlines()) == 1
     with pytest.raises(FdslError, match="--resume: lr"):
         train_classifier(shards, tmp_path / "full", resume=True, **dict(settings, lr=0.1))
@@ -154,7 +172,8 @@ def test_vit_recipe_with_self_paced_augmentation_and_val_data(shards: Path, tmp_
                                self_paced_threshold=1.0, warmup_epochs=0.5)
     record = json.loads((tmp_path / "vit" / "metrics.jsonl").read_text())
     assert summary["model"] == "vit_tiny_patch16_224" and summary["val_images"] == 240
-    assert 0.0 < record["augmented_fraction"] < 1.0  # only the samples with loss >= 1 were augmented
+    assert 0.0 < record["aug_fraction"] < 1.0  # only the samples with loss >= 1 were augmented
+    assert record["aug_loss"] >= 1.0 > record["clean_loss"]  # their un-augmented losses
     assert record["lr"] < 1e-3  # warm-up
 
 
@@ -178,8 +197,12 @@ def _ddp_worker(rank: int, world: int, port: int, data: str, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
+    handler = logging.FileHandler(Path(out).parent / f"rank{rank}.log")
+    logging.getLogger("fdsl").addHandler(handler)
+    logging.getLogger("fdsl").setLevel(logging.INFO)
     summary = train_classifier(data, out, epochs=1, lr=0.02, hflip=0.5, device="cpu",
                                **dict(SMALL, batch_size=32))
+    handler.close()
     Path(out, f"rank{rank}.json").write_text(json.dumps(summary))
     torch.distributed.destroy_process_group()
 
@@ -191,6 +214,10 @@ def test_ddp_two_cpu_processes_end_identical(shards: Path, tmp_path: Path) -> No
     assert summaries[0]["state_digest"] == summaries[1]["state_digest"]
     assert summaries[0]["world_size"] == 2 and summaries[0]["top1"] == summaries[1]["top1"]
     assert summaries[0]["val_images"] == 24
+    logs = [(tmp_path / f"rank{r}.log").read_text() for r in (0, 1)]
+    assert "epoch 1/1: " in logs[0] and "epoch 1/1" not in logs[1]  # rank 0 alone logs epochs
+    rngs = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)["rng"]
+    assert len(rngs) == 2 and not torch.equal(rngs[0]["torch"], rngs[1]["torch"])  # one per rank
     # The training loader gives the ranks disjoint, equal-length parts of the training split.
     source = open_data(shards, 32, 1.0)
     train_idx, _ = split_indices(source.labels, 0.1, 0)
@@ -256,7 +283,7 @@ def test_self_paced_batch_mixes_augmented_and_original() -> None:
     x = aug.prepare(images)
     assert x.shape == (8, 3, 32, 32)  # grey repeated to 3 channels
     losses = torch.tensor([0.1, 2.0, 0.5, 3.0, 0.0, 0.49, 0.51, 1.0])
-    flagged = self_paced_flags(losses, 0.5)
+    flagged = select_for_augmentation(losses, threshold=0.5, ratio=0.0)
     assert flagged.tolist() == [False, True, True, True, False, False, True, True]
     torch.manual_seed(5)
     augmented, aug_target = aug.augment(x, labels)
@@ -268,7 +295,7 @@ def test_self_paced_batch_mixes_augmented_and_original() -> None:
     assert torch.equal(target[~flagged], one_hot(labels, 4)[~flagged])
     assert torch.equal(target[flagged], aug_target[flagged])
     assert torch.allclose(target.sum(1), torch.ones(8))
-    assert self_paced_flags(losses, 0.0).all()
+    assert select_for_augmentation(losses, threshold=0.0, ratio=0.0).all()
 
 
 def test_mix_batch_targets_match_pixels() -> None:
@@ -365,30 +392,71 @@ def test_split_is_stratified_and_seeded() -> None:
     assert not np.array_equal(val, split_indices(labels, 0.2, seed=4)[1])
 
 
+def _lrs(schedule: LRSchedule, optimizer: torch.optim.Optimizer, steps: int,
+         val_losses: dict[int, float] | None = None, per_epoch: int = 1) -> list[float]:
+    lrs = []
+    for i in range(steps):
+        lrs.append(schedule.lr)
+        optimizer.step()
+        schedule.step_iteration()
+        if val_losses is not None and (i + 1) % per_epoch == 0:
+            schedule.end_epoch(val_losses.get((i + 1) // per_epoch, 1.0))
+    return lrs
+
+
 def test_lr_schedules() -> None:
     param = torch.nn.Parameter(torch.zeros(1))
-    step = LRSchedule(torch.optim.SGD([param], lr=1.0), TrainConfig(lr=1.0, epochs=9), steps_per_epoch=2)
-    lrs = []
-    for _ in range(18):
-        lrs.append(step.lr)
-        step.step_iteration()
+    opt = torch.optim.SGD([param], lr=1.0)
+    step = LRSchedule(opt, TrainConfig(lr=1.0, epochs=9), steps_per_epoch=2)
+    lrs = _lrs(step, opt, 18)
     assert lrs[::2] == pytest.approx([1, 1, 1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01])
-    cosine = LRSchedule(torch.optim.SGD([param], lr=1.0),
-                        TrainConfig(lr=1.0, epochs=10, schedule="cosine", warmup_epochs=2), 5)
-    lrs = []
-    for _ in range(50):
-        lrs.append(cosine.lr)
-        cosine.step_iteration()
-    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
-    assert lrs[10] == pytest.approx(1.0) and lrs[-1] < 0.01 and lrs[30] < lrs[20]
-    plateau = LRSchedule(torch.optim.SGD([param], lr=1.0),
-                         TrainConfig(lr=1.0, schedule="plateau", plateau_patience=1, gamma=0.5), 3)
+    assert lrs[5] == 1.0 and lrs[6] == pytest.approx(0.1)  # the step falls on the epoch's first iteration
+    opt = torch.optim.SGD([param], lr=1.0)
+    cosine = LRSchedule(opt, TrainConfig(lr=1.0, epochs=10, schedule="cosine", warmup_epochs=2), 5)
+    lrs = _lrs(cosine, opt, 50)
+    assert lrs[0] == pytest.approx(0.1) and lrs[4] == pytest.approx(0.5) and lrs[9] == pytest.approx(1.0)
+    assert lrs[10] == pytest.approx(1.0) and lrs[30] == pytest.approx(0.5)  # half-way through the cosine
+    assert lrs[-1] == pytest.approx(0.5 * (1 + np.cos(np.pi * 39 / 40)))
+    opt = torch.optim.SGD([param], lr=1.0)
+    plateau = LRSchedule(opt, TrainConfig(lr=1.0, schedule="plateau", plateau_patience=1, gamma=0.5), 3)
     for val_loss in (1.0, 0.9, 0.95, 0.95, 0.8):
         plateau.end_epoch(val_loss)
     assert plateau.lr == pytest.approx(0.5)  # two epochs without improvement > patience 1
-    restored = LRSchedule(torch.optim.SGD([param], lr=1.0), plateau.config, 3)
-    restored.load_state_dict(plateau.state_dict())
-    assert restored.lr == plateau.lr
+
+
+@pytest.mark.parametrize("fields", [
+    dict(schedule="step", warmup_epochs=1.5, step_at=[0.3, 0.6]),
+    dict(schedule="cosine", warmup_epochs=2, min_lr=0.01),
+    dict(schedule="plateau", warmup_epochs=1, plateau_patience=0, gamma=0.5),
+    dict(schedule="constant", warmup_epochs=3),
+])
+def test_lr_schedule_resumes_exactly_from_state_dicts(fields: dict) -> None:
+    config = TrainConfig(lr=0.4, epochs=10, **fields)
+    losses = {e: 1.0 / (1 + e % 3) for e in range(11)}  # improves, then stalls: plateau moves
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=config.lr)
+    whole = _lrs(LRSchedule(opt, config, 4), opt, 40, losses, 4)
+    opt = torch.optim.SGD([param], lr=config.lr)
+    first = LRSchedule(opt, config, 4)
+    head = _lrs(first, opt, 16, losses, 4)
+    saved = {"optimizer": opt.state_dict(), "schedule": first.state_dict()}
+    saved = _torch_round_trip(saved)
+    opt2 = torch.optim.SGD([param], lr=config.lr)
+    second = LRSchedule(opt2, config, 4)
+    opt2.load_state_dict(saved["optimizer"])
+    second.load_state_dict(saved["schedule"])
+    tail = _lrs(second, opt2, 24, {e - 4: v for e, v in losses.items()}, 4)
+    assert head + tail == whole  # bit for bit
+    assert len(set(whole)) > 3  # the schedule did move
+
+
+def _torch_round_trip(obj: dict) -> dict:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
 
 
 # ---------------------------------------------------------------- bad input
@@ -409,10 +477,30 @@ def test_lr_schedules() -> None:
     (["--data", "{shards}", "--out", "{tmp}/o", "--set", "drop_path=2"], "drop_path"),
     (["--data", "{shards}", "--out", "{tmp}/junk.pt"], "cannot write to the run folder"),
     (["--data", "{shards}", "--out", "/proc/fdsl-run"], "cannot write to the run folder"),
+    (["--data", "{shards}"], "required: --out"),
+    (["--out", "{tmp}/o"], "required: --data"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--self-paced-ratio", "1.5"], "[0, 1]"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--self-paced-ratio", "0.5",
+      "--self-paced-threshold", "1"], "exclude each other"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--amp", "yes"], "unrecognized arguments"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--train-indices", "{tmp}/none.json"], "does not exist"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--train-indices", "{tmp}/big.json"],
+     "index 240 is out of range for 240 images"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--train-indices", "{tmp}/floats.json"],
+     "integer row indices"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--val-indices", "{tmp}/twice.npy"], "listed twice"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--val-indices", "{tmp}/junk.pt"], ".npy or .json"),
+    (["--data", "{shards}", "--out", "{tmp}/o", "--train-indices", "{tmp}/low.json",
+      "--val-indices", "{tmp}/twice.json"], "share 1 rows"),
 ])
 def test_bad_input_exits_2_with_one_line(argv: list[str], message: str, shards: Path, tmp_path: Path,
                                          capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "big.json").write_text("[0, 5, 240]")
+    (tmp_path / "floats.json").write_text("[0, 1.5]")
+    (tmp_path / "low.json").write_text("[0, 1, 2, 3]")
+    (tmp_path / "twice.json").write_text("[3, 9]")
+    np.save(tmp_path / "twice.npy", np.array([4, 7, 4]))
     argv = [a.format(tmp=tmp_path, shards=shards) for a in argv]
     code, err = _main(argv + ["--workers", "0", "--device", "cpu"], capsys)
     assert code == 2
@@ -456,7 +544,6 @@ class PatternsWithBrightness(Patterns):
 
 def test_pruning_keeps_the_brightest_half_of_each_class(tmp_path: Path) -> None:
     from fdsl.datasets import ShardDataset
-    from fdsl.train import loop
 
     data = tmp_path / "data"
     build_dataset(PatternsWithBrightness(per_class=20), data, shard_size=100, backend="inline", workers=1)
@@ -470,7 +557,7 @@ def test_pruning_keeps_the_brightest_half_of_each_class(tmp_path: Path) -> None:
                                                            prune_field="brightness", keep_fraction=0.5))
     source = open_data(data, 32, 1.0)
     train_idx, _ = split_indices(source.labels, 0.25, config.seed)
-    kept = loop._pruned(source, train_idx, config)
+    kept = pruned(source, train_idx, config)
     brightness = ds.metadata["brightness"]
     for label in range(4):
         members = train_idx[source.labels[train_idx] == label]
@@ -531,3 +618,214 @@ def test_split_by_unknown_field_exits_2(shards: Path, tmp_path: Path, capsys: py
     code, err = _main(["--data", str(shards), "--out", str(tmp_path / "o"), "--workers", "0",
                        "--device", "cpu", "--split-by", "model_id"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "model_id" in err
+
+
+# ---------------------------------------------------------------- run folder: files, lock, full disk
+
+
+def test_rng_states_round_trip_through_a_safe_checkpoint() -> None:
+    import random
+
+    from fdsl.train.checkpoint import rng_states, set_rng_states
+
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    states = _torch_round_trip({"rng": rng_states()})["rng"]  # as resume reads them
+    first = (random.random(), np.random.random(), torch.rand(3))
+    random.seed(4), np.random.seed(5), torch.manual_seed(6)
+    set_rng_states(states)
+    again = (random.random(), np.random.random(), torch.rand(3))
+    assert first[:2] == again[:2] and torch.equal(first[2], again[2])
+
+
+def test_finetune_reads_safetensors_and_refuses_pickled_code(pretrained: tuple[Path, dict],
+                                                            tmp_path: Path) -> None:
+    from fdsl.train.trainer import build_trainer
+
+    run, _ = pretrained
+    source = load_checkpoint(run / "model.safetensors")["model"]
+    trainer = build_trainer(resolve_config("finetune", flags=dict(SMALL, epochs=1)), 3, 32,
+                            torch.device("cpu"), finetune_from=run / "model.safetensors")
+    mine = trainer.raw.state_dict()
+    assert torch.equal(mine["layer4.1.conv2.weight"], source["layer4.1.conv2.weight"])
+    assert mine["fc.weight"].shape == (3, 512)  # a fresh head for 3 classes
+    # A pickle that would run code on load is refused (weights_only=True), in one line.
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": {"fc.weight": torch.zeros(1)}, "hook": Patterns()}, evil)
+    with pytest.raises(FdslError, match="weights_only=True"):
+        load_checkpoint(evil)
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(FdslError, match="cannot read weights file"):
+        load_checkpoint(tmp_path / "bad.safetensors")
+
+
+def test_config_round_trip_and_print_config(pretrained: tuple[Path, dict], shards: Path,
+                                            tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import yaml
+
+    run, summary = pretrained
+    saved = json.loads((run / "config.json").read_text())["recipe_fields"]
+    code = cli.main(["--print-config", "--config", str(run / "config.yaml")])
+    assert code == 0 and yaml.safe_load(capsys.readouterr().out) == saved
+    code = cli.main(["--print-config", "--recipe", "fdsl-vit", "--lr", "0.5", "--set", "epochs=7"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert code == 0 and printed == resolve_config("fdsl-vit", flags={"lr": 0.5}, sets={"epochs": 7}).to_dict()
+    assert printed["model"] == "vit_tiny_patch16_224" and printed["optimizer"] == "adamw"
+    # Rerunning a finished run's config.yaml repeats it exactly.
+    again = tmp_path / "again"
+    code, err = _main(["--data", str(shards), "--out", str(again), "--config", str(run / "config.yaml")],
+                      capsys)
+    assert code == 0, err
+    assert json.loads((again / "config.json").read_text())["recipe_fields"] == saved
+    assert json.loads((again / "summary.json").read_text())["state_digest"] == summary["state_digest"]
+
+
+def test_version_flag(capsys: pytest.CaptureFixture) -> None:
+    import fdsl
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"train-classifier {fdsl.__version__}"
+
+
+def test_second_run_on_a_locked_folder_is_refused(shards: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    from fdsl.atomic import folder_lock
+
+    run = tmp_path / "run"
+    with folder_lock(run):  # as a first run holds it
+        code, err = _main(["--data", str(shards), "--out", str(run), "--epochs", "1", "--workers", "0",
+                           "--device", "cpu"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "in use by another fdsl run" in err
+    assert not (run / "checkpoint.pt").exists() and not (run / "config.yaml").exists()
+
+
+def test_disk_full_while_writing_the_checkpoint(shards: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture) -> None:
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if "checkpoint.pt" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    run = tmp_path / "run"
+    code, err = _main(["--data", str(shards), "--out", str(run), "--epochs", "1", "--workers", "0",
+                       "--device", "cpu", "--image-size", "32", "--batch-size", "32",
+                       "--model", "resnet18", "--no-analysis"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "disk full while writing checkpoint.pt into " + str(run) in err and "MiB needed" in err
+    assert not (run / "checkpoint.pt").exists()
+    assert not [p.name for p in run.iterdir() if ".tmp-" in p.name]  # no temporary file left
+    assert json.loads((run / "metrics.jsonl").read_text())["epoch"] == 0  # written before
+
+
+def test_tensorboard_flag(shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                          capsys: pytest.CaptureFixture) -> None:
+    argv = ["--data", str(shards), "--out", str(tmp_path / "tb"), "--epochs", "1", "--workers", "0",
+            "--device", "cpu", "--image-size", "32", "--batch-size", "32", "--model", "resnet18",
+            "--tensorboard", "--no-analysis"]
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
+        code, err = _main(argv, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "pip install tensorboard" in err
+    pytest.importorskip("tensorboard")
+    code, err = _main(argv, capsys)
+    assert code == 0, err
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb" / "tensorboard"))
+    events.Reload()
+    record = json.loads((tmp_path / "tb" / "metrics.jsonl").read_text())
+    logged = events.Scalars("train_loss")
+    assert [e.step for e in logged] == [1] and logged[0].value == pytest.approx(record["train_loss"])
+    assert events.Scalars("val_top1")[0].value == pytest.approx(record["val_top1"])
+
+
+# ---------------------------------------------------------------- interfaces for studies
+
+
+def test_index_files_choose_train_and_held_out_rows(shards: Path, tmp_path: Path) -> None:
+    (tmp_path / "train.json").write_text(json.dumps(list(range(120))))
+    np.save(tmp_path / "val.npy", np.arange(200, 240))
+    summary = train_classifier(shards, tmp_path / "run", epochs=1, lr=0.05, analysis=False,
+                               train_indices=str(tmp_path / "train.json"),
+                               val_indices=str(tmp_path / "val.npy"), prune="random",
+                               keep_fraction=0.5, **SMALL)
+    assert summary["train_images"] == 60 and summary["val_images"] == 40  # 120 rows, half pruned
+    # train_indices alone: those rows train, and nothing is held out (no automatic split).
+    summary = train_classifier(shards, tmp_path / "split", epochs=1, analysis=False,
+                               train_indices=str(tmp_path / "train.json"), **SMALL)
+    assert summary["train_images"] == 120 and summary["val_images"] == 0 and summary["top1"] is None
+    # val_indices index --val-data when given; all of --data then trains.
+    summary = train_classifier(shards, tmp_path / "other", val_data=shards, epochs=1, analysis=False,
+                               val_indices=str(tmp_path / "val.npy"), **SMALL)
+    assert summary["train_images"] == 240 and summary["val_images"] == 40
+
+
+def test_self_paced_ratio_augments_the_hardest_share(shards: Path, tmp_path: Path) -> None:
+    summary = train_classifier(shards, tmp_path / "run", epochs=1, lr=0.05, hflip=0.5,
+                               self_paced_ratio=0.25, analysis=False, **SMALL)
+    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
+    assert summary["train_images"] == 216 and record["train_images"] == 192  # 6 full batches of 32
+    assert record["aug_fraction"] == 0.25  # 8 of each batch of 32
+    assert record["aug_loss"] >= record["clean_loss"] > 0  # the highest un-augmented losses
+    with pytest.raises(FdslError, match="exclude each other"):
+        train_classifier(shards, tmp_path / "x", self_paced_ratio=0.5, self_paced_threshold=1.0, **SMALL)
+
+
+def test_analysis_is_merged_into_the_summary(pretrained: tuple[Path, dict], shards: Path,
+                                             tmp_path: Path) -> None:
+    pytest.importorskip("fdsl.train.analysis")
+    run, summary = pretrained
+    per_class = summary["per_class_top1"]
+    assert list(per_class) == Patterns().class_names()
+    # 6 held-out images per class: the mean of the per-class accuracies is the top-1.
+    assert np.mean(list(per_class.values())) == pytest.approx(summary["top1"])
+    assert json.loads((run / "summary.json").read_text())["per_class_top1"] == per_class
+    off = train_classifier(shards, tmp_path / "off", epochs=1, analysis=False, **SMALL)
+    assert "per_class_top1" not in off and 0.0 <= off["top1"] <= 1.0 and off["val_images"] == 24
+
+
+# ---------------------------------------------------------------- CPU runs of the CUDA-side options
+
+
+def test_bf16_autocast_and_channels_last_on_cpu(shards: Path, tmp_path: Path) -> None:
+    from fdsl.train.trainer import build_trainer
+
+    cpu = torch.device("cpu")
+    default = build_trainer(resolve_config("fractaldb-resnet", flags=SMALL), 4, 32, cpu)
+    with default.autocast():
+        assert not torch.is_autocast_enabled("cpu")  # the defaults leave CPU runs in float32
+    assert not default.raw.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    asked = build_trainer(resolve_config("fractaldb-resnet", flags=dict(SMALL, amp=True, channels_last=True)),
+                          4, 32, cpu)
+    assert asked.raw.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    with asked.autocast():
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        assert asked.raw(asked.eval_inputs(torch.zeros(2, 1, 32, 32, dtype=torch.uint8))).dtype == torch.bfloat16
+    summary = train_classifier(shards, tmp_path / "bf16", epochs=3, lr=0.05, amp=True,
+                               channels_last=True, analysis=False, **SMALL)
+    assert summary["top1"] >= 0.6, summary  # learns as in float32 (chance 0.25)
+
+
+@pytest.mark.slow
+def test_compile_on_cpu(shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Inductor's C++ code generation for ResNet-18 takes about 6 minutes on a busy 2-core CPU, so
+    # this traces the same model and training step with AOTAutograd and runs them eagerly:
+    # dynamo, graph breaks and the compiled backward are exercised; only the code generation is not.
+    real_compile = torch.compile
+    compiled = []
+
+    def compile_(model: torch.nn.Module, **kwargs: object) -> torch.nn.Module:
+        compiled.append(model)
+        return real_compile(model, backend="aot_eager")
+
+    monkeypatch.setattr(torch, "compile", compile_)
+    summary = train_classifier(shards, tmp_path / "compiled", epochs=1, lr=0.05, compile=True,
+                               analysis=False, **dict(SMALL, batch_size=64))
+    eager = train_classifier(shards, tmp_path / "eager", epochs=1, lr=0.05, analysis=False,
+                             **dict(SMALL, batch_size=64))
+    assert len(compiled) == 1 and summary["train_images"] == eager["train_images"] == 216
+    assert summary["final_train_loss"] == pytest.approx(eager["final_train_loss"], rel=1e-3)

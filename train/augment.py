@@ -1,22 +1,31 @@
 """Device-side augmentation: uint8 batches in, normalised float batches and soft targets out.
 
-Everything runs on the training device (kornia for random-resized crop, colour jitter and random
-erasing; plain tensor ops for integer crops, flips, mixup and cutmix), so loader workers only read
-bytes. Random numbers come from torch's global generators, whose states the checkpoints save.
+Every random transform is a kornia module applied to the whole batch on the training device
+(random crop, random-resized crop, flip, rotation, colour jitter, random erasing, and kornia's
+``RandomMixUpV2`` / ``RandomCutMixV2`` for batch mixing), so loader workers only read bytes. Random
+numbers come from torch's global generators, whose states the checkpoints save.
 
 Pipeline: ``prepare`` (to float in [0, 1], grey -> 3 channels, resize the short side to the base
 size) -> ``plain`` (centre crop + normalise: the un-augmented view, also used for evaluation) or
-``augment`` (crop, flip, jitter, normalise, erase, mixup/cutmix).
+``augment`` (crop, flip, rotate, jitter, normalise, erase, mixup/cutmix).
+
+``select_for_augmentation`` picks the samples self-paced augmentation augments (Takase et al.);
+``build_candidate`` turns a name such as ``"erasing:0.5"`` or ``"flip+erasing"`` into config
+fields, for augmentation studies.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import kornia.augmentation as K
 import torch
 import torch.nn.functional as F
 
+from fdsl.errors import FdslError
 from fdsl.train.recipes import TrainConfig
 
 
@@ -49,50 +58,87 @@ def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def random_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     """An independent integer-offset ``size`` x ``size`` crop per sample: [B,C,H,W] -> [B,C,s,s]."""
-    b, c, h, w = x.shape
-    if h == size and w == size:
+    if x.shape[-2:] == (size, size):
         return x
-    # drawn on the device: no host-to-device copy (and no stream sync) per batch
-    top = torch.randint(0, h - size + 1, (b,), device=x.device)
-    left = torch.randint(0, w - size + 1, (b,), device=x.device)
-    steps = torch.arange(size, device=x.device)
-    rows = (top[:, None] + steps)[:, None, :, None].expand(b, c, size, w)
-    x = torch.gather(x, 2, rows)
-    cols = (left[:, None] + steps)[:, None, None, :].expand(b, c, size, size)
-    return torch.gather(x, 3, cols)
+    return K.RandomCrop((size, size), cropping_mode="slice")(x)
 
 
-def random_hflip(x: torch.Tensor, p: float) -> torch.Tensor:
-    flip = (torch.rand(x.shape[0], device=x.device) < p)[:, None, None, None]
-    return torch.where(flip, x.flip(-1), x)
+# ---------------------------------------------------------------- self-paced selection
+
+
+def select_for_augmentation(losses: torch.Tensor, *, threshold: float, ratio: float) -> torch.Tensor:
+    """Which samples of a batch self-paced augmentation augments: bool [B] on ``losses``' device.
+
+    ``losses`` are the per-sample losses of the un-augmented batch. With ``ratio`` R in (0, 1] the
+    round(R * B) samples of highest loss are flagged (at least one; equal losses: the earlier sample
+    first, so the choice is deterministic); ratio 0 leaves the choice to ``threshold``: samples
+    with loss >= threshold, every sample when threshold <= 0. A ratio follows the model as losses
+    shrink during training, where a fixed threshold ends up augmenting nothing.
+    """
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"self-paced ratio must be in [0, 1], got {ratio}")
+    if ratio > 0 and threshold > 0:
+        raise ValueError("self-paced augmentation takes a threshold or a ratio, not both")
+    n = losses.shape[0]
+    if ratio > 0:
+        k = min(n, max(1, math.floor(ratio * n + 0.5)))
+        order = torch.sort(losses.detach(), descending=True, stable=True).indices
+        flags = torch.zeros(n, dtype=torch.bool, device=losses.device)
+        flags[order[:k]] = True
+        return flags
+    if threshold <= 0:
+        return torch.ones(n, dtype=torch.bool, device=losses.device)
+    return losses >= threshold
+
+
+# ---------------------------------------------------------------- batch mixing (kornia)
+
+
+class BatchMix:
+    """Mixup or cutmix of a batch with a random permutation of itself (kornia's modules).
+
+    ``mixup`` and ``cutmix`` are the alpha of Beta(alpha, alpha) as in timm and the recipes (0 =
+    off); with both on, each batch uses one of them, 50/50; ``prob`` is the chance a batch is mixed.
+    kornia draws mixup's weight uniformly, so its weights are drawn from the Beta distribution here
+    and handed to kornia as parameters.
+    """
+
+    def __init__(self, mixup: float, cutmix: float, prob: float) -> None:
+        self.alpha, self.prob = mixup, prob
+        keys = ["input", "class"]
+        self.mixup = K.RandomMixUpV2(data_keys=keys) if mixup > 0 else None
+        self.cutmix = (K.RandomCutMixV2(beta=cutmix, use_correct_lambda=True, data_keys=keys)
+                       if cutmix > 0 else None)
+
+    def __call__(self, x: torch.Tensor, labels: torch.Tensor,
+                 num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images, int64 labels [B]) -> (mixed images, soft targets [B, num_classes])."""
+        target = one_hot(labels, num_classes)
+        if (self.mixup is None and self.cutmix is None) or float(torch.rand(())) >= self.prob:
+            return x, target
+        use_cutmix = self.cutmix is not None and (self.mixup is None or float(torch.rand(())) < 0.5)
+        if use_cutmix:
+            x, mixed = self.cutmix(x, labels)
+            # [num_mix=1, B, 3]: label, partner label, kept share of the image (1 - cut area)
+            partner, keep = mixed[0, :, 1].long(), mixed[0, :, 2]
+        else:
+            params = self.mixup.forward_parameters(x.shape)
+            params["mixup_lambdas"] = torch.distributions.Beta(self.alpha, self.alpha).sample(
+                (x.shape[0],)).to(params["mixup_lambdas"])
+            x, mixed = self.mixup(x, labels, params=params)
+            # [B, 3]: label, partner label, partner weight
+            partner, keep = mixed[:, 1].long(), 1.0 - mixed[:, 2]
+        keep = keep.to(target).view(-1, 1)
+        return x, target * keep + one_hot(partner.to(labels.device), num_classes) * (1.0 - keep)
 
 
 def mix_batch(x: torch.Tensor, target: torch.Tensor, mixup: float, cutmix: float,
               prob: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """timm-style batch mixing with the reversed batch: mixup or cutmix (chosen 50/50 when both).
+    """``BatchMix`` for one-hot ``target`` [B, K] (kept for callers that hold targets, not labels)."""
+    return BatchMix(mixup, cutmix, prob)(x, target.argmax(1), target.shape[1])
 
-    Returns the mixed images and soft targets ``lam * t + (1 - lam) * t[::-1]``; ``lam`` of cutmix is
-    the exact kept-area fraction of the clipped box.
-    """
-    if (mixup <= 0 and cutmix <= 0) or float(torch.rand(())) >= prob:
-        return x, target
-    use_cutmix = cutmix > 0 and (mixup <= 0 or float(torch.rand(())) < 0.5)
-    alpha = cutmix if use_cutmix else mixup
-    lam = float(torch.distributions.Beta(alpha, alpha).sample())
-    partner = x.flip(0)
-    if use_cutmix:
-        h, w = x.shape[-2:]
-        cut = math.sqrt(1.0 - lam)
-        ch, cw = int(h * cut), int(w * cut)
-        cy, cx = int(torch.randint(0, h, ())), int(torch.randint(0, w, ()))
-        y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
-        x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
-        x = x.clone()
-        x[..., y0:y1, x0:x1] = partner[..., y0:y1, x0:x1]
-        lam = 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
-    else:
-        x = x * lam + partner * (1.0 - lam)
-    return x, target * lam + target.flip(0) * (1.0 - lam)
+
+# ---------------------------------------------------------------- the transforms of a run
 
 
 class DeviceAugment:
@@ -106,11 +152,19 @@ class DeviceAugment:
         channels = 3
         self.mean = torch.tensor(config.mean, device=device).expand(channels).view(1, -1, 1, 1)
         self.std = torch.tensor(config.std, device=device).expand(channels).view(1, -1, 1, 1)
-        self.rrc = K.RandomResizedCrop((self.size, self.size), scale=tuple(config.rrc_scale))
-        jitter = config.color_jitter
-        self.jitter = K.ColorJitter(jitter, jitter, jitter, 0.0, p=1.0) if jitter > 0 else None
+        size = (self.size, self.size)
+        crops = {"random_resized": K.RandomResizedCrop(size, scale=tuple(config.rrc_scale)),
+                 "random": K.RandomCrop(size, cropping_mode="slice")}
+        self.crop = crops.get(config.train_crop)
+        jitter, rotation = config.color_jitter, config.rotation
+        # Applied in this order on [0, 1] images, before normalisation.
+        self.geometric = [m for m, on in (
+            (K.RandomHorizontalFlip(p=config.hflip), config.hflip > 0),
+            (K.RandomRotation(rotation, p=1.0), rotation > 0),
+            (K.ColorJitter(jitter, jitter, jitter, 0.0, p=1.0), jitter > 0)) if on]
         self.erase = (K.RandomErasing(scale=(0.02, 1 / 3), p=config.random_erasing)
                       if config.random_erasing > 0 else None)
+        self.mix = BatchMix(config.mixup, config.cutmix, config.mix_prob)
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 [B,C,H,W] (C = 1 or 3) on the device -> float [B,3,base,base'] in [0, 1]."""
@@ -132,22 +186,14 @@ class DeviceAugment:
         return self.normalize(center_crop(x, self.size))
 
     def augment(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Random crop/flip/jitter/erase/mix of a prepared batch -> (images, soft targets [B, K])."""
-        cfg = self.config
-        if cfg.train_crop == "random_resized":
-            x = self.rrc(x)
-        elif cfg.train_crop == "random":
-            x = random_crop(x, self.size)
-        else:
-            x = center_crop(x, self.size)
-        if cfg.hflip > 0:
-            x = random_hflip(x, cfg.hflip)
-        if self.jitter is not None:
-            x = self.jitter(x)
+        """Random crop/flip/rotate/jitter/erase/mix of a prepared batch -> (images, soft targets [B, K])."""
+        x = center_crop(x, self.size) if self.crop is None else self.crop(x)
+        for module in self.geometric:
+            x = module(x)
         x = self.normalize(x)
         if self.erase is not None:
             x = self.erase(x)
-        return mix_batch(x, one_hot(labels, self.num_classes), cfg.mixup, cfg.cutmix, cfg.mix_prob)
+        return self.mix(x, labels, self.num_classes)
 
     def self_paced(self, x: torch.Tensor, labels: torch.Tensor,
                    flagged: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,3 +207,73 @@ class DeviceAugment:
         pick = flagged.view(-1, 1, 1, 1)
         return (torch.where(pick, augmented, plain),
                 torch.where(flagged.view(-1, 1), aug_target, plain_target))
+
+
+# ---------------------------------------------------------------- named candidates
+
+
+@dataclass(frozen=True)
+class AugmentKind:
+    """One augmentation a study can name: its default strength and the config fields it sets."""
+
+    default: float
+    low: float
+    high: float
+    meaning: str
+
+    def fields(self, name: str, strength: float) -> dict[str, Any]:
+        if name == "crop":
+            return {"train_crop": "random_resized", "rrc_scale": [strength, 1.0]}
+        return {FIELD_OF[name]: strength}
+
+
+FIELD_OF = {"flip": "hflip", "jitter": "color_jitter", "erasing": "random_erasing",
+            "mixup": "mixup", "cutmix": "cutmix", "rotation": "rotation"}
+KINDS: dict[str, AugmentKind] = {
+    "crop": AugmentKind(0.25, 0.01, 1.0, "random-resized crop keeping at least this share of the area"),
+    "flip": AugmentKind(0.5, 0.0, 1.0, "horizontal flip probability"),
+    "jitter": AugmentKind(0.4, 0.0, 1.0, "colour jitter of brightness, contrast and saturation"),
+    "erasing": AugmentKind(0.25, 0.0, 1.0, "random erasing probability"),
+    "mixup": AugmentKind(0.8, 0.01, 10.0, "mixup Beta(alpha, alpha)"),
+    "cutmix": AugmentKind(1.0, 0.01, 10.0, "cutmix Beta(alpha, alpha)"),
+    "rotation": AugmentKind(15.0, 0.0, 180.0, "random rotation up to this many degrees"),
+}
+# Every augmentation off: the clean baseline the candidates are added to.
+CLEAN_FIELDS: dict[str, Any] = {"train_crop": "center", "hflip": 0.0, "color_jitter": 0.0,
+                                "random_erasing": 0.0, "mixup": 0.0, "cutmix": 0.0, "rotation": 0.0}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A named augmentation policy: ``name`` as given and the config fields it sets."""
+
+    name: str
+    fields: Mapping[str, Any]
+
+
+def build_candidate(spec: str) -> Candidate:
+    """``"erasing:0.5"``, ``"flip"`` (default strength) or ``"flip+erasing:0.5"`` -> Candidate.
+
+    Known kinds: crop (min area share), flip (probability), jitter (strength), erasing
+    (probability), mixup and cutmix (Beta alpha), rotation (degrees). ``"none"`` is the clean
+    baseline. Raises FdslError (one line) for an unknown name or a strength out of range.
+    """
+    spec = spec.strip()
+    if spec == "none":
+        return Candidate("none", {})
+    fields: dict[str, Any] = {}
+    for part in spec.split("+"):
+        kind_name, sep, value = part.strip().partition(":")
+        kind = KINDS.get(kind_name)
+        if kind is None:
+            raise FdslError(f"unknown augmentation {kind_name!r} in {spec!r}; choose from "
+                            f"{', '.join(KINDS)} (optionally NAME:STRENGTH, joined with +)")
+        try:
+            strength = float(value) if sep else kind.default
+        except ValueError:
+            raise FdslError(f"augmentation {part!r}: strength {value!r} is not a number") from None
+        if not (kind.low <= strength <= kind.high) or strength <= 0:
+            raise FdslError(f"augmentation {part!r}: {kind.meaning} must be above 0, in "
+                            f"[{kind.low}, {kind.high}]")
+        fields.update(kind.fields(kind_name, strength))
+    return Candidate(spec, fields)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from collections.abc import Sequence
 
+from fdsl import __version__
 from fdsl.cli import (
     OneLineParser,
     fraction,
@@ -31,13 +33,21 @@ def build_parser() -> OneLineParser:
         epilog="Precedence: recipe < --config < explicit flags < --set. Multi-GPU: "
                "torchrun --nproc_per_node N $(which train-classifier) ... (--batch-size is global).")
     io = parser.add_argument_group("data and run folder")
-    io.add_argument("--data", required=True, help="training data: shard folder (manifest.json) or ImageFolder root")
-    io.add_argument("--out", required=True, help="run folder for checkpoints, metrics, curves and summary")
+    io.add_argument("--data", help="training data: shard folder (manifest.json) or ImageFolder root "
+                    "(required unless --print-config)")
+    io.add_argument("--out", help="run folder for checkpoints, metrics, curves and summary (locked "
+                    "while the run lasts; required unless --print-config)")
     io.add_argument("--val-data", help="held-out folder with the same classes (default: hold out --val-fraction of --data)")
     io.add_argument("--val-fraction", type=fraction, help="stratified, seeded share of --data held out for testing "
                     "(recipe default: 0.1; 0.2 for finetune; 0 = no held-out test)")
-    io.add_argument("--finetune-from", help="checkpoint (fdsl run or a torchvision/timm state_dict) whose "
-                    "backbone initialises the model; the head is new")
+    io.add_argument("--train-indices", metavar="FILE",
+                    help="rows of --data to train on (.npy or .json list of ints), before pruning")
+    io.add_argument("--val-indices", metavar="FILE",
+                    help="held-out rows (.npy or .json list of ints) of --val-data, or of --data "
+                         "instead of the --val-fraction split")
+    io.add_argument("--finetune-from", help="checkpoint (fdsl checkpoint.pt or model.safetensors, or a "
+                    "torchvision/timm state_dict, read with weights_only=True) whose backbone "
+                    "initialises the model; the head is new")
     io.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint.pt")
     io.add_argument("--overwrite", action="store_true",
                     help="replace a previous run's outputs in --out (else an existing run is an error)")
@@ -48,7 +58,10 @@ def build_parser() -> OneLineParser:
                      help="preset of all settings (default: fractaldb-resnet)")
     rec.add_argument("--model", help="resnet18, resnet34, resnet50, vit_tiny (= deit_tiny) or timm:NAME "
                      "(needs timm); default: the recipe's")
-    rec.add_argument("--config", help="YAML/JSON file of config fields overriding the recipe")
+    rec.add_argument("--config", help="YAML/JSON file of config fields overriding the recipe, or a "
+                     "finished run's config.yaml to rerun its settings")
+    rec.add_argument("--print-config", action="store_true",
+                     help="print the resolved config as YAML (the form --config reads) and exit")
     rec.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="override any config field, e.g. --set step_at=[0.5,0.75] (repeatable); "
                           f"fields: {', '.join(field_names())}")
@@ -68,6 +81,9 @@ def build_parser() -> OneLineParser:
     rec.add_argument("--self-paced-threshold", type=non_negative_float,
                      help="self-paced augmentation: augment only samples whose un-augmented loss is >= "
                           "this (0 = augment all)")
+    rec.add_argument("--self-paced-ratio", type=fraction,
+                     help="self-paced augmentation: augment this share of each batch, the samples of "
+                          "highest un-augmented loss (0 = off; excludes --self-paced-threshold)")
     rec.add_argument("--split-by", metavar="FIELD",
                      help="hold out whole groups of this metadata field, e.g. model_id for renders, so "
                           "views of one model never sit on both sides of the split")
@@ -84,23 +100,47 @@ def build_parser() -> OneLineParser:
     run.add_argument("--cpu-threads", type=positive_int,
                      help="torch CPU threads (default: one per core; 1 is faster on a busy machine)")
     run.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    run.add_argument("--amp", action=argparse.BooleanOptionalAction,
+                     help="bf16 autocast (default: on CUDA only; --amp also on CPU)")
+    run.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                     help="channels_last memory format (default: on CUDA only)")
+    run.add_argument("--tensorboard", action="store_true", default=None,
+                     help="also write TensorBoard scalars to RUN/tensorboard (needs tensorboard)")
+    run.add_argument("--analysis", action=argparse.BooleanOptionalAction,
+                     help="error analysis of the held-out set at the end (default on)")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    run.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                     help="show the fdsl version and exit")
     return parser
 
 
 FIELD_FLAGS = ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "schedule", "warmup_epochs",
                "label_smoothing", "image_size", "mixup", "cutmix", "hflip", "random_erasing",
-               "self_paced_threshold", "seed", "workers", "compile", "val_fraction", "split_by",
-               "prune", "prune_field", "keep_fraction")
+               "self_paced_threshold", "self_paced_ratio", "seed", "workers", "compile",
+               "val_fraction", "split_by", "prune", "prune_field", "keep_fraction", "train_indices",
+               "val_indices", "amp", "channels_last", "tensorboard", "analysis")
 
 
 def _body(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     setup_logging(args.verbose)
+    from fdsl.train.recipes import config_yaml, parse_set
+
+    fields = {name: getattr(args, name) for name in FIELD_FLAGS}
+    if args.print_config:
+        from fdsl.train.loop import resolve_run_config
+
+        config = resolve_run_config(args.recipe, model=args.model, config_file=args.config,
+                                    overrides=parse_set(args.set), **fields)
+        print(config_yaml(config), end="")
+        return 0
+    missing = [flag for flag in ("--data", "--out") if getattr(args, flag[2:]) is None]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
     import torch
 
     from fdsl.train.loop import train_classifier
-    from fdsl.train.recipes import parse_set
 
     if args.cpu_threads:
         torch.set_num_threads(args.cpu_threads)
@@ -109,7 +149,7 @@ def _body(argv: Sequence[str] | None) -> int:
         args.data, args.out, recipe=args.recipe, model=args.model, finetune_from=args.finetune_from,
         val_data=args.val_data, device=args.device, resume=args.resume, config_file=args.config,
         overrides=parse_set(args.set), stop_after_epochs=args.stop_after_epochs, overwrite=args.overwrite,
-        **{name: getattr(args, name) for name in FIELD_FLAGS})
+        **fields)
     if os.environ.get("RANK", "0") == "0":
         top1 = summary["top1"]
         shown = "n/a (no held-out set)" if top1 is None else f"{top1:.4f}"

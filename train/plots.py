@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import BinaryIO
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -14,8 +15,9 @@ def read_metrics(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def plot_curves(metrics: list[dict], out: str | Path, title: str = "") -> Path:
-    """Draw train/val loss and accuracy per epoch into a PNG (matplotlib's Agg backend)."""
+def plot_curves(metrics: list[dict], out: str | Path | BinaryIO, title: str = "") -> None:
+    """Draw train/val loss and accuracy per epoch into a PNG file or binary stream (matplotlib's
+    Agg backend)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,7 +40,5 @@ def plot_curves(metrics: list[dict], out: str | Path, title: str = "") -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, dpi=100)
+    fig.savefig(out, dpi=100, format="png")
     plt.close(fig)
-    return out

@@ -23,6 +23,7 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "plateau", "constant")
 CROPS = ("random", "random_resized", "center")
 PRUNE_MODES = ("none", "random", "drop-smallest", "drop-largest")
+SAVED_FIELDS = "recipe_fields"  # key of the resolved fields in a run's config.yaml
 
 
 @dataclass
@@ -52,12 +53,14 @@ class TrainConfig:
     hflip: float = 0.0
     color_jitter: float = 0.0
     random_erasing: float = 0.0
+    rotation: float = 0.0  # random rotation up to +- this many degrees; 0 = off
     mixup: float = 0.0  # Beta(alpha, alpha) of mixup; 0 = off
     cutmix: float = 0.0  # Beta(alpha, alpha) of cutmix; 0 = off
     mix_prob: float = 1.0
     mean: list[float] = field(default_factory=lambda: [0.2, 0.2, 0.2])
     std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     self_paced_threshold: float = 0.0  # augment only samples whose loss >= this; 0 = all
+    self_paced_ratio: float = 0.0  # augment the share of each batch with the highest loss; 0 = off
     drop_path: float = 0.0
     grad_clip: float = 0.0
     val_fraction: float = 0.1
@@ -67,12 +70,20 @@ class TrainConfig:
     prune: str = "none"
     prune_field: str = ""
     keep_fraction: float = 1.0
+    # Row indices (.npy or .json list of ints): train_indices are the training rows of the data
+    # (before pruning); val_indices the held-out rows (of val_data if given, else of the data).
+    # Either one turns the automatic val_fraction split off.
+    train_indices: str = ""
+    val_indices: str = ""
     seed: int = 0
     workers: int = 2
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
-    channels_last: bool = True  # on CUDA
+    # None = on CUDA only; true = on every device (bf16 autocast on CPU too); false = never.
+    amp: bool | None = None
+    channels_last: bool | None = None
     compile: bool = False
     save_every: int = 0  # keep checkpoint-epochNNN.pt every N epochs (0: only the latest)
+    tensorboard: bool = False  # also log each epoch to RUN/tensorboard (needs tensorboard)
+    analysis: bool = True  # per-class accuracy and error analysis of the held-out set at the end
 
     def validate(self) -> None:
         """Raise FdslError (one line) for an inconsistent value."""
@@ -99,11 +110,15 @@ class TrainConfig:
             (all(0.0 <= v <= 1.0 for v in (self.hflip, self.color_jitter, self.random_erasing, self.mix_prob)),
              "hflip, color_jitter, random_erasing and mix_prob must be in [0, 1]"),
             (0.0 <= self.drop_path < 1.0, "drop_path must be in [0, 1)"),
+            (0.0 <= self.rotation <= 180.0, "rotation must be in [0, 180] degrees"),
             (all(0.0 < v <= 1.0 for v in self.step_at), "step_at holds fractions of the run in (0, 1]"),
             (self.prune in PRUNE_MODES, f"prune must be one of {PRUNE_MODES}"),
             (0.0 < self.keep_fraction <= 1.0, "keep_fraction must be in (0, 1]"),
             (self.prune in ("none", "random") or bool(self.prune_field),
              f"prune={self.prune} needs prune_field (a metadata field such as area)"),
+            (0.0 <= self.self_paced_ratio <= 1.0, "self_paced_ratio must be in [0, 1]"),
+            (self.self_paced_ratio == 0 or self.self_paced_threshold == 0,
+             "self_paced_ratio and self_paced_threshold exclude each other; set one of them"),
         ]
         for ok, message in checks:
             if not ok:
@@ -137,11 +152,15 @@ def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(TrainConfig)]
 
 
+# Fields whose default is None, and the type of their other values.
+NULLABLE: dict[str, Any] = {"resize_ratio": 1.0, "amp": True, "channels_last": True}
+
+
 def _coerce(name: str, value: Any) -> Any:
     """Check ``value`` against the field's default type (YAML/``--set`` give loose types)."""
-    default = TrainConfig().__dict__[name]
+    default = NULLABLE.get(name, TrainConfig().__dict__[name])
     if value is None:
-        if name == "resize_ratio":
+        if name in NULLABLE:
             return None
         raise FdslError(f"config field {name} cannot be empty")
     if isinstance(default, bool):
@@ -150,7 +169,7 @@ def _coerce(name: str, value: Any) -> Any:
     elif isinstance(default, int) and not isinstance(default, bool):
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-    elif isinstance(default, float) or name == "resize_ratio":
+    elif isinstance(default, float):
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
     elif isinstance(default, list):
@@ -203,6 +222,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise FdslError(f"config file {path} must hold a mapping of field: value")
+    if isinstance(data.get(SAVED_FIELDS), dict):
+        # A run folder's config.yaml: its resolved fields rerun the run; the rest is a record.
+        return data[SAVED_FIELDS]
     return data
 
 
@@ -222,8 +244,16 @@ def resolve_config(recipe: str, *, config_file: str | Path | None = None,
     return config
 
 
+def config_yaml(config: TrainConfig) -> str:
+    """The resolved fields as YAML, in the form ``--config`` reads (``--print-config``)."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
 def save_config(config: TrainConfig, extra: Mapping[str, Any], folder: Path) -> None:
-    """Write ``config.yaml`` and ``config.json`` (same content) into the run folder."""
-    data = {"recipe_fields": config.to_dict(), **extra}
-    (folder / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    (folder / "config.json").write_text(json.dumps(data, indent=1) + "\n")
+    """Write ``config.yaml`` and ``config.json`` (same content) into the run folder; ``--config
+    folder/config.yaml`` reruns the run."""
+    from fdsl.train.outputs import write_file
+
+    data = {SAVED_FIELDS: config.to_dict(), **extra}
+    write_file(folder / "config.yaml", yaml.safe_dump(data, sort_keys=False).encode())
+    write_file(folder / "config.json", (json.dumps(data, indent=1) + "\n").encode())

@@ -42,6 +42,10 @@ def _build_timm(name: str, num_classes: int, image_size: int, drop_path_rate: fl
         import timm
     except ImportError:
         raise FdslError(f"model {TIMM_PREFIX}{name} needs timm: pip install timm") from None
+    except Exception as exc:  # noqa: BLE001 - a timm that breaks on import (torch/torchvision mismatch)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise FdslError(f"model {TIMM_PREFIX}{name} needs a working timm, but importing it failed "
+                        f"({type(exc).__name__}: {first}); reinstall it: pip install -U timm") from None
     kwargs = {"num_classes": num_classes, "drop_path_rate": drop_path_rate}
     if "vit" in name or "deit" in name:
         kwargs["img_size"] = image_size

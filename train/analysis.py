@@ -1,0 +1,331 @@
+"""Error analysis of a trained classifier on its held-out images, written into the run folder.
+
+``write_run_analysis`` makes one pass over the held-out batches and writes:
+
+- ``confusion.json`` / ``confusion.png``: the confusion matrix (rows: true class, columns:
+  predicted class) and the top-1 accuracy of each class;
+- ``misclassified.png``: a contact sheet of the held-out images misclassified with the highest
+  confidence (true class, predicted class, probability);
+- ``attention_maps.png``: where the model looks for a few held-out images, one per class first:
+  Grad-CAM on the last ResNet stage at least ``MIN_CAM_SIDE`` pixels wide, attention rollout
+  (Abnar & Zuidema 2020) through every block of a ViT. FDSL-trained ViTs are reported to attend to contours.
+
+The models are read through hooks only; nothing in them changes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fdsl.atomic import write_bytes_atomic
+
+log = logging.getLogger(__name__)
+
+SHEET_SIZE = 16  # images on the misclassified contact sheet
+MAP_IMAGES = 4  # images whose attention / Grad-CAM maps are drawn
+ANNOTATE_UP_TO = 20  # classes up to which the confusion plot prints counts and names
+MIN_CAM_SIDE = 4  # Grad-CAM uses the deepest stage at least this many pixels on a side
+
+
+# ---------------------------------------------------------------- where the model looks
+
+
+def _cam_layers(model: nn.Module) -> list[nn.Module]:
+    """Grad-CAM candidates, deepest first: a ResNet's stages, else the last Conv2d module."""
+    stages = [getattr(model, f"layer{i}", None) for i in (4, 3, 2, 1)]
+    stages = [s for s in stages if isinstance(s, nn.Module)]
+    return stages or [m for m in model.modules() if isinstance(m, nn.Conv2d)][-1:]
+
+
+def _normalise_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[B, h, w] -> [B, H, W] upsampled, each map scaled to [0, 1] (a flat map is all 0)."""
+    maps = F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+    low = maps.flatten(1).min(1).values.view(-1, 1, 1)
+    span = maps.flatten(1).max(1).values.view(-1, 1, 1) - low
+    flat = span <= 1e-6 * (low.abs() + span) + 1e-12  # float noise, not a map
+    return torch.where(flat, torch.zeros_like(maps), (maps - low) / span.clamp_min(1e-12))
+
+
+def grad_cam(model: nn.Module, inputs: torch.Tensor,
+             layers: nn.Module | list[nn.Module]) -> torch.Tensor | None:
+    """Grad-CAM (Selvaraju et al. 2017) of the predicted class: [B, H, W] in [0, 1].
+
+    Of ``layers`` (deepest first) the first whose activation is at least ``MIN_CAM_SIDE`` pixels
+    on a side is used: a ResNet's last stage is 1 x 1 on small images and would show nothing. The
+    gradient is taken with respect to that activation only, so no parameter's ``.grad`` is
+    touched. None when the prediction goes through none of the layers.
+    """
+    layers = [layers] if isinstance(layers, nn.Module) else list(layers)
+    captured: dict[int, torch.Tensor] = {}
+    handles = [layer.register_forward_hook(
+        lambda _m, _i, output, k=k: captured.__setitem__(k, output)) for k, layer in enumerate(layers)]
+    try:
+        with torch.enable_grad():
+            logits = model(inputs)
+            found = [k for k in sorted(captured) if captured[k].requires_grad]
+            if not found:
+                return None
+            wide = [k for k in found if min(captured[k].shape[-2:]) >= MIN_CAM_SIDE]
+            pick = wide[0] if wide else max(found, key=lambda k: captured[k].shape[-1] * captured[k].shape[-2])
+            score = logits.gather(1, logits.argmax(1, keepdim=True)).sum()
+            (grad,) = torch.autograd.grad(score, captured[pick], allow_unused=True)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if grad is None:
+        return None
+    activation = captured[pick].detach()
+    cam = F.relu((grad.mean((2, 3), keepdim=True) * activation).sum(1))
+    return _normalise_maps(cam, tuple(inputs.shape[-2:]))
+
+
+def _attention_weights(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Softmax attention [B, heads, N, N] of a timm-layout attention module (``qkv`` linear)."""
+    heads = getattr(attn, "heads", None) or attn.num_heads
+    b, n, d = x.shape
+    q, k, _ = attn.qkv(x).reshape(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
+    q, k = getattr(attn, "q_norm", nn.Identity())(q), getattr(attn, "k_norm", nn.Identity())(k)
+    return torch.softmax(q @ k.transpose(-2, -1) * (d // heads) ** -0.5, dim=-1)
+
+
+def attention_rollout(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor | None:
+    """Attention rollout from the class token to the patches: [B, H, W] in [0, 1].
+
+    Each block's head-averaged attention, with the residual path as 0.5 * identity, is multiplied
+    through the blocks. None when the token count is not a class token plus a square patch grid.
+    """
+    weights: list[torch.Tensor] = []
+    hooks = [block.attn.register_forward_pre_hook(
+        lambda module, args: weights.append(_attention_weights(module, args[0])))
+        for block in model.blocks]
+    try:
+        with torch.no_grad():
+            model(inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    tokens = weights[0].shape[-1]
+    side = math.isqrt(tokens - 1)
+    if side * side != tokens - 1:
+        return None
+    eye = torch.eye(tokens, device=inputs.device)
+    rollout = eye.expand(inputs.shape[0], -1, -1)
+    for attention in weights:
+        a = 0.5 * attention.mean(1) + 0.5 * eye
+        rollout = (a / a.sum(-1, keepdim=True)) @ rollout
+    grid = rollout[:, 0, 1:].reshape(-1, side, side)
+    return _normalise_maps(grid, tuple(inputs.shape[-2:]))
+
+
+def where_model_looks(model: nn.Module, inputs: torch.Tensor) -> tuple[str, torch.Tensor] | None:
+    """("attention rollout" | "Grad-CAM", maps [B, H, W]) for a ViT or a CNN; None if neither fits."""
+    blocks = getattr(model, "blocks", None)
+    if blocks is not None and all(hasattr(getattr(b, "attn", None), "qkv") for b in blocks):
+        maps = attention_rollout(model, inputs)
+        return None if maps is None else ("attention rollout", maps)
+    layers = _cam_layers(model)
+    maps = grad_cam(model, inputs, layers) if layers else None
+    return None if maps is None else ("Grad-CAM", maps)
+
+
+# ---------------------------------------------------------------- one pass over the held-out set
+
+
+class _Collector:
+    """Confusion counts, the most confident mistakes and a few images (one per class first)."""
+
+    def __init__(self, num_classes: int) -> None:
+        self.k = num_classes
+        self.confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64)
+        self.wrong: list[tuple[float, np.ndarray, int, int]] = []
+        self.picked: list[tuple[np.ndarray, int]] = []
+        self.spare: list[tuple[np.ndarray, int]] = []
+
+    def add(self, images: torch.Tensor, labels: torch.Tensor, probs: torch.Tensor) -> None:
+        conf, pred = probs.max(1)
+        self.confusion += torch.bincount((labels * self.k + pred).cpu(), minlength=self.k ** 2)
+        wrong_conf = torch.where(pred != labels, conf, -1.0)
+        top = wrong_conf.topk(min(SHEET_SIZE, len(labels))).indices.tolist()
+        self.wrong += [(float(conf[i]), images[i].cpu().numpy(), int(labels[i]), int(pred[i]))
+                       for i in top if wrong_conf[i] >= 0]
+        self.wrong = sorted(self.wrong, key=lambda w: -w[0])[:SHEET_SIZE]
+        seen = {label for _, label in self.picked}
+        for i, label in enumerate(labels.tolist()):
+            if len(self.picked) == len(self.spare) == MAP_IMAGES:
+                break
+            if len(self.picked) < MAP_IMAGES and label not in seen:
+                self.picked.append((images[i].cpu().numpy(), label))
+                seen.add(label)
+            elif len(self.spare) < MAP_IMAGES:
+                self.spare.append((images[i].cpu().numpy(), label))
+
+    def map_images(self) -> list[tuple[np.ndarray, int]]:
+        return (self.picked + self.spare)[:MAP_IMAGES]
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _as_picture(image: np.ndarray) -> np.ndarray:
+    """uint8 or float [C, H, W] -> [H, W] or [H, W, 3] for imshow."""
+    picture = np.moveaxis(image, 0, -1)
+    return picture[..., 0] if picture.shape[-1] == 1 else picture
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def figure_png(fig: Any) -> bytes:
+    """A figure as PNG bytes (for an atomic write); the figure is closed."""
+    plt = pyplot()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _confusion_png(matrix: np.ndarray, classes: list[str], title: str) -> bytes:
+    plt = pyplot()
+    k = len(classes)
+    side = min(4 + 0.4 * k, 14)
+    fig, ax = plt.subplots(figsize=(side, side))
+    rows = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
+    ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    if k <= ANNOTATE_UP_TO:
+        ax.set_xticks(range(k), classes, rotation=90)
+        ax.set_yticks(range(k), classes)
+        for (i, j), count in np.ndenumerate(matrix):
+            if count:
+                ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
+                        color="white" if rows[i, j] > 0.5 else "black")
+    ax.set(xlabel="predicted class", ylabel="true class", title=title)
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def _grid(count: int, columns: int = 4) -> tuple[Any, np.ndarray]:
+    plt = pyplot()
+    rows = max(1, math.ceil(count / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    return fig, axes.flatten()
+
+
+def _misclassified_png(wrong: list[tuple[float, np.ndarray, int, int]], classes: list[str]) -> bytes:
+    fig, axes = _grid(len(wrong))
+    if not wrong:
+        axes[0].text(0.5, 0.5, "no held-out image misclassified", ha="center", va="center")
+    for ax, (conf, image, true, pred) in zip(axes, wrong, strict=False):
+        ax.imshow(_as_picture(image), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"{classes[true]} -> {classes[pred]}\np={conf:.2f}", fontsize=8)
+    fig.suptitle("most confidently misclassified held-out images (true -> predicted)")
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def _maps_png(inputs: torch.Tensor, maps: torch.Tensor, labels: list[int], preds: list[int],
+              classes: list[str], method: str, model_name: str) -> bytes:
+    fig, axes = _grid(2 * len(labels), columns=len(labels))
+    shown = inputs.detach().float().cpu()
+    low = shown.amin((2, 3), keepdim=True)
+    shown = ((shown - low) / (shown.amax((2, 3), keepdim=True) - low).clamp_min(1e-12)).numpy()
+    for i, (true, pred) in enumerate(zip(labels, preds, strict=True)):
+        picture = _as_picture(shown[i])
+        axes[i].imshow(picture, cmap="gray")
+        axes[i].set_title(f"{classes[true]} (pred {classes[pred]})", fontsize=8)
+        axes[len(labels) + i].imshow(picture, cmap="gray")
+        axes[len(labels) + i].imshow(maps[i].cpu().numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+    fig.suptitle(f"{method} of {model_name}")
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+# ---------------------------------------------------------------- the public function
+
+
+def per_class_accuracy(confusion: np.ndarray, classes: list[str]) -> dict[str, float | None]:
+    """Top-1 per class from a confusion matrix (rows: true class); None for a class not held out."""
+    totals = confusion.sum(1)
+    return {name: (float(confusion[i, i] / totals[i]) if totals[i] else None)
+            for i, name in enumerate(classes)}
+
+
+def write_run_analysis(out: Path, model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                       classes: list[str], *, prepare: Callable[[torch.Tensor], torch.Tensor],
+                       device: torch.device, model_name: str) -> dict[str, Any]:
+    """Write confusion.json/.png, misclassified.png and attention_maps.png into ``out``.
+
+    Args:
+        out: the run folder (exists).
+        model: the trained classifier (the plain module, not DDP-wrapped); its train/eval mode is
+            restored afterwards.
+        loader: held-out batches of (uint8 images [B, C, H, W], int64 labels [B]).
+        classes: class names, index = label.
+        prepare: a uint8 batch on ``device`` -> the normalised float model input.
+        device: where the model is.
+        model_name: shown in the figure titles.
+
+    Returns:
+        ``{"per_class_top1": {class: accuracy or None}, "where_model_looks": method or None}``.
+    """
+    out = Path(out)
+    was_training = model.training
+    model.eval()
+    collector = _Collector(len(classes))
+    try:
+        with torch.no_grad():
+            for images, labels in loader:
+                images, labels = images.to(device), labels.to(device)
+                probs = torch.softmax(model(prepare(images)).float(), dim=1)
+                collector.add(images, labels, probs)
+        matrix = collector.confusion.view(len(classes), len(classes)).numpy()
+        per_class = per_class_accuracy(matrix, classes)
+        seen = int(matrix.sum())
+        report = {"classes": classes, "matrix": matrix.tolist(), "per_class_top1": per_class,
+                  "top1": float(np.trace(matrix) / seen) if seen else None, "images": seen}
+        write_bytes_atomic(out / "confusion.json", (json.dumps(report) + "\n").encode())
+        write_bytes_atomic(out / "confusion.png", _confusion_png(matrix, classes,
+                                                                 f"{model_name}: held-out confusion"))
+        write_bytes_atomic(out / "misclassified.png", _misclassified_png(collector.wrong, classes))
+        method = _write_maps(out, model, collector.map_images(), classes, prepare, device, model_name)
+    finally:
+        model.train(was_training)
+    return {"per_class_top1": per_class, "where_model_looks": method}
+
+
+def _write_maps(out: Path, model: nn.Module, picked: list[tuple[np.ndarray, int]],
+                classes: list[str], prepare: Callable[[torch.Tensor], torch.Tensor],
+                device: torch.device, model_name: str) -> str | None:
+    if not picked:
+        return None
+    images = torch.from_numpy(np.stack([image for image, _ in picked])).to(device)
+    inputs = prepare(images)
+    found = where_model_looks(model, inputs)
+    if found is None:
+        log.info("no attention maps: %s is neither a ViT with qkv attention nor a CNN", model_name)
+        return None
+    method, maps = found
+    with torch.no_grad():
+        preds = model(inputs).argmax(1).tolist()
+    write_bytes_atomic(out / "attention_maps.png", _maps_png(
+        inputs, maps, [label for _, label in picked], preds, classes, method, model_name))
+    return method
