@@ -449,12 +449,35 @@ def _check_resume(config: TrainConfig, saved: Mapping[str, Any], out: Path) -> N
                             "resume with the same settings or use another --out")
 
 
+def _read_indices(path: str, size: int) -> np.ndarray:
+    """Row positions from a .npy file or a .json list (or {"indices": [...]}), each in [0, size)."""
+    try:
+        if path.endswith(".npy"):
+            rows = np.load(path, allow_pickle=False)
+        else:
+            raw = json.loads(Path(path).read_text())
+            rows = np.asarray(raw["indices"] if isinstance(raw, dict) else raw)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise FdslError(f"cannot read index file {path}: {exc}") from None
+    if rows.ndim != 1 or (rows.size and (rows.dtype.kind not in "iu" or rows.min() < 0 or rows.max() >= size)):
+        raise FdslError(f"index file {path} must hold integer rows in [0, {size})")
+    return rows.astype(np.int64)
+
+
 def _open_splits(data: str | Path, val_data: str | Path | None, config: TrainConfig) -> tuple[Any, np.ndarray, Any, np.ndarray]:
     train_src = data_mod.open_data(data, config.image_size, config.resize_ratio)
+    val_src = train_src
     if val_data is not None:
         val_src = data_mod.open_data(val_data, config.image_size, config.resize_ratio)
         if val_src.classes != train_src.classes:
             raise FdslError(f"--val-data {val_data} has other classes than {data}")
+    if config.train_indices or config.val_indices:
+        val_idx = (_read_indices(config.val_indices, len(val_src.labels)) if config.val_indices
+                   else np.arange(len(val_src.labels) if val_data is not None else 0))
+        train_idx = (_read_indices(config.train_indices, len(train_src.labels)) if config.train_indices
+                     else np.setdiff1d(np.arange(len(train_src.labels)), val_idx if val_data is None else []).astype(np.int64))
+        return train_src, train_idx, val_src, val_idx
+    if val_data is not None:
         return train_src, np.arange(len(train_src.labels)), val_src, np.arange(len(val_src.labels))
     groups = None
     if config.split_by:

@@ -62,6 +62,10 @@ class TrainConfig:
     grad_clip: float = 0.0
     val_fraction: float = 0.1
     split_by: str = ""  # metadata field whose groups (e.g. model_id) stay on one side of the split
+    # Files (.npy or .json) of int row positions: training rows of the data, held-out rows of the
+    # val data (else of the data). Either one turns the automatic held-out split off.
+    train_indices: str = ""
+    val_indices: str = ""
     # Data pruning of the training split, per class (fdsl.datasets.pruning): "none", "random",
     # "drop-smallest" or "drop-largest" by the metadata field prune_field, keeping keep_fraction.
     prune: str = "none"
