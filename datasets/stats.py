@@ -69,7 +69,10 @@ def class_statistics(folder: str | Path, features: Features, *, max_per_class: i
     if len(chosen) == 0:
         raise FdslError(f"{folder}: the data set holds no images")
     starts = np.cumsum([0] + [r.count for r in records])
-    sums: np.ndarray | None = None
+    # Sums are taken around each class's first feature vector (a shifted-data variance), so large
+    # features do not lose the spread to cancellation and identical images give exactly 0.
+    ref: np.ndarray | None = None
+    sums = np.zeros(0)
     sq = np.zeros(len(classes))
     counts = np.zeros(len(classes), np.int64)
     for s, record in enumerate(records):
@@ -81,18 +84,23 @@ def class_statistics(folder: str | Path, features: Features, *, max_per_class: i
                 part = local[k:k + batch]
                 x = np.asarray(features(f["images"][part]), np.float64)
                 y = labels[part + starts[s]]
-                if sums is None:
-                    sums = np.zeros((len(classes), x.shape[1]))
+                if ref is None:
+                    ref, sums = np.zeros((len(classes), x.shape[1])), np.zeros((len(classes), x.shape[1]))
+                first = np.unique(y[counts[y] == 0], return_index=True)
+                ref[first[0]] = x[np.flatnonzero(counts[y] == 0)[first[1]]]
+                counts += np.bincount(y, minlength=len(classes))
+                x = x - ref[y]
                 np.add.at(sums, y, x)
                 np.add.at(sq, y, (x * x).sum(1))
-                counts += np.bincount(y, minlength=len(classes))
-    assert sums is not None
+    assert ref is not None
     seen = np.maximum(counts, 1)
-    means = sums / seen[:, None]
+    shift = sums / seen[:, None]
+    means = ref + shift
     dim = sums.shape[1]
-    variance = np.maximum(sq / seen - (means * means).sum(1), 0.0) / dim
-    sq_norm = (means * means).sum(1)
-    distance = np.sqrt(np.maximum(sq_norm[:, None] + sq_norm[None, :] - 2 * means @ means.T, 0.0))
+    variance = np.maximum(sq / seen - (shift * shift).sum(1), 0.0) / dim
+    centred = means - means[counts > 0].mean(0)  # distances are shift-free; centring limits cancellation
+    sq_norm = (centred * centred).sum(1)
+    distance = np.sqrt(np.maximum(sq_norm[:, None] + sq_norm[None, :] - 2 * centred @ centred.T, 0.0))
     np.fill_diagonal(distance, 0.0)
     empty = counts == 0
     intra = np.where(empty, np.nan, np.sqrt(variance))

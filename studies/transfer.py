@@ -37,12 +37,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                   train_per_class=None, test_fraction=0.2),
     # Minutes on a 2-core CPU: ResNet-18 at 32 px, digits with 20 training images per class.
     "mini": dict(pretrain_recipe="fractaldb-resnet",
-                 pretrain=dict(model="resnet18", epochs=20, batch_size=64, lr=0.05, schedule="cosine",
+                 pretrain=dict(model="resnet18", epochs=15, batch_size=64, lr=0.05, schedule="cosine",
                                image_size=32, resize_ratio=1.15, val_fraction=0.0, **_CPU),
                  finetune_recipe="finetune",
-                 finetune=dict(model="resnet18", epochs=30, batch_size=32, lr=0.01, schedule="cosine",
+                 finetune=dict(model="resnet18", epochs=20, batch_size=32, lr=0.01, schedule="cosine",
                                image_size=32, **_FLAT, **_CPU),
-                 train_per_class=20, test_fraction=0.3),
+                 train_per_class=20, test_fraction=0.2),
     # Seconds, for the tests.
     "tiny": dict(pretrain_recipe="fractaldb-resnet",
                  pretrain=dict(model="resnet18", epochs=1, batch_size=16, lr=0.01, schedule="constant",
@@ -140,8 +140,8 @@ def run_transfer_study(
     if not 0.0 < test_fraction < 1.0:
         raise FdslError(f"--test-fraction must be in (0, 1), got {test_fraction}")
     for name, folder in pretrain.items():
-        if not (Path(folder) / "manifest.json").is_file() and not Path(folder).is_dir():
-            raise FdslError(f"--pretrain {name}: {folder} is not a folder")
+        if not folder or not Path(folder).is_dir():
+            raise FdslError(f"--pretrain {name}: give NAME=DIR with an existing folder, got {folder!r}")
     out = Path(out)
     pre_train = {**p["pretrain"], **(pretrain_overrides or {})}
     fine_train = {**p["finetune"], **(finetune_overrides or {})}

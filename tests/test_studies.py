@@ -121,10 +121,10 @@ def test_pruning_study_follows_the_protocol(views: Path, study: tuple[Path, dict
         # min-area drops the smallest-area view of each class: what it keeps is all >= what it drops
         union = np.union1d(subsets[k, "min-area"], subsets[k, "max-area"])
         for c in range(3):
-            whole, small_gone, large_gone = (s[labels[s] == c] for s in
+            whole, kept_min, kept_max = (s[labels[s] == c] for s in
                                              (union, subsets[k, "min-area"], subsets[k, "max-area"]))
-            assert area[np.setdiff1d(whole, small_gone)].max() <= area[small_gone].min()
-            assert area[np.setdiff1d(whole, large_gone)].min() >= area[large_gone].max()
+            assert area[np.setdiff1d(whole, kept_min)].max() <= area[kept_min].min()
+            assert area[np.setdiff1d(whole, kept_max)].min() >= area[kept_max].max()
     assert not set(np.union1d(subsets[0, "random"], subsets[0, "min-area"])) & \
         set(np.union1d(subsets[1, "random"], subsets[1, "min-area"]))  # splits are disjoint
     table = (out / "table.md").read_text()
