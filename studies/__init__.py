@@ -7,24 +7,13 @@
 Every study writes ``study.json`` (its settings; another study in the same folder is refused
 unless ``overwrite``), one ``train-classifier`` run folder per cell under ``runs/`` (re-running
 resumes: finished cells are kept, a half-finished one continues from its checkpoint), and
-``table.md`` and ``results.csv``. Functions import torch on first use only.
+``table.md`` and ``results.csv``. Importing this package does not import torch.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fdsl.studies.digits import import_digits
+from fdsl.studies.pruning import run_pruning_study
+from fdsl.studies.transfer import run_transfer_study
 
-_LAZY = {
-    "run_pruning_study": "fdsl.studies.pruning",
-    "run_transfer_study": "fdsl.studies.transfer",
-    "import_digits": "fdsl.studies.digits",
-}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["import_digits", "run_pruning_study", "run_transfer_study"]

@@ -103,7 +103,7 @@ def build_parser() -> OneLineParser:
     t.add_argument("--preset", default="mini", choices=("paper", "mini", "tiny"), help="training settings")
     t.add_argument("--train-per-class", type=_per_class, default=-1,
                    help="training images per class of each downstream set, or 'all' (mini: 20)")
-    t.add_argument("--test-fraction", type=_open_fraction, help="share of each downstream class tested (mini: 0.2)")
+    t.add_argument("--test-fraction", type=_open_fraction, help="share of each downstream class tested (mini: 0.1)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="config field of the downstream runs")
     t.add_argument("--pretrain-set", action="append", metavar="KEY=VALUE", help="config field of the pre-training runs")
     _common(t, "0,1,2")

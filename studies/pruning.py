@@ -77,7 +77,8 @@ def _columns(folder: Path, fields: Sequence[str]) -> tuple[list[str], dict[str, 
     return list(manifest["classes"]), {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def _check_fields(folder: Path, field: str, group_by: str | None) -> tuple[str | None, list[str]]:
+def _check_fields(folder: Path, field: str, group_by: str | None) -> str | None:
+    """Refuse a missing ranking field; the grouping field if the data records it, else None."""
     from fdsl.datasets import shards
 
     known = shards.read_manifest(folder).get("metadata_fields") or {}
@@ -88,7 +89,7 @@ def _check_fields(folder: Path, field: str, group_by: str | None) -> tuple[str |
     if group_by and group_by not in known:
         log.warning("%s records no %s: the test set is held out image by image", folder, group_by)
         group_by = None
-    return group_by, sorted(known)
+    return group_by
 
 
 def hold_out(labels: np.ndarray, groups: np.ndarray | None, per_class: int, seed: int,
@@ -214,7 +215,7 @@ def run_pruning_study(
         raise FdslError(f"{data}: not a shard folder (no manifest.json)")
     if settings["test_per_class"] is None and test_data is None:
         raise FdslError(f"preset {preset} tests on a separate split: give --test-data DIR (or --test-per-class)")
-    group_by, _ = _check_fields(data, field, group_by)
+    group_by = _check_fields(data, field, None if test_data is not None else group_by)
     classes, cols = _columns(data, (field, *([group_by] if group_by else [])))
     labels, values = cols["labels"], cols[field]
     if values.dtype.kind not in "iufb":
@@ -236,7 +237,9 @@ def run_pruning_study(
                             finetune_from=finetune_from, device=device,
                             threads=common.cell_threads(jobs, threads), keep=keep_checkpoints))
         rows = common.run_cells(cells, jobs=jobs, backend=backend, desc="pruning study")
-        result = write_outputs(out, rows, list(strategies(field)), settings, len(test) or None, classes)
+        held = (f"{len(test)} images of whole {group_by} groups" if group_by else
+                f"{len(test)} images held out one by one" if len(test) else f"all of {test_data}")
+        result = write_outputs(out, rows, list(strategies(field)), settings, held, classes)
     result["seconds"] = round(time.perf_counter() - started, 1)
     common.write_json(out / "results.json", {k: v for k, v in result.items() if k != "table"})
     return result
@@ -267,7 +270,7 @@ def _cells(data: Path, out: Path, labels: np.ndarray, values: np.ndarray, pool: 
 
 
 def write_outputs(out: Path, rows: list[dict[str, Any]], names: list[str], settings: Mapping[str, Any],
-                  test_images: int | None, classes: Sequence[str]) -> dict[str, Any]:
+                  test: str, classes: Sequence[str]) -> dict[str, Any]:
     """table.md (strategies x sizes, mean ± std of top-1, significance notes), results.csv and
     results.png from the runs' rows."""
     sizes = ["all" if s is None else s for s in settings["sizes"]]
@@ -287,7 +290,7 @@ def write_outputs(out: Path, rows: list[dict[str, Any]], names: list[str], setti
     splits = {s: len({k for (_, b, k, _) in top1 if b == s}) for s in sizes}
     table = (f"# Pruning study: top-1 by per-class training size\n\n"
              f"{len(classes)} classes; {settings['field']} ranks the images; each strategy removes the same "
-             f"share per class; test set: {test_images or 'the --test-data'} images, never pruned. Mean ± "
+             f"share per class; test set: {test}, never pruned. Mean ± "
              f"std over splits and seeds (splits per size: "
              f"{', '.join(f'{s}: {n}' for s, n in splits.items())}).\n\n"
              + common.markdown_table("strategy \\ size", names, [str(s) for s in sizes], cell)

@@ -63,18 +63,14 @@ class ToyViews:
         return RenderedBatch(np.stack([it[0] for it in items]), np.array([it[1] for it in items], np.int64),
                              meta, np.arange(start, stop), [])
 
-    def png_path(self, label: int, metadata: dict, item: int) -> str:
-        return f"{label}/{item:04d}.png"
-
-    def extra_files(self) -> dict:
+    def extra_files(self) -> dict:  # HDF5 only: no png_path
         return {}
 
 
 @pytest.fixture(scope="module")
 def views(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("views")
-    build_dataset(ToyViews(), out, shard_size=50, backend="inline", workers=1)
-    return out
+    return Path(build_dataset(ToyViews(), tmp_path_factory.mktemp("views"), shard_size=50, backend="inline",
+                              workers=1).out)
 
 
 @pytest.fixture(scope="module")
@@ -85,11 +81,11 @@ def study(views: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
 
 
 def _main(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    """Exit status and stderr of run-study (argparse errors leave through SystemExit)."""
     try:
-        code = cli.main(argv)
+        return cli.main(argv), capsys.readouterr().err
     except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err
+        return exc.code, capsys.readouterr().err
 
 
 def _column(folder: Path, name: str) -> np.ndarray:
@@ -261,3 +257,20 @@ def test_parallel_jobs_give_the_same_results(views: Path, study: tuple[Path, dic
     serial = run_pruning_study(views, tmp_path / "s", preset="tiny", sizes=[10], splits=1, test_per_class=10,
                                threads=1)["rows"]
     assert [r["top1"] for r in rows] == [r["top1"] for r in serial]
+
+
+def test_separate_test_data_and_the_whole_pool(views: Path, tmp_path: Path) -> None:
+    """The CUB layout: a test folder of its own, every image of --data in the pool (sizes 'all')."""
+    rows = run_pruning_study(views, tmp_path / "cub", preset="tiny", sizes=[None], test_data=views,
+                             field="area", threads=1)["rows"]
+    assert [(r["size"], r["strategy"]) for r in rows] == [("all", "random"), ("all", "min-area"), ("all", "max-area")]
+    assert all(r["train_images"] == 108 and r["val_images"] == 120 for r in rows)
+    assert "test set: all of" in (tmp_path / "cub" / "table.md").read_text()
+
+
+@pytest.mark.slow
+def test_ray_backend_runs_cells(views: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    rows = run_pruning_study(views, tmp_path / "ray", preset="tiny", sizes=[10], splits=1, test_per_class=10,
+                             threads=1, backend="ray", jobs=2)["rows"]
+    assert len(rows) == 3 and all(0.0 <= r["top1"] <= 1.0 for r in rows)
