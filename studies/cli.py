@@ -73,12 +73,12 @@ def build_parser() -> OneLineParser:
 
     p = sub.add_parser("pruning", help="prune each class by a recorded field (min/max) vs at random",
                        description="Viewpoint-pruning study: a test set of whole models, disjoint per-class "
-                                   "training subsets per size, 10%% removed per class by random / min-FIELD / "
+                                   "training subsets per size, 10% removed per class by random / min-FIELD / "
                                    "max-FIELD, one run each. Writes table.md, results.csv, results.png.")
     p.add_argument("--data", required=True, help="shard folder with a numeric field (render-shapenet, import-cub)")
     p.add_argument("--preset", default="mini", choices=("paper", "mini", "demo", "tiny", "cub"),
                    help="training settings and defaults: paper (ResNet-18, SGD 0.001, batch 4, 30 epochs), "
-                        "mini (~15 min on 2 CPU cores), demo, tiny (tests), cub (ResNet-50, 95 epochs)")
+                        "mini (minutes on a 2-core CPU), demo, tiny (tests), cub (ResNet-50, 95 epochs)")
     p.add_argument("--sizes", type=_list_of(positive_int, allow_all=True),
                    help="training images per class, comma-separated, 'all' = the whole pool "
                         "(default: the preset's; paper 250,500,1000,2000)")

@@ -33,6 +33,11 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(bunch.images), np.asarray(bunch.target, np.int64)
 
 
+def digit_labels() -> np.ndarray:
+    """The class of every digit, in item order: int64 [1797]."""
+    return _digits()[1].copy()
+
+
 def digit_images(rows: np.ndarray, image_size: int) -> np.ndarray:
     """uint8 [n, image_size, image_size] of the given rows of ``load_digits``."""
     from PIL import Image

@@ -225,48 +225,42 @@ def run_pruning_study(
                 "seeds": list(seeds), "train": train, "data": str(data.resolve()), "images": len(labels),
                 "test_data": None if test_data is None else str(Path(test_data).resolve()),
                 "finetune_from": None if finetune_from is None else str(Path(finetune_from).resolve())}
+    # Every subset is drawn before the folder is touched, so bad sizes leave no study behind.
+    test = (hold_out(labels, cols.get(group_by), settings["test_per_class"], seeds[0], classes)
+            if test_data is None else np.zeros(0, np.int64))
+    plan = _plan(labels, values, np.setdiff1d(np.arange(len(labels)), test), settings, fraction, seeds[0], classes)
+    threads = common.cell_threads(jobs, threads)
     with common.study_folder(out, "pruning", identity, overwrite=overwrite):
-        if test_data is None:
-            test = hold_out(labels, cols.get(group_by), settings["test_per_class"], seeds[0], classes)
-            val_file = common.write_indices(out / common.INDICES / "test.json", test)
-        else:
-            test, val_file = np.zeros(0, np.int64), ""
-        pool = np.setdiff1d(np.arange(len(labels)), test)
-        cells = _cells(data, out, labels, values, pool, settings, fraction, seeds, classes, val_file,
-                       dict(recipe=PRESETS[preset]["recipe"], train=train, test_data=test_data,
-                            finetune_from=finetune_from, device=device,
-                            threads=common.cell_threads(jobs, threads), keep=keep_checkpoints))
+        val_file = common.write_indices(out / common.INDICES / "test.json", test) if test_data is None else ""
+        cells = []
+        for (label, k, name), kept in plan.items():
+            rows_file = common.write_indices(out / common.INDICES / f"size{label}-split{k}-{name}.json", kept)
+            cells += [common.Cell(
+                out=str(out / common.RUNS / f"size{label}-split{k}-{name}-seed{seed}"), data=str(data),
+                recipe=PRESETS[preset]["recipe"], val_data=None if test_data is None else str(test_data),
+                row={"size": label, "split": k, "strategy": name, "seed": seed},
+                overrides={**train, "seed": seed, "train_indices": rows_file, "val_indices": val_file},
+                finetune_from=None if finetune_from is None else str(finetune_from), threads=threads,
+                device=device, keep_checkpoint=keep_checkpoints) for seed in seeds]
         rows = common.run_cells(cells, jobs=jobs, backend=backend, desc="pruning study")
         held = (f"{len(test)} images of whole {group_by} groups" if group_by else
                 f"{len(test)} images held out one by one" if len(test) else f"all of {test_data}")
         result = write_outputs(out, rows, list(strategies(field)), settings, held, classes)
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    common.write_json(out / "results.json", {k: v for k, v in result.items() if k != "table"})
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        common.write_json(out / "results.json", {k: v for k, v in result.items() if k != "table"})
     return result
 
 
-def _cells(data: Path, out: Path, labels: np.ndarray, values: np.ndarray, pool: np.ndarray,
-           settings: Mapping[str, Any], fraction: float, seeds: Sequence[int], classes: Sequence[str],
-           val_file: str, run: Mapping[str, Any]) -> list[common.Cell]:
-    cells = []
+def _plan(labels: np.ndarray, values: np.ndarray, pool: np.ndarray, settings: Mapping[str, Any],
+          fraction: float, seed: int, classes: Sequence[str]) -> dict[tuple[Any, int, str], np.ndarray]:
+    """(size label, split, strategy) -> the training rows of that cell."""
+    plan = {}
     for size in settings["sizes"]:
-        subsets = split_pool(labels, pool, size, settings["splits"], seeds[0], classes)
-        label = "all" if size is None else size
-        for k, subset in enumerate(subsets):
+        for k, subset in enumerate(split_pool(labels, pool, size, settings["splits"], seed, classes)):
             for name, mode in strategies(settings["field"]).items():
-                kept = prune(labels, values, subset, mode, fraction, seed=seeds[0] * 1_000_003 + k)
-                rows_file = common.write_indices(out / common.INDICES / f"size{label}-split{k}-{name}.json", kept)
-                for seed in seeds:
-                    cells.append(common.Cell(
-                        out=str(out / common.RUNS / f"size{label}-split{k}-{name}-seed{seed}"),
-                        data=str(data), recipe=run["recipe"], val_data=None if run["test_data"] is None
-                        else str(run["test_data"]),
-                        row={"size": label, "split": k, "strategy": name, "seed": seed},
-                        overrides={**run["train"], "seed": seed, "train_indices": rows_file,
-                                   "val_indices": val_file},
-                        finetune_from=None if run["finetune_from"] is None else str(run["finetune_from"]),
-                        threads=run["threads"], device=run["device"], keep_checkpoint=run["keep"]))
-    return cells
+                plan["all" if size is None else size, k, name] = prune(labels, values, subset, mode, fraction,
+                                                                       seed=seed * 1_000_003 + k)
+    return plan
 
 
 def write_outputs(out: Path, rows: list[dict[str, Any]], names: list[str], settings: Mapping[str, Any],

@@ -21,6 +21,7 @@ import numpy as np
 from fdsl.atomic import write_bytes_atomic
 from fdsl.errors import FdslError
 from fdsl.studies import common
+from fdsl.studies.digits import import_digits
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +55,20 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _downstream_folder(out: Path, name: str, value: str, image_size: int) -> Path:
-    if value:
-        path = Path(value)
-        if not path.is_dir():
-            raise FdslError(f"--downstream {name}: {path} is not a folder")
-        return path
-    if name not in BUILT_IN:
-        raise FdslError(f"--downstream {name}: give NAME=DIR (built in: {', '.join(BUILT_IN)})")
-    from fdsl.studies.digits import import_digits
+def _downstream_labels(name: str, value: str, train: Mapping[str, Any]) -> tuple[np.ndarray, list[str]]:
+    """Labels and class names of a downstream set, read before anything is written."""
+    if not value:
+        if name not in BUILT_IN:
+            raise FdslError(f"--downstream {name}: give NAME=DIR (built in: {', '.join(BUILT_IN)})")
+        from fdsl.studies.digits import DigitsSource, digit_labels
 
-    return import_digits(out / f"digits-{image_size}px", image_size=image_size)
+        return digit_labels(), DigitsSource().class_names()
+    if not Path(value).is_dir():
+        raise FdslError(f"--downstream {name}: {value} is not a folder")
+    from fdsl.train.data import open_data
+
+    source = open_data(value, int(train.get("image_size", 224)), train.get("resize_ratio"))
+    return source.labels, source.classes
 
 
 def downstream_rows(labels: np.ndarray, classes: Sequence[str], test_fraction: float,
@@ -149,33 +153,33 @@ def run_transfer_study(
                 "test_fraction": test_fraction, "pretrain_train": pre_train, "finetune_train": fine_train,
                 "pretrain": {k: str(Path(v).resolve()) for k, v in pretrain.items()},
                 "downstream": {k: str(Path(v).resolve()) if v else f"built-in {k}" for k, v in downstream.items()}}
+    splits = {}
+    for down, value in downstream.items():  # bad sets and sizes fail before the folder is touched
+        labels, classes = _downstream_labels(down, str(value), fine_train)
+        splits[down] = downstream_rows(labels, classes, test_fraction, train_per_class, seeds, down)
     threads = common.cell_threads(jobs, threads)
     with common.study_folder(out, "transfer", identity, overwrite=overwrite):
         pre_cells = [common.Cell(out=str(out / common.RUNS / f"pretrain-{name}"), data=str(folder),
                                  recipe=p["pretrain_recipe"], row={"pretrain": name},
                                  overrides={**pre_train}, threads=threads, device=device)
                      for name, folder in pretrain.items()]
-        pre_rows = common.run_cells(pre_cells, jobs=jobs, backend=backend, desc="pre-training")
         cells = []
         for down, value in downstream.items():
-            cells += _downstream_cells(out, down, value, pretrain, seeds, train_per_class, test_fraction,
+            folder = value or import_digits(out / f"digits-{fine_train.get('image_size', 224)}px",
+                                            image_size=int(fine_train.get("image_size", 224)))
+            cells += _downstream_cells(out, down, str(folder), *splits[down], list(pretrain), seeds,
                                        p["finetune_recipe"], fine_train, threads, device)
+        pre_rows = common.run_cells(pre_cells, jobs=jobs, backend=backend, desc="pre-training")
         rows = common.run_cells(cells, jobs=jobs, backend=backend, desc="fine-tuning")
         result = write_outputs(out, rows, pre_rows, [SCRATCH, *pretrain], list(downstream), train_per_class)
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    common.write_json(out / "results.json", {k: v for k, v in result.items() if k != "table"})
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        common.write_json(out / "results.json", {k: v for k, v in result.items() if k != "table"})
     return result
 
 
-def _downstream_cells(out: Path, down: str, value: str | Path, pretrain: Mapping[str, Any],
-                      seeds: Sequence[int], train_per_class: int | None, test_fraction: float,
-                      recipe: str, train: Mapping[str, Any], threads: int | None,
-                      device: str) -> list[common.Cell]:
-    from fdsl.train.data import open_data
-
-    folder = _downstream_folder(out, down, str(value), int(train.get("image_size", 224)))
-    source = open_data(folder, int(train.get("image_size", 224)), train.get("resize_ratio"))
-    test, subsets = downstream_rows(source.labels, source.classes, test_fraction, train_per_class, seeds, down)
+def _downstream_cells(out: Path, down: str, folder: str, test: np.ndarray, subsets: Mapping[int, np.ndarray],
+                      pretrain: list[str], seeds: Sequence[int], recipe: str, train: Mapping[str, Any],
+                      threads: int | None, device: str) -> list[common.Cell]:
     test_file = common.write_indices(out / common.INDICES / f"{down}-test.json", test)
     cells = []
     for seed in seeds:
@@ -183,7 +187,7 @@ def _downstream_cells(out: Path, down: str, value: str | Path, pretrain: Mapping
         for arm in [SCRATCH, *pretrain]:
             start = None if arm == SCRATCH else str(out / common.RUNS / f"pretrain-{arm}" / "checkpoint.pt")
             cells.append(common.Cell(
-                out=str(out / common.RUNS / down / f"{arm}-seed{seed}"), data=str(folder), recipe=recipe,
+                out=str(out / common.RUNS / down / f"{arm}-seed{seed}"), data=folder, recipe=recipe,
                 row={"downstream": down, "arm": arm, "seed": seed},
                 overrides={**train, "seed": seed, "train_indices": train_file, "val_indices": test_file},
                 finetune_from=start, threads=threads, device=device, keep_checkpoint=False))

@@ -197,6 +197,7 @@ def test_pruning_bad_input_one_line(extra: list[str], message: str, views: Path,
                                     capsys: pytest.CaptureFixture) -> None:
     code, err = _main(["pruning", "--data", str(views), "--out", str(tmp_path / "s"), *FAST, *extra], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s" / "study.json").exists()  # a corrected re-run is not refused
 
 
 def test_pruning_without_area_says_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -240,6 +241,9 @@ def test_transfer_study_with_digits(views: Path, tmp_path: Path, capsys: pytest.
     assert "| scratch |" in table and "| toy |" in table and "toy vs scratch" in table
     code, err = _main(["transfer", "--downstream", "mnist", "--out", str(tmp_path / "t2"), *FAST], capsys)
     assert code == 2 and "give NAME=DIR" in err
+    code, err = _main(["transfer", "--downstream", "digits", "--train-per-class", "500", "--out",
+                       str(tmp_path / "t3"), *FAST], capsys)
+    assert code == 2 and "has only" in err and not (tmp_path / "t3").exists()
 
 
 def test_augment_subcommand_is_lazy(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
