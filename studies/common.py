@@ -239,8 +239,11 @@ def plot_series(path: str | Path, series: Mapping[str, tuple[list[Any], list[flo
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, (xs, means, stds) in series.items():
-        ax.errorbar([str(x) for x in xs], means, yerr=stds, marker="o", capsize=3, label=name)
+    for k, (name, (xs, means, stds)) in enumerate(series.items()):
+        # evenly spaced sizes, each series nudged sideways so the error bars stay apart
+        ax.errorbar(np.arange(len(xs)) + 0.04 * (k - (len(series) - 1) / 2), means, yerr=stds, marker="o",
+                    capsize=3, label=name)
+        ax.set_xticks(range(len(xs)), [str(x) for x in xs])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
