@@ -41,7 +41,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                              step_at=[7 / 30, 14 / 30, 21 / 30, 28 / 30], gamma=0.1, image_size=224)),
     # Minutes on a 2-core CPU: ResNet-18 at 32 px on a procedural render set (e.g. 9 classes x 12
     # models x 100 views at 64 px: render-shapenet --models-per-class 12 --views 100 --image-size 64).
-    "mini": dict(sizes=(20, 60), splits=2, test_per_class=100, field="area", recipe="finetune",
+    "mini": dict(sizes=(20, 60), splits=3, test_per_class=100, field="area", recipe="finetune",
                  train=dict(model="resnet18", optimizer="sgd", lr=0.02, momentum=0.9, weight_decay=5e-4,
                             batch_size=32, epochs=6, schedule="cosine", image_size=32, **_CPU)),
     # A few minutes on make demo's renders (9 classes x 3 models x 100 views, 128 px).
