@@ -38,10 +38,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                   train_per_class=None, test_fraction=0.2),
     # Minutes on a 2-core CPU: ResNet-18 at 32 px, digits with 20 training images per class.
     "mini": dict(pretrain_recipe="fractaldb-resnet",
-                 pretrain=dict(model="resnet18", epochs=10, batch_size=64, lr=0.05, schedule="cosine",
+                 pretrain=dict(model="resnet18", epochs=6, batch_size=64, lr=0.05, schedule="cosine",
                                image_size=32, resize_ratio=1.15, val_fraction=0.0, **_CPU),
                  finetune_recipe="finetune",
-                 finetune=dict(model="resnet18", epochs=15, batch_size=32, lr=0.01, schedule="cosine",
+                 finetune=dict(model="resnet18", epochs=12, batch_size=32, lr=0.01, schedule="cosine",
                                image_size=32, **_FLAT, **_CPU),
                  train_per_class=20, test_fraction=0.1),
     # Seconds, for the tests.
