@@ -278,3 +278,15 @@ def test_ray_backend_runs_cells(views: Path, tmp_path: Path) -> None:
     rows = run_pruning_study(views, tmp_path / "ray", preset="tiny", sizes=[10], splits=1, test_per_class=10,
                              threads=1, backend="ray", jobs=2)["rows"]
     assert len(rows) == 3 and all(0.0 <= r["top1"] <= 1.0 for r in rows)
+
+
+def test_data_without_groups_falls_back_to_images(views: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from fdsl.studies.pruning import _check_fields
+
+    assert _check_fields(views, "area", "model_id") == "model_id"
+    assert _check_fields(views, "area", "camera_rig") is None and "image by image" in caplog.text
+    labels = np.repeat([0, 1], 20)
+    test = hold_out(labels, None, 5, 0, ["a", "b"])
+    assert np.bincount(labels[test]).tolist() == [5, 5]
+    with pytest.raises(FdslError, match="none would be left for training"):
+        hold_out(labels, None, 20, 0, ["a", "b"])
