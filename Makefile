@@ -63,6 +63,8 @@ demo: setup
 	PYOPENGL_PLATFORM=egl $(BIN)/render-shapenet --out $(DEMO)/renders --models-per-class 3 --views 100 --image-size 128 --overwrite
 	$(BIN)/inspect-shards $(DEMO)/renders --verify --grid $(DEMO)/renders_grid.png --sort-by area --per-class 12
 	$(BIN)/inspect-shards $(DEMO)/renders --hist area $(DEMO)/renders_area_hist.png
+	@echo "== Pruning study on the renders: random / min-area / max-area, 2 sizes x 2 splits (a few minutes) =="
+	$(BIN)/run-study pruning --data $(DEMO)/renders --preset demo --jobs 2 --overwrite --out $(DEMO)/study-pruning
 	@echo "== Pre-train ResNet-18 on the demo FractalDB (about a minute on CPU) =="
 	@# resize_ratio 1.15 keeps the whole fractal in the 64 px crop: the paper's 224-of-362 crops
 	@# (the recipe's default) learn little in 5 short CPU epochs.

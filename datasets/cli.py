@@ -66,6 +66,9 @@ def build_parser() -> OneLineParser:
                         help="order each row by a metadata field (e.g. area), smallest to largest")
     parser.add_argument("--hist", nargs=2, metavar=("FIELD", "OUT.png"),
                         help="write a histogram of a metadata field per class")
+    parser.add_argument("--stats", type=Path, metavar="OUT_FOLDER",
+                        help="write stats.json, a bar chart of intra-class std and a heat map of "
+                             "class-mean distances (pixels at 32x32) into OUT_FOLDER")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     return add_version(parser)
 
@@ -78,6 +81,10 @@ def _main(argv: Sequence[str] | None) -> int:
                             hist=tuple(args.hist) if args.hist else None)
     if report.summary:
         print(json.dumps(report.summary, indent=1) if args.json else inspection.format_summary(report.summary))
+    if args.stats is not None:
+        from fdsl.datasets.stats import dataset_stats
+
+        report.written += [Path(p) for p in dataset_stats(args.folder, args.stats)["written"]]
     for path in report.written:
         print(f"wrote {path}")
     if report.verified:

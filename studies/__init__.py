@@ -1,1 +1,19 @@
-"""fdsl.studies: the studies behind fdsl, each a folder of ordinary train-classifier runs."""
+"""fdsl.studies: the studies the toolkit exists for, each a folder of ordinary training runs.
+
+- ``run_pruning_study``: data pruning by a recorded field (viewpoint study, CUB protocol);
+- ``run_transfer_study``: formula-driven pre-training against training from scratch;
+- ``import_digits``: scikit-learn's bundled handwritten digits as a built-in downstream set.
+
+Every study writes ``study.json`` (its settings; another study in the same folder is refused
+unless ``overwrite``), one ``train-classifier`` run folder per cell under ``runs/`` (re-running
+resumes: finished cells are kept, a half-finished one continues from its checkpoint), and
+``table.md`` and ``results.csv``. Importing this package does not import torch.
+"""
+
+from __future__ import annotations
+
+from fdsl.studies.digits import import_digits
+from fdsl.studies.pruning import run_pruning_study
+from fdsl.studies.transfer import run_transfer_study
+
+__all__ = ["import_digits", "run_pruning_study", "run_transfer_study"]

@@ -1,0 +1,177 @@
+"""Data-set statistics of the FractalDB evaluation study: how spread out each class is, and how far
+apart the classes are, in a stated feature space.
+
+- intra-class std of class ``c``: the root-mean-square over feature dimensions of the per-dimension
+  standard deviation, ``sqrt(mean_i ||x_i - mu_c||^2 / D)``;
+- class-mean distance: the Euclidean distance ``||mu_a - mu_b||`` between every pair of class means.
+
+The feature space is passed in as a function of a uint8 image batch; the default is the pixels at
+a fixed size (``pixel_features``). A checkpoint's penultimate layer lives in ``fdsl.studies.stats``
+(the data layer imports no training code). Images are read from HDF5 shards, at most
+``max_per_class`` per class (a seeded sample), and accumulated in float64 sums, so memory stays
+at (classes x D) whatever the data set size.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fdsl.atomic import write_bytes_atomic
+from fdsl.datasets import shards
+from fdsl.errors import FdslError
+
+log = logging.getLogger(__name__)
+
+Features = Callable[[np.ndarray], np.ndarray]  # uint8 [n, H, W(, C)] -> float [n, D]
+DEFAULT_SIDE = 32
+
+
+def pixel_features(side: int = DEFAULT_SIDE) -> Features:
+    """Pixels in [0, 1] after a bilinear resize to ``side`` x ``side`` (channels kept), flattened."""
+    from PIL import Image
+
+    def features(images: np.ndarray) -> np.ndarray:
+        out = [np.asarray(Image.fromarray(img).resize((side, side), Image.Resampling.BILINEAR), np.float32)
+               for img in images]
+        return np.stack(out).reshape(len(images), -1) / 255.0
+
+    features.describe = f"pixels resized to {side}x{side} (bilinear), values in [0, 1]"  # type: ignore[attr-defined]
+    return features
+
+
+def _sample(labels: np.ndarray, classes: int, max_per_class: int | None, seed: int) -> np.ndarray:
+    rows = []
+    for c in range(classes):
+        members = np.flatnonzero(labels == c)
+        if max_per_class is not None and len(members) > max_per_class:
+            members = np.sort(np.random.default_rng([seed, c]).choice(members, max_per_class, replace=False))
+        rows.append(members)
+    return np.sort(np.concatenate(rows)) if rows else np.zeros(0, np.int64)
+
+
+def class_statistics(folder: str | Path, features: Features, *, max_per_class: int | None = 200,
+                     seed: int = 0, batch: int = 256) -> dict[str, Any]:
+    """Per-class counts, intra-class std and the class-mean distance matrix of ``folder``."""
+    folder = Path(folder)
+    manifest = shards.read_manifest(folder)
+    if manifest.get("storage", "hdf5") != "hdf5":
+        raise FdslError(f"{folder}: --stats needs HDF5 shards (this data set is {manifest['storage']})")
+    classes = list(manifest["classes"])
+    records = shards.shard_records(manifest)
+    labels = np.concatenate([p["labels"] for p in shards.iter_shard_arrays(folder)] or [np.zeros(0, np.int64)])
+    chosen = _sample(labels, len(classes), max_per_class, seed)
+    if len(chosen) == 0:
+        raise FdslError(f"{folder}: the data set holds no images")
+    starts = np.cumsum([0] + [r.count for r in records])
+    # Sums are taken around each class's first feature vector (a shifted-data variance), so large
+    # features do not lose the spread to cancellation and identical images give exactly 0.
+    ref: np.ndarray | None = None
+    sums = np.zeros(0)
+    sq = np.zeros(len(classes))
+    counts = np.zeros(len(classes), np.int64)
+    for s, record in enumerate(records):
+        local = chosen[(chosen >= starts[s]) & (chosen < starts[s + 1])] - starts[s]
+        if not len(local):
+            continue
+        with shards.open_shard(folder / record.file) as f:
+            for k in range(0, len(local), batch):
+                part = local[k:k + batch]
+                x = np.asarray(features(f["images"][part]), np.float64)
+                y = labels[part + starts[s]]
+                if ref is None:
+                    ref, sums = np.zeros((len(classes), x.shape[1])), np.zeros((len(classes), x.shape[1]))
+                first = np.unique(y[counts[y] == 0], return_index=True)
+                ref[first[0]] = x[np.flatnonzero(counts[y] == 0)[first[1]]]
+                counts += np.bincount(y, minlength=len(classes))
+                x = x - ref[y]
+                np.add.at(sums, y, x)
+                np.add.at(sq, y, (x * x).sum(1))
+    assert ref is not None
+    seen = np.maximum(counts, 1)
+    shift = sums / seen[:, None]
+    means = ref + shift
+    dim = sums.shape[1]
+    variance = np.maximum(sq / seen - (shift * shift).sum(1), 0.0) / dim
+    centred = means - means[counts > 0].mean(0)  # distances are shift-free; centring limits cancellation
+    sq_norm = (centred * centred).sum(1)
+    distance = np.sqrt(np.maximum(sq_norm[:, None] + sq_norm[None, :] - 2 * centred @ centred.T, 0.0))
+    np.fill_diagonal(distance, 0.0)
+    empty = counts == 0
+    intra = np.where(empty, np.nan, np.sqrt(variance))
+    distance[empty, :] = np.nan
+    distance[:, empty] = np.nan
+    off = distance[~np.eye(len(classes), dtype=bool)]
+    return {"folder": str(folder), "classes": classes, "counts": counts.tolist(), "dimensions": dim,
+            "intra_class_std": _finite(intra), "class_mean_distance": [_finite(r) for r in distance],
+            "mean_intra_class_std": float(np.nanmean(intra)),
+            "mean_class_mean_distance": float(np.nanmean(off)) if np.isfinite(off).any() else None}
+
+
+def _finite(values: np.ndarray) -> list[float | None]:
+    """JSON-safe numbers: None for a class without images."""
+    return [float(v) if np.isfinite(v) else None for v in values]
+
+
+def _plots(stats: dict[str, Any], out: Path, title: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes, n = stats["classes"], len(stats["classes"])
+    labelled = n <= 40  # tick labels for up to 40 classes; beyond that they are unreadable
+    fig, ax = plt.subplots(figsize=(max(6, min(0.3 * n, 20)), 3.5))
+    ax.bar(range(n), np.asarray(stats["intra_class_std"], float), color="tab:blue")
+    ax.set_xticks(range(n) if labelled else [])
+    if labelled:
+        ax.set_xticklabels(classes, rotation=90, fontsize=7)
+    ax.set_ylabel("intra-class std")
+    ax.set_title(f"intra-class std per class: {title}")
+    fig.tight_layout()
+    bar = out / "intra_class_std.png"
+    fig.savefig(bar, dpi=100)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 6))
+    image = ax.imshow(np.asarray(stats["class_mean_distance"], float), cmap="viridis")
+    fig.colorbar(image, ax=ax, label="distance between class means")
+    if labelled:
+        ax.set_xticks(range(n), classes, rotation=90, fontsize=7)
+        ax.set_yticks(range(n), classes, fontsize=7)
+    ax.set_title(f"class-mean distances: {title}")
+    fig.tight_layout()
+    heat = out / "class_mean_distance.png"
+    fig.savefig(heat, dpi=100)
+    plt.close(fig)
+    return [bar, heat]
+
+
+def dataset_stats(folder: str | Path, out: str | Path, *, features: Features | None = None,
+                  feature_space: str | None = None, max_per_class: int | None = 200,
+                  seed: int = 0) -> dict[str, Any]:
+    """Write ``out/stats.json``, ``out/intra_class_std.png`` (bar chart) and
+    ``out/class_mean_distance.png`` (heat map) for the shard folder ``folder``; return the stats.
+
+    ``features`` maps a uint8 image batch to float vectors (default: ``pixel_features()``);
+    ``feature_space`` describes it in stats.json. The returned dict lists the files in ``written``.
+    """
+    from fdsl.atomic import ensure_writable
+
+    features = features or pixel_features()
+    space = feature_space or getattr(features, "describe", "a caller-given feature function")
+    out = Path(out)
+    ensure_writable(out, "the stats folder")
+    stats = class_statistics(folder, features, max_per_class=max_per_class, seed=seed)
+    stats = {"feature_space": space, "max_per_class": max_per_class, "seed": seed,
+             "definitions": {"intra_class_std": "sqrt(mean over images of ||x - class mean||^2 / D)",
+                             "class_mean_distance": "Euclidean distance between class-mean vectors"},
+             **stats}
+    write_bytes_atomic(out / "stats.json", (json.dumps(stats, indent=1) + "\n").encode())
+    written = [out / "stats.json", *_plots(stats, out, Path(folder).name)]
+    log.info("stats of %s (%s) -> %s", folder, space, out)
+    return {**stats, "written": [str(p) for p in written]}

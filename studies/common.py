@@ -1,0 +1,269 @@
+"""What every study shares: cells (one ``train_classifier`` run each), the study folder (its
+settings, its lock, resume), running cells in parallel, and the tables, plots and statistics.
+
+A cell is done when its run folder holds a readable ``summary.json``; a cell with a
+``checkpoint.pt`` but no summary was killed mid-run and continues from that checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import logging
+import math
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fdsl.atomic import folder_lock, write_bytes_atomic
+from fdsl.errors import FdslError
+
+log = logging.getLogger(__name__)
+
+STUDY_FILE = "study.json"
+RUNS = "runs"
+INDICES = "indices"
+# Files and folders a study writes; --overwrite removes exactly these (imported data sets stay).
+STUDY_OUTPUTS = (RUNS, INDICES, "table.md", "results.csv", "results.png", "results.json")
+BACKENDS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of a study: where it goes, what it trains on and the results.csv columns."""
+
+    out: str
+    data: str
+    recipe: str
+    row: dict[str, Any]
+    overrides: dict[str, Any] = field(default_factory=dict)
+    val_data: str | None = None
+    finetune_from: str | None = None
+    threads: int | None = None  # torch CPU threads of the run (None: torch's default)
+    device: str = "auto"
+    keep_checkpoint: bool = True  # False: delete checkpoint.pt once summary.json is written
+
+    def __str__(self) -> str:
+        return Path(self.out).name
+
+
+def read_summary(run: str | Path) -> dict[str, Any] | None:
+    """The run's summary.json, or None while the run is unfinished (missing or half-written)."""
+    try:
+        return json.loads((Path(run) / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def run_cell(cell: Cell) -> dict[str, Any]:
+    """Train one cell (resuming it when it was interrupted) and return its results.csv row."""
+    summary = read_summary(cell.out)
+    if summary is None:
+        import torch
+
+        from fdsl.train.loop import CHECKPOINT, train_classifier
+
+        if cell.threads:
+            torch.set_num_threads(cell.threads)
+        resume = (Path(cell.out) / CHECKPOINT).is_file()
+        log.info("%s %s", "resuming" if resume else "training", cell.out)
+        summary = train_classifier(cell.data, cell.out, recipe=cell.recipe, val_data=cell.val_data,
+                                   finetune_from=None if resume else cell.finetune_from,
+                                   device=cell.device, resume=resume,
+                                   overwrite=not resume, overrides=cell.overrides)
+        if not cell.keep_checkpoint:
+            (Path(cell.out) / CHECKPOINT).unlink(missing_ok=True)
+    return {**cell.row, "top1": summary["top1"], "train_images": summary["train_images"],
+            "val_images": summary["val_images"], "epochs": summary["epochs_done"],
+            "seconds": summary["seconds"], "run": str(cell.out)}
+
+
+def run_cells(cells: Sequence[Cell], *, jobs: int = 1, backend: str = "local",
+              desc: str = "runs") -> list[dict[str, Any]]:
+    """Run every cell (finished ones are only read) with ``jobs`` local processes or Ray tasks;
+    the rows come back in the order of ``cells``."""
+    from fdsl.datasets.jobs import run_tasks
+
+    if backend not in BACKENDS:
+        raise FdslError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    done = {cell.out: read_summary(cell.out) is not None for cell in cells}
+    log.info("%s: %d of %d runs already finished", desc, sum(done.values()), len(cells))
+    rows: dict[str, dict[str, Any]] = {}
+
+    def collect(cell: Cell, row: dict[str, Any]) -> int:
+        rows[cell.out] = row
+        return 1
+
+    # Finished cells are read here; only the others go to workers (a spawned process costs seconds).
+    for cell in cells:
+        if done[cell.out]:
+            collect(cell, run_cell(cell))
+    todo = [cell for cell in cells if not done[cell.out]]
+    if todo:
+        run_tasks(run_cell, todo, collect, backend=backend, workers=jobs, retries=1,
+                  total_items=len(todo), unit="run", desc=desc)
+    return [rows[cell.out] for cell in cells]
+
+
+def cell_threads(jobs: int, threads: int | None) -> int | None:
+    """Torch threads per run: as asked, else the cores shared out among ``jobs`` parallel runs."""
+    if threads or jobs <= 1:
+        return threads
+    from fdsl.datasets.jobs import default_workers
+
+    return max(1, default_workers() // jobs)
+
+
+# ---------------------------------------------------------------- the study folder
+
+
+def _first_difference(old: Any, new: Any, path: str = "") -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                return _first_difference(old.get(key), new.get(key), f"{path}.{key}" if path else key)
+    return f"{path or 'settings'}: {old!r} then, {new!r} now"
+
+
+@contextlib.contextmanager
+def study_folder(out: str | Path, kind: str, settings: Mapping[str, Any], *,
+                 overwrite: bool = False) -> Iterator[Path]:
+    """Hold ``out`` for one study: lock it, refuse a study made with other settings (unless
+    ``overwrite``, which removes that study's runs and outputs), record ``settings``."""
+    out = Path(out)
+    record = json.loads(json.dumps({"study": kind, "settings": dict(settings)}))
+    with folder_lock(out):
+        path = out / STUDY_FILE
+        if path.is_file():
+            try:
+                old = json.loads(path.read_text())
+            except ValueError:
+                old = {}
+            if old != record and not overwrite:
+                raise FdslError(f"{out} holds a {old.get('study', 'different')} study made with other "
+                                f"settings ({_first_difference(old, record)}); use --overwrite to "
+                                "replace it, or another --out")
+            if old != record:
+                log.warning("--overwrite: removing the previous study's runs in %s", out)
+                for name in STUDY_OUTPUTS:
+                    target = out / name
+                    if target.is_dir():
+                        shutil.rmtree(target)
+                    else:
+                        target.unlink(missing_ok=True)
+        write_json(path, record)
+        yield out
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, (json.dumps(data, indent=1) + "\n").encode())
+
+
+def write_indices(path: str | Path, rows: np.ndarray) -> str:
+    """Row positions as a JSON list (train-classifier's train_indices / val_indices file)."""
+    write_json(path, [int(r) for r in rows])
+    return str(path)
+
+
+# ---------------------------------------------------------------- tables and statistics
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    arr = np.asarray(values, float)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def format_mean_std(values: Sequence[float]) -> str:
+    """``0.6517 ± 0.0109`` (``-`` when there is no value)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    mean, std = mean_std(values)
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> dict[str, Any]:
+    """Mean of ``a - b`` over pairs with its t-based confidence interval (None for < 2 pairs)."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    n = len(d)
+    out: dict[str, Any] = {"n": n, "mean": float(d.mean()) if n else None, "low": None, "high": None}
+    if n >= 2:
+        from scipy.stats import t
+
+        half = float(t.ppf(0.5 + level / 2, n - 1)) * float(d.std(ddof=1)) / math.sqrt(n)
+        out.update(low=out["mean"] - half, high=out["mean"] + half)
+    return out
+
+
+def describe_difference(name: str, baseline: str, diff: Mapping[str, Any]) -> str:
+    """One line: the paired gap, its 95% interval and whether it is bigger than the noise."""
+    if diff["mean"] is None:
+        return f"{name} vs {baseline}: no pairs"
+    if diff["low"] is None:
+        return f"{name} vs {baseline}: {diff['mean']:+.4f} (one pair: no interval)"
+    verdict = ("bigger than the noise" if diff["low"] > 0 or diff["high"] < 0
+               else "within the noise (the interval holds 0)")
+    return (f"{name} vs {baseline}: {diff['mean']:+.4f}, 95% CI [{diff['low']:+.4f}, "
+            f"{diff['high']:+.4f}] over {diff['n']} pairs: {verdict}")
+
+
+def markdown_table(corner: str, rows: Sequence[str], columns: Sequence[str],
+                   cell: Mapping[tuple[str, str], str]) -> str:
+    lines = ["| " + " | ".join([corner, *columns]) + " |", "|" + "---|" * (len(columns) + 1)]
+    lines += ["| " + " | ".join([r, *(cell.get((r, c), "-") for c in columns)]) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_bytes_atomic(path, buffer.getvalue().encode())
+
+
+def plot_series(path: str | Path, series: Mapping[str, tuple[list[Any], list[float], list[float]]], *,
+                xlabel: str, ylabel: str, title: str) -> None:
+    """One line with error bars per series: name -> (x values, means, stds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k, (name, (xs, means, stds)) in enumerate(series.items()):
+        # evenly spaced sizes, each series nudged sideways so the error bars stay apart
+        ax.errorbar(np.arange(len(xs)) + 0.04 * (k - (len(series) - 1) / 2), means, yerr=stds, marker="o",
+                    capsize=3, label=name)
+        ax.set_xticks(range(len(xs)), [str(x) for x in xs])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def parse_named(items: Sequence[str] | None, what: str) -> dict[str, str]:
+    """``["fractaldb=data/fdb", "digits"]`` -> ``{"fractaldb": "data/fdb", "digits": ""}`` (a bare
+    name maps to "": a built-in data set)."""
+    named: dict[str, str] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not name or (sep and not value.strip()):
+            raise FdslError(f"{what} expects NAME=DIR, got {item!r}")
+        if name in named:
+            raise FdslError(f"{what} {name!r} is given twice")
+        named[name] = value.strip()
+    return named
