@@ -14,6 +14,7 @@ from typing import Any
 
 from fdsl.cli import (
     OneLineParser,
+    add_version,
     fraction,
     non_negative_float,
     non_negative_int,
@@ -129,7 +130,7 @@ def build_parser() -> OneLineParser:
     s.add_argument("--max-per-class", type=positive_int, default=200, help="images per class, sampled (default 200)")
     s.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device of the feature model")
     s.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    return parser
+    return add_version(parser)
 
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:
