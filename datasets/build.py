@@ -106,7 +106,7 @@ class _Job:
         if self.bytes_per_item:
             check_free_space(out, int(self.bytes_per_item * expected * 1.1) + MARGIN)
         writer = get_format(self.storage).writer(out, task.index, compression=self.compression,
-                                                 png_path=self.source.png_path, expected=expected)
+                                                 png_path=getattr(self.source, "png_path", None), expected=expected)
         failures: list[dict[str, Any]] = []
         try:
             for batch in self._parts(task, failures):

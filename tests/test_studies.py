@@ -295,12 +295,12 @@ def test_data_without_groups_falls_back_to_images(views: Path, caplog: pytest.Lo
 def test_train_and_val_index_files(views: Path, tmp_path: Path) -> None:
     """train_indices / val_indices (.npy or .json) replace the automatic held-out split."""
     np.save(tmp_path / "train.npy", np.arange(0, 120, 2))
-    (tmp_path / "val.json").write_text(json.dumps({"indices": [1, 3, 5, 7]}))
+    (tmp_path / "val.json").write_text(json.dumps([1, 3, 5, 7]))
     fields = dict(model="resnet18", epochs=1, batch_size=16, image_size=16, resize_ratio=1.0, workers=0)
     summary = train_classifier(views, tmp_path / "run", recipe="finetune", device="cpu", overrides={
         **fields, "train_indices": str(tmp_path / "train.npy"), "val_indices": str(tmp_path / "val.json")})
     assert (summary["train_images"], summary["val_images"]) == (60, 4)
     (tmp_path / "bad.json").write_text("[0, 999]")
-    with pytest.raises(FdslError, match=r"must hold integer rows in \[0, 120\)"):
+    with pytest.raises(FdslError, match=r"index 999 is out of range for 120 images"):
         train_classifier(views, tmp_path / "bad", recipe="finetune", device="cpu",
                          overrides={**fields, "train_indices": str(tmp_path / "bad.json")})
