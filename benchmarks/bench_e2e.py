@@ -19,6 +19,7 @@ a full-machine run pays per image. Wall time is given too.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -70,14 +71,52 @@ def _cpu() -> float:
 
 
 def render_only(source, part: int) -> int:
-    """Render every item in the builder's parts, keeping nothing; returns the image count."""
+    """Render every item in the builder's parts, keeping nothing; returns the image count.
+    Memory is handled as in the builder's tasks (freed parts reused), when the builder does so."""
+    try:
+        from fdsl.datasets._heap import reuse_freed_memory
+    except ImportError:  # an fdsl without it (the "before" runs)
+        reuse_freed_memory = contextlib.nullcontext
     n = source.num_items()
     done = 0
-    for start in range(0, n, part):
-        batch = source.render(start, min(start + part, n))
-        done += len(batch.items)
-        del batch
+    with reuse_freed_memory():
+        for start in range(0, n, part):
+            batch = source.render(start, min(start + part, n))
+            done += len(batch.items)
+            del batch
     return done
+
+
+# Where end-to-end CPU time goes: (label, function name as cProfile reports it, cumulative?).
+STAGES = (("render (kernel)", "render", True),
+          ("HDF5 chunk writes incl. LZ4", "__setitem__", True),
+          ("LZ4 + chunk writes (direct)", "_write_chunks", True),
+          ("sha256 of the shard", "sha256_file", True),
+          ("fsync", "<built-in method posix.fsync>", False))
+
+
+def profile_stages(source, out: Path, count: int) -> dict[str, float]:
+    """One more end-to-end build under cProfile (CPU clock): CPU-ms per image by stage."""
+    import cProfile
+    import pstats
+
+    from fdsl.datasets import build
+
+    profiler = cProfile.Profile(time.process_time)
+    cpu = time.process_time()
+    profiler.runcall(build.build_dataset, source, out, workers=1, backend="inline")
+    total = time.process_time() - cpu
+    stats = pstats.Stats(profiler).stats  # (file, line, name) -> (cc, nc, tottime, cumtime, callers)
+    stages, counted = {}, 0.0
+    for label, name, cumulative in STAGES:
+        keys = [k for k in stats if k[2] == name and (name != "render" or "generators" in k[0])]
+        seconds = sum(stats[k][3 if cumulative else 2] for k in keys)
+        if keys:
+            stages[label] = seconds * 1e3 / count
+            counted += seconds
+    stages["everything else (metadata, manifest, Python)"] = (total - counted) * 1e3 / count
+    stages["total (profiled)"] = total * 1e3 / count
+    return stages
 
 
 def child(name: str, images: int, repeats: int) -> dict:
@@ -112,6 +151,7 @@ def child(name: str, images: int, repeats: int) -> dict:
             if r + 1 < repeats:
                 for f in out.iterdir():
                     f.unlink()
+        stages = profile_stages(source, Path(tmp) / "profiled", count)
     phases, prev = {}, (0.0, 0.0)
     for key, value in marks.items():
         phases[key] = {"wall": value[0] - prev[0], "cpu": value[1] - prev[1]}
@@ -122,7 +162,7 @@ def child(name: str, images: int, repeats: int) -> dict:
             "kernel_cpu_ms": statistics.median(kernel) * ms, "kernel_wall_ms": statistics.median(kernel_wall) * ms,
             "e2e_cpu_ms": statistics.median(e2e) * ms, "e2e_wall_ms": statistics.median(e2e_wall) * ms,
             "kernel_cpu_all": [t * ms for t in kernel], "e2e_cpu_all": [t * ms for t in e2e],
-            "kib_per_image": size / count / 1024, "part": part}
+            "kib_per_image": size / count / 1024, "part": part, "stages_cpu_ms": stages}
 
 
 def run_child(name: str, images: int, repeats: int) -> dict:
@@ -151,6 +191,13 @@ def report(rows: list[dict], args: argparse.Namespace, load: str) -> str:
         cells = " | ".join(f"{p[k]['cpu']:.2f} / {p[k]['wall']:.2f}"
                            for k in ("interpreter", "imports", "make_source", "first_image"))
         lines.append(f"| {r['name']} | {cells} | {r['startup_cpu']:.2f} | {r['startup_wall']:.2f} |")
+    labels = list(dict.fromkeys(k for r in rows for k in r["stages_cpu_ms"]))
+    lines += ["", "Where the end-to-end CPU time goes (one more build under cProfile with a CPU clock; "
+              "CPU-ms per image; profiling adds a little to each):", "",
+              "| stage | " + " | ".join(r["name"] for r in rows) + " |", "|---|" + "---:|" * len(rows)]
+    for label in labels:
+        cells = " | ".join(f"{r['stages_cpu_ms'][label]:.3f}" if label in r["stages_cpu_ms"] else "-" for r in rows)
+        lines.append(f"| {label} | {cells} |")
     command = f"    .venv/bin/python benchmarks/bench_e2e.py --images {args.images} --repeats {args.repeats}"
     return ("# End to end against kernel only\n\n" + "\n".join(lines) + "\n\n"
             f"Per image: medians of {args.repeats} alternated runs in one process after start-up, "

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from fdsl.datasets import shards
+from fdsl.datasets._heap import reuse_freed_memory
 from fdsl.datasets.jobs import default_workers, run_tasks
 from fdsl.errors import ConfigMismatchError, FdslError
 from fdsl.sources import RenderedBatch, ShardSource  # noqa: F401  (re-exported for old imports)
@@ -87,10 +88,11 @@ class _Job:
     def __call__(self, task: ShardTask) -> dict[str, Any]:
         out = Path(self.out)
         failures: list[dict[str, Any]] = []
-        if self.storage == "png":
-            entry = _write_png_task(self.source, out, task, self._parts(task, failures))
-        else:
-            entry = self._write_hdf5(out, task, self._parts(task, failures))
+        with reuse_freed_memory():  # each render part reuses the last one's pages (no page faults)
+            if self.storage == "png":
+                entry = _write_png_task(self.source, out, task, self._parts(task, failures))
+            else:
+                entry = self._write_hdf5(out, task, self._parts(task, failures))
         entry["failures"] = failures
         entry["first_item"] = task.start
         return entry

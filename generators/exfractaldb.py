@@ -182,7 +182,9 @@ def search_classes(classes: int, *, seed: int, points: int = 10_000, threshold: 
             found.update({k: (p, q) for k, p, q in result})
             return span[1] - span[0]
 
-        run_tasks(job, spans, on_result, backend=backend, workers=workers,
+        # Spawning a worker costs about a CPU-second: worth it only for a few chunks per worker.
+        round_workers = workers if chunks >= 2 * workers else 1
+        run_tasks(job, spans, on_result, backend=backend, workers=round_workers,
                   total_items=chunks * SEARCH_CHUNK, unit="cand", desc="exfractaldb search")
         tried += chunks * SEARCH_CHUNK
     keys = sorted(found)[:classes]
