@@ -151,6 +151,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer views and models (about 1 minute)")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here (for gpu_check)")
+    parser.add_argument("--no-report", action="store_true", help="leave benchmarks/results/render.md as it is")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -196,8 +197,9 @@ def main() -> None:
               f"Command: `{command}`\n")
     print(table)
     print(f"\n{device}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(report)
+    if not args.no_report:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(report)
     if args.json:
         figures.update(gl_renderer=gl, on_nvidia=on_gpu, end_to_end=e2e,
                        end_to_end_views_per_s=1e3 / float(e2e["e2e_wall_ms"]))

@@ -146,6 +146,11 @@ def main() -> None:
         data = tmp / "shards"
         build_dataset(Blobs(count, size), data, shard_size=2048, backend="inline", workers=1)
     rows, errors = [], []
+    figures = {"device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
+               "paths": {"bf16_autocast": cuda, "channels_last": cuda, "compile": args.compile,
+                         "pinned_memory": cuda, "reader_threads": workers},
+               "image_size": cases[0][2]["image_size"], "steps": steps, "warmup": warmup,
+               "rows": [], "errors": errors}
     try:
         for label, recipe, overrides in cases:
             if args.compile:
@@ -155,22 +160,17 @@ def main() -> None:
             except Exception as exc:  # noqa: BLE001 - one model failing must not hide the other's figures
                 errors.append({"model": label, "error": f"{type(exc).__name__}: {exc}"[:2000]})
                 print(f"{label}: FAILED: {errors[-1]['error']}", file=sys.stderr)
-                continue
-            rows.append((label, recipe, synthetic, fed))
-            print(f"{label}: synthetic {synthetic:,.0f} img/s, shards {fed:,.0f} img/s", file=sys.stderr)
+            else:
+                rows.append((label, recipe, synthetic, fed))
+                figures["rows"].append({"model": label, "recipe": recipe, "synthetic_img_s": synthetic,
+                                        "fed_img_s": fed, "fed_over_synthetic": fed / synthetic})
+                print(f"{label}: synthetic {synthetic:,.0f} img/s, shards {fed:,.0f} img/s", file=sys.stderr)
+            if args.json:  # after each model: a run stopped by its time box keeps what it measured
+                args.json.write_text(json.dumps(figures, indent=1) + "\n")
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     write_report(rows, device, workers, size, args)
-    if args.json:
-        args.json.write_text(json.dumps({
-            "device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
-            "paths": {"bf16_autocast": cuda, "channels_last": cuda, "compile": args.compile,
-                      "pinned_memory": cuda, "reader_threads": workers},
-            "image_size": cases[0][2]["image_size"], "steps": steps, "warmup": warmup,
-            "rows": [{"model": label, "recipe": recipe, "synthetic_img_s": synthetic, "fed_img_s": fed,
-                      "fed_over_synthetic": fed / synthetic} for label, recipe, synthetic, fed in rows],
-            "errors": errors}, indent=1) + "\n")
     if errors:
         raise SystemExit(1)
 

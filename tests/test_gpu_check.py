@@ -87,6 +87,15 @@ def test_parts_are_time_boxed_and_a_failure_does_not_stop_the_others(tmp_path: P
     assert not marker.exists()
 
 
+def test_a_part_whose_figures_fail_its_check_is_failed(tmp_path: Path) -> None:
+    figures = tmp_path / "render.json"
+    code = f"import json; json.dump({{'on_nvidia': False, 'gl_renderer': 'llvmpipe'}}, open({str(figures)!r}, 'w'))"
+    part = gpu_check.Part("render", [sys.executable, "-c", code], 30, {}, figures, gpu_check._nvidia_egl)
+    result = gpu_check.run_parts([part], budget_s=40, min_part_s=0.5)[0]
+    assert result.status == "failed" and result.returncode == 0
+    assert "llvmpipe, not NVIDIA's driver" in result.detail
+
+
 def test_a_part_is_skipped_when_the_budget_is_spent() -> None:
     results = gpu_check.run_parts([_part("late", "print('never')", 30)], budget_s=0.2, min_part_s=0.5)
     assert results[0].status == "skipped" and "budget left" in results[0].detail
