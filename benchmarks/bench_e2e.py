@@ -90,7 +90,6 @@ def render_only(source, part: int) -> int:
 # Where end-to-end CPU time goes: (label, function name as cProfile reports it, cumulative?).
 STAGES = (("render (kernel)", "render", True),
           ("HDF5 chunk writes incl. LZ4", "__setitem__", True),
-          ("LZ4 + chunk writes (direct)", "_write_chunks", True),
           ("sha256 of the shard", "sha256_file", True),
           ("fsync", "<built-in method posix.fsync>", False))
 

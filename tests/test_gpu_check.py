@@ -121,3 +121,26 @@ def test_report_names_the_device_and_each_part(tmp_path: Path) -> None:
     assert "bf16_autocast, channels_last, compile, pinned_memory" in text
     saved = json.loads((tmp_path / "gpu.json").read_text())
     assert saved["device"] == device and [p["status"] for p in saved["parts"]] == ["passed", "timed out", "failed"]
+
+
+@pytest.mark.slow
+def test_train_benchmark_compiled_step_runs_on_cpu(tmp_path: Path) -> None:
+    """The CPU half of the check's training part: bench_train's measure() through torch.compile
+    (the flag gpu-check passes), on tiny shards, so a break shows up before a GPU is lent."""
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_train
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    import torch
+
+    from fdsl.datasets.build import build_dataset
+
+    data = tmp_path / "shards"
+    build_dataset(bench_train.Blobs(64, 40, classes=4), data, shard_size=64, backend="inline", workers=1)
+    torch.set_num_threads(1)
+    synthetic, fed = bench_train.measure(dict(model="resnet18", batch_size=8, image_size=32, compile=True),
+                                         "fractaldb-resnet", data, torch.device("cpu"), steps=2, warmup=1,
+                                         workers=1)
+    assert synthetic > 0 and fed > 0
