@@ -70,20 +70,25 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def render_only(source, part: int) -> int:
+def _fixed_parts(source, start: int, stop: int, part: int = 1000):
+    for first in range(start, stop, part):
+        yield source.render(first, min(first + part, stop))
+
+
+def render_only(source) -> int:
     """Render every item in the builder's parts, keeping nothing; returns the image count.
     Memory is handled as in the builder's tasks (freed parts reused), when the builder does so."""
+    from fdsl.datasets import build
+
     try:
         from fdsl.datasets._heap import reuse_freed_memory
     except ImportError:  # an fdsl without it (the "before" runs)
         reuse_freed_memory = contextlib.nullcontext
-    n = source.num_items()
+    parts = getattr(build, "render_parts", _fixed_parts)
     done = 0
     with reuse_freed_memory():
-        for start in range(0, n, part):
-            batch = source.render(start, min(start + part, n))
+        for batch in parts(source, 0, source.num_items()):
             done += len(batch.items)
-            del batch
     return done
 
 
@@ -132,13 +137,12 @@ def child(name: str, images: int, repeats: int) -> dict:
     marks["make_source"] = (time.perf_counter() - t0, _cpu())
     source.render(0, 1)
     marks["first_image"] = (time.perf_counter() - t0, _cpu())
-    part = getattr(build, "RENDER_PART", 1000)
     kernel, kernel_wall, e2e, e2e_wall = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
         count = 0
         for r in range(repeats):
             cpu, wall = time.process_time(), time.perf_counter()
-            count = render_only(source, part)
+            count = render_only(source)
             kernel.append(time.process_time() - cpu)
             kernel_wall.append(time.perf_counter() - wall)
             out = Path(tmp) / f"run{r}"
@@ -161,7 +165,7 @@ def child(name: str, images: int, repeats: int) -> dict:
             "kernel_cpu_ms": statistics.median(kernel) * ms, "kernel_wall_ms": statistics.median(kernel_wall) * ms,
             "e2e_cpu_ms": statistics.median(e2e) * ms, "e2e_wall_ms": statistics.median(e2e_wall) * ms,
             "kernel_cpu_all": [t * ms for t in kernel], "e2e_cpu_all": [t * ms for t in e2e],
-            "kib_per_image": size / count / 1024, "part": part, "stages_cpu_ms": stages}
+            "kib_per_image": size / count / 1024, "stages_cpu_ms": stages}
 
 
 def run_child(name: str, images: int, repeats: int) -> dict:
