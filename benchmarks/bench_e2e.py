@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import load_average, machine, process_age  # noqa: E402
+from benchmarks.common import load_average, machine, process_age, publish  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "e2e.md"
 # Sizes per generator for N images: a few classes, the data set's own image size and defaults.
@@ -237,13 +237,7 @@ def main() -> None:
         print(f"{name}: kernel {row['kernel_cpu_ms']:.3f} CPU-ms/img, end to end {row['e2e_cpu_ms']:.3f} "
               f"({row['e2e_cpu_ms'] / row['kernel_cpu_ms']:.2f}x), start-up {row['startup_cpu']:.2f} CPU-s "
               f"/ {row['startup_wall']:.2f} s", file=sys.stderr)
-    text = report(rows, args, load)
-    print(text)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
-    if not args.no_report:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(text)
+    publish(report(rows, args, load), rows, args.json, None if args.no_report else RESULTS)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import load_average, machine, process_age  # noqa: E402
+from benchmarks.common import load_average, machine, process_age, publish  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "startup.md"
 PHASES = ("interpreter", "imports", "parse", "search", "builder", "first image")
@@ -173,13 +173,7 @@ def main() -> None:
         r = rows[-1]
         print(f"{name}: first image after {r['first_image']['cpu']:.2f} CPU-s / {r['first_image']['wall']:.2f} s",
               file=sys.stderr)
-    text = report(rows, args.repeats, load)
-    print(text)
-    if args.json:
-        args.json.write_text(json.dumps(raw, indent=1) + "\n")
-    if not args.no_report:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(text)
+    publish(report(rows, args.repeats, load), raw, args.json, None if args.no_report else RESULTS)
 
 
 if __name__ == "__main__":

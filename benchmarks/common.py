@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -39,3 +41,13 @@ def process_age() -> float:
     with open("/proc/uptime") as f:
         uptime = float(f.read().split()[0])
     return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def publish(text: str, raw: Any, json_path: Path | None, report: Path | None) -> None:
+    """Print a benchmark's report, and write its raw figures and its report file when asked."""
+    print(text)
+    if json_path is not None:
+        json_path.write_text(json.dumps(raw, indent=1) + "\n")
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(text)
