@@ -12,7 +12,7 @@ DEMO   := demo
 APT_PACKAGES := libegl1 libgl1-mesa-dri libegl-mesa0 libgl1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test setup system-packages lint bench clean
+.PHONY: demo test setup system-packages lint bench gpu-check clean
 
 setup: system-packages $(STAMP)
 
@@ -44,6 +44,11 @@ lint: setup
 bench: setup
 	for b in benchmarks/bench_*.py; do PYOPENGL_PLATFORM=egl $(BIN)/python $$b || exit 1; done
 	$(BIN)/python benchmarks/collect_results.py
+
+# On a CUDA machine (with a CUDA build of torch): GPU tests, training and EGL render throughput in
+# under 8 minutes, into benchmarks/results/gpu.md and gpu.json. Without a GPU: one line, exit 3.
+gpu-check: setup
+	PYOPENGL_PLATFORM=egl $(BIN)/python benchmarks/gpu_check.py
 
 # --overwrite: a demo folder made by an older fdsl is replaced; one made with these settings resumes.
 demo: setup

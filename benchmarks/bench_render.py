@@ -150,6 +150,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer views and models (about 1 minute)")
     parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here (for gpu_check)")
+    parser.add_argument("--no-report", action="store_true", help="leave benchmarks/results/render.md as it is")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -164,11 +166,14 @@ def main() -> None:
     rows = ["| mesh | rasteriser threads | naive pyrender CPU-ms/view | fdsl CPU-ms/view | speed-up (CPU) | naive wall-ms | fdsl wall-ms |",
             "|---|---|---|---|---|---|---|"]
     gl = ""
+    figures: dict = {"image_size": size, "views": views, "cases": []}
     for threads, label in ((None, "Mesa default"), ("0", "1 (LP_NUM_THREADS=0, as in workers)")):
         for key in MESHES:
             naive = _run_child("naive", key, str(views), str(size), threads=threads)
             ours = _run_child("fdsl", key, str(views), str(size), threads=threads)
             gl = ours["gl"]
+            figures["cases"].append({"mesh": key, "threads": label, "naive": naive, "fdsl": ours,
+                                     "fdsl_views_per_s": 1e3 / ours["wall_ms"]})
             rows.append(f"| {key} | {label} | {naive['cpu_ms']:.1f} | {ours['cpu_ms']:.1f} | "
                         f"{naive['cpu_ms'] / ours['cpu_ms']:.1f}x | {naive['wall_ms']:.1f} | {ours['wall_ms']:.1f} |")
     models, e2e_views, repeats = (1, 20, 3) if args.quick else (3, 100, 3)
@@ -192,8 +197,13 @@ def main() -> None:
               f"Command: `{command}`\n")
     print(table)
     print(f"\n{device}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(report)
+    if not args.no_report:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(report)
+    if args.json:
+        figures.update(gl_renderer=gl, on_nvidia=on_gpu, end_to_end=e2e,
+                       end_to_end_views_per_s=1e3 / float(e2e["e2e_wall_ms"]))
+        args.json.write_text(json.dumps(figures, indent=1) + "\n")
 
 
 if __name__ == "__main__":

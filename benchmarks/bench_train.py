@@ -12,6 +12,7 @@ says that the GPU figure needs a GPU.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -119,6 +120,8 @@ def main() -> None:
     parser.add_argument("--data", help="shard folder to read (default: a synthetic one made in a temp dir)")
     parser.add_argument("--workers", type=int, default=None, help="ShardLoader reader threads")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (config.compile)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here (for gpu_check)")
     args = parser.parse_args()
     cuda = torch.cuda.is_available() and args.device != "cpu"
     device = torch.device("cuda" if cuda else "cpu")
@@ -142,16 +145,34 @@ def main() -> None:
         tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
         data = tmp / "shards"
         build_dataset(Blobs(count, size), data, shard_size=2048, backend="inline", workers=1)
-    rows = []
+    rows, errors = [], []
+    figures = {"device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__,
+               "paths": {"bf16_autocast": cuda, "channels_last": cuda, "compile": args.compile,
+                         "pinned_memory": cuda, "reader_threads": workers},
+               "image_size": cases[0][2]["image_size"], "steps": steps, "warmup": warmup,
+               "rows": [], "errors": errors}
     try:
         for label, recipe, overrides in cases:
-            synthetic, fed = measure(overrides, recipe, data, device, steps, warmup, workers)
-            rows.append((label, recipe, synthetic, fed))
-            print(f"{label}: synthetic {synthetic:,.0f} img/s, shards {fed:,.0f} img/s", file=sys.stderr)
+            if args.compile:
+                overrides = dict(overrides, compile=True)
+            try:
+                synthetic, fed = measure(overrides, recipe, data, device, steps, warmup, workers)
+            except Exception as exc:  # noqa: BLE001 - one model failing must not hide the other's figures
+                errors.append({"model": label, "error": f"{type(exc).__name__}: {exc}"[:2000]})
+                print(f"{label}: FAILED: {errors[-1]['error']}", file=sys.stderr)
+            else:
+                rows.append((label, recipe, synthetic, fed))
+                figures["rows"].append({"model": label, "recipe": recipe, "synthetic_img_s": synthetic,
+                                        "fed_img_s": fed, "fed_over_synthetic": fed / synthetic})
+                print(f"{label}: synthetic {synthetic:,.0f} img/s, shards {fed:,.0f} img/s", file=sys.stderr)
+            if args.json:  # after each model: a run stopped by its time box keeps what it measured
+                args.json.write_text(json.dumps(figures, indent=1) + "\n")
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     write_report(rows, device, workers, size, args)
+    if errors:
+        raise SystemExit(1)
 
 
 def write_report(rows: list, device: torch.device, workers: int, size: int, args: argparse.Namespace) -> None:
@@ -163,11 +184,15 @@ def write_report(rows: list, device: torch.device, workers: int, size: int, args
     print(table)
     device_text = torch.cuda.get_device_name() if device.type == "cuda" else "CPU only"
     notes = [f"Target: shard-fed >= 90% of synthetic. Device: {device_text}; grey {size} px LZ4 shards; "
-             f"ShardLoader with {workers} reader threads; full train step including device augmentation."]
+             f"ShardLoader with {workers} reader threads; full train step including device augmentation"
+             + ("; bf16 autocast, channels_last, pinned-memory batches copied on a side stream"
+                if device.type == "cuda" else "")
+             + ("; torch.compile" if args.compile else "") + "."]
     if device.type != "cuda":
         notes.append("No CUDA device here: this is the tiny CPU stand-in (ResNet-18 at 64 px, few steps). "
                      "The ResNet-50 / ViT-Tiny figures need a GPU: run this script on a CUDA machine.")
-    command = "python benchmarks/bench_train.py" + (" --quick" if args.quick else "")
+    command = ("python benchmarks/bench_train.py" + (" --quick" if args.quick else "")
+               + (" --compile" if args.compile else ""))
     machine = f"{platform.platform()}, {os.cpu_count()} cores, torch {torch.__version__}"
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(f"# Training throughput\n\n{table}\n\n" + "\n\n".join(notes)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("fractaldb", "exfractaldb", "rcdb", "render", "loader", "train")
+ORDER = ("fractaldb", "exfractaldb", "rcdb", "e2e", "startup", "render", "loader", "train", "gpu")
 
 
 def collect(results: Path = HERE / "results", out: Path = HERE / "RESULTS.md") -> Path:

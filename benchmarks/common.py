@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -25,3 +27,27 @@ def machine() -> str:
     """``platform, processor, N cores, Python X.Y.Z`` for the report."""
     return (f"{platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
             f"Python {platform.python_version()}")
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as ``uptime`` shows them (other jobs' share)."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def process_age() -> float:
+    """Seconds since this process started (Linux /proc), so interpreter start-up can be counted."""
+    with open("/proc/self/stat") as f:
+        start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/uptime") as f:
+        uptime = float(f.read().split()[0])
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def publish(text: str, raw: Any, json_path: Path | None, report: Path | None) -> None:
+    """Print a benchmark's report, and write its raw figures and its report file when asked."""
+    print(text)
+    if json_path is not None:
+        json_path.write_text(json.dumps(raw, indent=1) + "\n")
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(text)
