@@ -15,16 +15,10 @@ from fdsl.generators import cli, limits, registry
 from fdsl.generators.registry import GeneratorSpec, register_generator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from helpers import assert_refused_in_one_line, exit_code  # noqa: E402
 from toy_source import ToySource  # noqa: E402
 
 HEAVY = ("h5py", "torch", "fdsl.datasets.build", "fdsl.datasets.shards", "fdsl.datasets.jobs", "ray")
-
-
-def _exit_code(argv: list[str]) -> int:
-    try:
-        return cli.main(argv)
-    except SystemExit as exc:  # argparse's own one-line errors and --version
-        return int(exc.code)
 
 
 @pytest.mark.parametrize("module", [m.rsplit(".", 1)[1] for m in registry.BUILTIN_MODULES] + ["registry"])
@@ -67,7 +61,7 @@ def toy(monkeypatch):
 
 def test_a_registered_generator_gets_the_cli_flags_help_and_checks(toy, tmp_path, capsys):
     assert toy.option_names == ("toy_size",)
-    assert _exit_code(["--help"]) == 0
+    assert exit_code(cli.main, ["--help"]) == 0
     help_text = capsys.readouterr().out
     assert "toy: test images" in help_text and "toy options" in help_text and "--toy-size" in help_text
     assert "toy 2" in help_text  # the --instances default, from the spec
@@ -77,9 +71,7 @@ def test_a_registered_generator_gets_the_cli_flags_help_and_checks(toy, tmp_path
     capsys.readouterr()
     for flags, message in ((["--image-size", "8"], "--image-size does not apply to --db toy"),
                            (["--views", "2", "--points", "9"], "--points, --views do not apply to --db toy")):
-        assert cli.main(["--db", "toy", "--classes", "1", "--out", str(tmp_path / "no"), *flags]) == 2
-        err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and message in err, err
+        assert_refused_in_one_line(capsys, cli.main, ["--db", "toy", "--classes", "1", "--out", str(tmp_path / "no"), *flags], message)
     assert not (tmp_path / "no").exists()
     with pytest.raises(FdslError, match="--toy-size does not apply to --db fractaldb"):
         cli.generate("fractaldb", tmp_path / "no", classes=1, toy_size=3)
@@ -97,7 +89,7 @@ def test_spec_mistakes_are_caught_at_registration(toy):
 
 
 def test_version(capsys):
-    assert _exit_code(["--version"]) == 0
+    assert exit_code(cli.main, ["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"gen-fractal (fdsl {__version__})"
 
 
@@ -120,9 +112,7 @@ def test_absurd_sizes_are_refused_before_any_work_or_file(tmp_path, capsys, flag
     if argv.count("--classes") == 2:
         at = argv.index("--classes")
         del argv[at:at + 2]
-    assert _exit_code(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and message in err, err
+    assert_refused_in_one_line(capsys, cli.main, argv, message)
     assert not (tmp_path / "o").exists()
 
 
