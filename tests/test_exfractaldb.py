@@ -226,21 +226,6 @@ def test_png_layout_and_instances_subset(tmp_path):
     assert len(names) == 8
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--views", "0"], "--views must be positive"),
-    (["--instances", "7"], "exceeds --instances-3d x --views"),
-    (["--variance-threshold", "1.5"], "--variance-threshold"),
-    (["--instances-3d", "146"], "at most 145"),
-    (["--params-from", "/nonexistent/classes.npz"], "not an ExFractalDB classes.npz"),
-    (["--search-points-3d", "50"], "--search-points-3d must be >= 100"),
-    (["--seed", "-1"], "--seed must be >= 0"),
-])
-def test_bad_input_is_one_line(tmp_path, capsys, flags, message):
-    argv = ["--db", "exfractaldb", "--classes", "1", "--out", str(tmp_path / "o"), "--instances-3d", "2",
-            "--views", "3", "--image-size", "32", "--points", "500", *flags]
-    assert_refused_in_one_line(capsys, cli.main, argv, message)
-
-
 @pytest.mark.parametrize("flag", [["--variance-threshold", "0.1"], ["--search-points-3d", "5000"]])
 def test_search_flags_are_refused_with_params_from(tmp_path, capsys, flag):
     saved = tmp_path / "classes.npz"

@@ -9,7 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from helpers import assert_refused_in_one_line, assert_same_bytes_for_1_and_2_workers
+from helpers import assert_same_bytes_for_1_and_2_workers
 from PIL import Image, ImageDraw
 
 from fdsl.datasets import cli as inspect_cli
@@ -117,18 +117,6 @@ def test_png_layout(tmp_path):
     cli.generate("rcdb", tmp_path / "png", classes=2, instances=2, image_size=32, workers=1, fmt="png")
     names = sorted(p.relative_to(tmp_path / "png").as_posix() for p in (tmp_path / "png").rglob("*.png"))
     assert names == ["00000/00000_0000.png", "00000/00000_0001.png", "00001/00001_0000.png", "00001/00001_0001.png"]
-
-
-@pytest.mark.parametrize("flags, message", [
-    (["--points", "100"], "--points does not apply"),
-    (["--image-size", "4"], "at least 8"),
-    (["--seed", "-1"], "--seed must be >= 0"),
-    (["--views", "3"], "--views does not apply to --db rcdb"),
-    (["--params-from", "/nonexistent/classes.npz"], "not an RCDB classes.npz"),
-])
-def test_bad_input_is_one_line(tmp_path, capsys, flags, message):
-    argv = ["--db", "rcdb", "--classes", "1", "--instances", "2", "--out", str(tmp_path / "o"), *flags]
-    assert_refused_in_one_line(capsys, cli.main, argv, message)
 
 
 @pytest.mark.parametrize("name, value", [("vertices", 201), ("vertices", 2), ("contours", 0), ("contours", 500),

@@ -116,6 +116,35 @@ def test_absurd_sizes_are_refused_before_any_work_or_file(tmp_path, capsys, flag
     assert not (tmp_path / "o").exists()
 
 
+# The small settings each generator is refused with: the flag under test comes last, so it wins.
+_EXFRACTALDB = ["--db", "exfractaldb", "--classes", "1", "--instances-3d", "2", "--views", "3",
+                "--image-size", "32", "--points", "500"]
+_RCDB = ["--db", "rcdb", "--classes", "1", "--instances", "2"]
+_LINEDB = ["--db", "linedb", "--classes", "2"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (_EXFRACTALDB + ["--views", "0"], "--views must be positive"),
+    (_EXFRACTALDB + ["--instances", "7"], "exceeds --instances-3d x --views"),
+    (_EXFRACTALDB + ["--variance-threshold", "1.5"], "--variance-threshold"),
+    (_EXFRACTALDB + ["--instances-3d", "146"], "at most 145"),
+    (_EXFRACTALDB + ["--params-from", "/nonexistent/classes.npz"], "not an ExFractalDB classes.npz"),
+    (_EXFRACTALDB + ["--search-points-3d", "50"], "--search-points-3d must be >= 100"),
+    (_EXFRACTALDB + ["--seed", "-1"], "--seed must be >= 0"),
+    (_RCDB + ["--points", "100"], "--points does not apply"),
+    (_RCDB + ["--image-size", "4"], "at least 8"),
+    (_RCDB + ["--seed", "-1"], "--seed must be >= 0"),
+    (_RCDB + ["--views", "3"], "--views does not apply to --db rcdb"),
+    (_RCDB + ["--params-from", "/nonexistent/classes.npz"], "not an RCDB classes.npz"),
+    (_LINEDB + ["--points", "100"], "--points does not apply to --db linedb"),
+    (_LINEDB + ["--line-counts", "a,b"], "comma-separated line counts"),
+    (_LINEDB + ["--fill-rate", "0.1"], "--fill-rate does not apply to --db linedb"),
+])
+def test_bad_generator_flags_are_refused_in_one_line(tmp_path, capsys, argv, message):
+    assert_refused_in_one_line(capsys, cli.main, [*argv, "--out", str(tmp_path / "o")], message)
+    assert not (tmp_path / "o").exists()
+
+
 def test_memory_estimate_scales_with_workers_and_sizes():
     one = limits.worker_bytes(512, 0, 10_000)
     assert one == 2 * 1000 * 512 * 512
