@@ -19,6 +19,7 @@ import numpy as np
 
 from fdsl.atomic import write_bytes_atomic
 from fdsl.errors import ShardError
+from fdsl.jsonfile import read_json
 
 FORMAT_NAME = "fdsl-shards"
 FORMAT_VERSION = 1
@@ -203,11 +204,7 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     path = manifest_path(folder)
     if not path.is_file():
         raise ShardError(f"{path}: missing manifest (not an fdsl data set, or never finished a shard)")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ShardError(f"{path}: unreadable manifest ({exc})") from None
-    return validate_manifest(folder, manifest, path)
+    return validate_manifest(folder, read_json(path, "manifest", ShardError), path)
 
 
 def shard_records(manifest: Mapping[str, Any]) -> list[ShardRecord]:

@@ -11,7 +11,6 @@ raises ``BrokenModel`` with a one-line reason, and the renderer records and skip
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import zlib
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from fdsl.errors import FdslError
+from fdsl.jsonfile import read_json
 from fdsl.render.renderer import MeshPart
 
 log = logging.getLogger(__name__)
@@ -98,10 +98,7 @@ def read_taxonomy(root: Path) -> dict[str, str]:
         return {}
     if not path.is_file():
         raise FdslError(f"{path}: is not a file; remove it or give a ShapeNet taxonomy.json")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise FdslError(f"{path}: unreadable taxonomy ({exc})") from None
+    data = read_json(path, "taxonomy")
     if not isinstance(data, list | dict):
         raise FdslError(f"{path}: holds a {type(data).__name__}; {_TAXONOMY_FORMS}")
     names: dict[str, str] = {}

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import assert_same_bytes_for_1_and_2_workers
 
 from fdsl.errors import FdslError
 from fdsl.generators import cli, fractaldb, rcdb
@@ -82,9 +83,7 @@ def test_fractaldb_with_few_points_renders_whole_fractals(two_classes, points):
         assert np.mean(near[few > 0]) > 0.95
 
 
-def test_fractaldb_few_points_through_the_cli_is_worker_independent(tmp_path, hashes):
+def test_fractaldb_few_points_through_the_cli_is_worker_independent(tmp_path):
     common = dict(classes=1, instances=6, seed=3, image_size=32, points=1000, shard_size=2,
                   fill_rate=0.05, search_points=20_000)
-    cli.generate("fractaldb", tmp_path / "w1", workers=1, **common)
-    cli.generate("fractaldb", tmp_path / "w2", workers=2, **common)
-    assert hashes(tmp_path / "w1") == hashes(tmp_path / "w2")
+    assert_same_bytes_for_1_and_2_workers(cli.generate, "fractaldb", tmp_path, **common)

@@ -6,12 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
+from helpers import listed_shards, start_script, wait_for_shards, write_build_script
 from toy_source import ToySource
 
 from fdsl.datasets import shards
@@ -199,16 +199,13 @@ def _run_and_kill(script: Path, out: Path, after_shards: int, whole_group: bool 
     """Start a build, SIGKILL it once the manifest lists ``after_shards`` shards (0: as soon as a
     worker runs), the whole process group or the main process alone, and check that no worker
     outlives it."""
-    proc = subprocess.Popen([sys.executable, str(script), str(out)], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_script(script, str(out))
     deadline = time.time() + 60
     workers: set[int] = set()
     try:
         while time.time() < deadline and proc.poll() is None:
             workers |= set(_children(proc.pid))
-            manifest = out / "manifest.json"
-            if (len(workers) >= 2 and after_shards == 0) or (
-                    manifest.exists() and len(json.loads(manifest.read_text())["shards"]) >= after_shards):
+            if (len(workers) >= 2 and after_shards == 0) or listed_shards(out) >= after_shards:
                 break
             time.sleep(0.02)
         assert proc.poll() is None, "run finished before it could be killed; raise the delay"
@@ -261,19 +258,10 @@ def test_ctrl_c_stops_at_once_with_one_line_and_resumes(tmp_path, hashes, whole_
     """SIGINT (to the whole process group as a terminal's Ctrl-C sends it, or to the main process
     alone as ``kill -INT`` does) stops the workers without finishing their queued shards, prints
     one line, and a re-run completes the set."""
-    script = tmp_path / "build.py"
-    script.write_text(INTERRUPTIBLE.format(tests=str(TESTS)))
-    out = tmp_path / "ds"
-    proc = subprocess.Popen([sys.executable, str(script), str(out)], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    script, out = write_build_script(tmp_path, INTERRUPTIBLE)
+    proc = start_script(script, str(out), stderr=subprocess.PIPE)
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline and proc.poll() is None:
-            manifest = out / "manifest.json"
-            if manifest.exists() and len(json.loads(manifest.read_text())["shards"]) >= 1:
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, "run finished before it could be interrupted"
+        wait_for_shards(proc, out, 1, timeout=60, poll=0.02)
         (os.killpg if whole_group else os.kill)(proc.pid, signal.SIGINT)
         sent = time.time()
         _, err = proc.communicate(timeout=30)

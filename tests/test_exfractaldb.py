@@ -10,6 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import assert_refused_in_one_line, assert_same_bytes_for_1_and_2_workers
 
 from fdsl.datasets import cli as inspect_cli
 from fdsl.errors import FdslError
@@ -202,12 +203,10 @@ def _shard_arrays(folder: Path) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.slow
-def test_generate_bytes_independent_of_workers_and_params_from(tmp_path, hashes):
+def test_generate_bytes_independent_of_workers_and_params_from(tmp_path):
     common = dict(classes=2, seed=5, image_size=64, points=3000, instances_3d=2, views=3,
                   search_points_3d=2000, shard_size=4)
-    cli.generate("exfractaldb", tmp_path / "w1", workers=1, **common)
-    cli.generate("exfractaldb", tmp_path / "w2", workers=2, **common)
-    assert hashes(tmp_path / "w1") == hashes(tmp_path / "w2")
+    assert_same_bytes_for_1_and_2_workers(cli.generate, "exfractaldb", tmp_path, **common)
     common.pop("search_points_3d")  # refused with --params-from: nothing is searched
     cli.generate("exfractaldb", tmp_path / "p", workers=1, params_from=tmp_path / "w1" / "classes.npz", **common)
     np.testing.assert_array_equal(_shard_arrays(tmp_path / "p")["images"], _shard_arrays(tmp_path / "w1")["images"])
@@ -227,30 +226,11 @@ def test_png_layout_and_instances_subset(tmp_path):
     assert len(names) == 8
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--views", "0"], "--views must be positive"),
-    (["--instances", "7"], "exceeds --instances-3d x --views"),
-    (["--variance-threshold", "1.5"], "--variance-threshold"),
-    (["--instances-3d", "146"], "at most 145"),
-    (["--params-from", "/nonexistent/classes.npz"], "not an ExFractalDB classes.npz"),
-    (["--search-points-3d", "50"], "--search-points-3d must be >= 100"),
-    (["--seed", "-1"], "--seed must be >= 0"),
-])
-def test_bad_input_is_one_line(tmp_path, capsys, flags, message):
-    argv = ["--db", "exfractaldb", "--classes", "1", "--out", str(tmp_path / "o"), "--instances-3d", "2",
-            "--views", "3", "--image-size", "32", "--points", "500", *flags]
-    assert cli.main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and message in err, err
-
-
 @pytest.mark.parametrize("flag", [["--variance-threshold", "0.1"], ["--search-points-3d", "5000"]])
 def test_search_flags_are_refused_with_params_from(tmp_path, capsys, flag):
     saved = tmp_path / "classes.npz"
     saved.write_bytes(_expanding_in_x_class().to_npz())
     argv = ["--db", "exfractaldb", "--classes", "1", "--out", str(tmp_path / "o"), "--instances-3d", "1",
             "--views", "1", "--image-size", "16", "--points", "500", "--params-from", str(saved), *flag]
-    assert cli.main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "do not apply with --params-from" in err, err
+    assert_refused_in_one_line(capsys, cli.main, argv, "do not apply with --params-from")
     assert not (tmp_path / "o").exists()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import builtins
 import errno
-import json
 import os
 import shutil
 import signal
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import edit_manifest, listed_shards, start_script, wait_for_shards, write_build_script
 from toy_source import ToySource
 
 from fdsl import __version__
@@ -53,13 +53,6 @@ def references(tmp_path_factory) -> dict[str, Path]:
 def _copy(references: dict[str, Path], storage: str, dest: Path) -> Path:
     shutil.copytree(references[storage], dest)
     return dest
-
-
-def _edit_manifest(folder: Path, edit) -> None:
-    path = folder / "manifest.json"
-    manifest = json.loads(path.read_text())
-    edit(manifest)
-    path.write_text(json.dumps(manifest))
 
 
 # --------------------------------------------------------------------------- bad flags
@@ -216,7 +209,7 @@ WRONG = [(("classes",), "abc", "classes"), (("classes",), [], "classes"), (("num
 @pytest.mark.parametrize("key", MISSING, ids=["/".join(map(str, k)) for k in MISSING])
 def test_missing_key_is_one_line_naming_file_and_key(tmp_path, references, capsys, key):
     folder = _copy(references, "hdf5", tmp_path / "ds")
-    _edit_manifest(folder, _drop(key))
+    edit_manifest(folder, _drop(key))
     with pytest.raises(ShardError) as exc:
         open_dataset(folder)
     message = str(exc.value)
@@ -231,7 +224,7 @@ def test_missing_key_is_one_line_naming_file_and_key(tmp_path, references, capsy
 @pytest.mark.parametrize("key,value,named", WRONG, ids=[f"{'/'.join(map(str, k))}={v!r}" for k, v, _ in WRONG])
 def test_wrong_value_is_refused(tmp_path, references, key, value, named):
     folder = _copy(references, "hdf5", tmp_path / "ds")
-    _edit_manifest(folder, _set(key, value))
+    edit_manifest(folder, _set(key, value))
     with pytest.raises(ShardError, match=named) as exc:
         open_dataset(folder)
     assert "\n" not in str(exc.value)
@@ -256,7 +249,7 @@ INCONSISTENT = [
 @pytest.mark.parametrize("name,edit,checks", INCONSISTENT, ids=[c[0] for c in INCONSISTENT])
 def test_inconsistent_manifest_is_caught(tmp_path, references, hashes, storage, name, edit, checks):
     folder = _copy(references, storage, tmp_path / "ds")
-    _edit_manifest(folder, edit)
+    edit_manifest(folder, edit)
     assert {p.check for p in verify_dataset(folder, checksum=False)} == checks
     with pytest.raises(ShardError) as exc:
         open_dataset(folder)
@@ -292,9 +285,9 @@ def test_paths_outside_the_folder_are_refused_and_never_deleted(tmp_path, refere
     (folder / "link").symlink_to(tmp_path)
     escape = escape.format(abs=str(victim))
     if where == "shard":
-        _edit_manifest(folder, _set(("shards", 0, "file"), escape))
+        edit_manifest(folder, _set(("shards", 0, "file"), escape))
     else:
-        _edit_manifest(folder, lambda m: m["extra_files"].update({escape: {"bytes": 8, "sha256": "0" * 64}}))
+        edit_manifest(folder, lambda m: m["extra_files"].update({escape: {"bytes": 8, "sha256": "0" * 64}}))
     with pytest.raises(ShardError, match="outside the data set folder"):
         mf.read_manifest(folder)
     assert verify_dataset(folder)[0].check == "manifest"
@@ -316,7 +309,7 @@ def test_png_listing_escape_never_deleted(tmp_path, references):
     # The manifest is made to agree with the tampered listing, so only the path check is left.
     from fdsl.atomic import sha256_file
 
-    _edit_manifest(folder, lambda m: m["shards"][0].update(bytes=listing.stat().st_size, sha256=sha256_file(listing)))
+    edit_manifest(folder, lambda m: m["shards"][0].update(bytes=listing.stat().st_size, sha256=sha256_file(listing)))
     problems = verify_dataset(folder)
     assert [(p.check, "outside the data set folder" in p.detail) for p in problems] == [("listing", True)]
     build_dataset(ToySource(seed=5, **TOY), folder, storage="png", overwrite=True, **BUILD)
@@ -385,9 +378,7 @@ def test_second_run_refused_in_one_line(tmp_path, capsys, references):
 @pytest.mark.slow
 @pytest.mark.parametrize("storage", ["hdf5", "png"])
 def test_concurrent_runs_first_undisturbed(tmp_path, hashes, references, storage):
-    script = tmp_path / "build.py"
-    script.write_text(SLOW_BUILD.format(tests=str(TESTS), delay=2.0))
-    out = tmp_path / "ds"
+    script, out = write_build_script(tmp_path, SLOW_BUILD, delay=2.0)
     first = subprocess.Popen([sys.executable, str(script), str(out), "2", storage], stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not (out / "manifest.json").exists() and time.time() < deadline:
@@ -529,17 +520,13 @@ KILLABLE = textwrap.dedent("""
 @pytest.mark.parametrize("seed,storage", [(0, "hdf5"), (1, "png"), (2, "hdf5")])
 def test_sigkill_at_random_moments_resumes_byte_identical(tmp_path, hashes, seed, storage):
     rng = np.random.default_rng(seed)
-    script = tmp_path / "build.py"
-    script.write_text(KILLABLE.format(tests=str(TESTS)))
-    out = tmp_path / "ds"
+    script, out = write_build_script(tmp_path, KILLABLE)
     listed_at_kill = []
     for _ in range(3):
-        proc = subprocess.Popen([sys.executable, str(script), str(out), str(int(rng.integers(1, 3))), storage],
-                                start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = start_script(script, str(out), str(int(rng.integers(1, 3))), storage)
         time.sleep(float(rng.uniform(0.5, 2.5)))
         if proc.poll() is None:
-            manifest = out / "manifest.json"
-            listed_at_kill.append(len(json.loads(manifest.read_text())["shards"]) if manifest.exists() else -1)
+            listed_at_kill.append(listed_shards(out))
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert len(listed_at_kill) >= 2, "the runs finished before they could be killed; raise the delay"
@@ -574,19 +561,10 @@ RAY_INTERRUPTIBLE = textwrap.dedent("""
 def test_ctrl_c_on_ray_is_one_line(tmp_path, monkeypatch, hashes):
     pytest.importorskip("ray", reason="Ray is optional: pip install 'fdsl[ray]'")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
-    script = tmp_path / "build.py"
-    script.write_text(RAY_INTERRUPTIBLE.format(tests=str(TESTS)))
-    out = tmp_path / "ds"
-    proc = subprocess.Popen([sys.executable, str(script), str(out)], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    script, out = write_build_script(tmp_path, RAY_INTERRUPTIBLE)
+    proc = start_script(script, str(out), stderr=subprocess.PIPE)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline and proc.poll() is None:
-            manifest = out / "manifest.json"
-            if manifest.exists() and json.loads(manifest.read_text())["shards"]:
-                break
-            time.sleep(0.1)
-        assert proc.poll() is None, "run finished before it could be interrupted"
+        wait_for_shards(proc, out, 1, timeout=120, poll=0.1)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import assert_same_bytes_for_1_and_2_workers
 
 from fdsl.generators import cli as gen_cli
 from fdsl.generators import exfractaldb, fractaldb
@@ -232,9 +233,7 @@ def test_help_documents_the_fidelity_switches(capsys):
 
 
 @pytest.mark.slow
-def test_released_code_preset_bytes_do_not_depend_on_workers(tmp_path, hashes):
+def test_released_code_preset_bytes_do_not_depend_on_workers(tmp_path):
     path = _one_class_npz(tmp_path)
     common = dict(classes=1, instances=30, image_size=48, params_from=path, preset="released-code", shard_size=7)
-    gen_cli.generate("exfractaldb", tmp_path / "w1", workers=1, **common)
-    gen_cli.generate("exfractaldb", tmp_path / "w2", workers=2, **common)
-    assert hashes(tmp_path / "w1") == hashes(tmp_path / "w2")
+    assert_same_bytes_for_1_and_2_workers(gen_cli.generate, "exfractaldb", tmp_path, **common)

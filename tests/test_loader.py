@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import pickle
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from fdsl.datasets.sampler import batch_diversity, block_order, rank_positions, 
 from fdsl.errors import FdslError, ShardError
 
 sys.path.insert(0, str(Path(__file__).parent))
+from helpers import edit_manifest  # noqa: E402
 from toy_source import ToySource  # noqa: E402
 
 
@@ -378,11 +378,17 @@ def one_line_naming(exc: pytest.ExceptionInfo, name: str) -> None:
     assert "\n" not in message and name in message, message
 
 
+def refusal(folder: Path, name: str, **options) -> str:
+    """``ShardDataset(folder, **options)`` is refused in one line naming ``name``; the message."""
+    with pytest.raises(ShardError) as exc:
+        ShardDataset(folder, **options)
+    one_line_naming(exc, name)
+    return str(exc.value)
+
+
 def test_folder_without_manifest(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ShardError) as exc:
-        ShardDataset(tmp_path / "empty")
-    one_line_naming(exc, "manifest.json")
+    refusal(tmp_path / "empty", "manifest.json")
     with pytest.raises(ShardError):
         ShardLoader(tmp_path / "nowhere")
 
@@ -390,9 +396,7 @@ def test_folder_without_manifest(tmp_path):
 def test_missing_shard(tmp_path):
     folder = make(tmp_path)
     (folder / "shard-00001.h5").unlink()
-    with pytest.raises(ShardError) as exc:
-        ShardDataset(folder)
-    one_line_naming(exc, "shard-00001.h5")
+    refusal(folder, "shard-00001.h5")
 
 
 def test_flipped_byte_fails_verify(tmp_path):
@@ -401,10 +405,7 @@ def test_flipped_byte_fails_verify(tmp_path):
     data = bytearray(path.read_bytes())
     data[-40] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(ShardError) as exc:
-        ShardDataset(folder, verify=True)
-    one_line_naming(exc, "shard-00002.h5")
-    assert "sha256" in str(exc.value)
+    assert "sha256" in refusal(folder, "shard-00002.h5", verify=True)
 
 
 def test_corrupted_chunk_names_the_file_when_read(tmp_path):
@@ -424,35 +425,29 @@ def test_truncated_file(tmp_path):
     folder = make(tmp_path)
     path = folder / "shard-00000.h5"
     path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(ShardError) as exc:
-        ShardDataset(folder)
-    one_line_naming(exc, "shard-00000.h5")
-    assert "truncated" in str(exc.value)
+    assert "truncated" in refusal(folder, "shard-00000.h5")
 
 
 def test_incomplete_dataset(tmp_path):
     folder = make(tmp_path)
-    manifest_file = folder / "manifest.json"
-    manifest = json.loads(manifest_file.read_text())
-    manifest["complete"] = False
-    manifest["shards"] = manifest["shards"][:2]
-    manifest_file.write_text(json.dumps(manifest))
-    with pytest.raises(ShardError) as exc:
-        ShardDataset(folder)
-    one_line_naming(exc, "manifest.json")
-    assert "incomplete" in str(exc.value)
+
+    def unfinished(manifest: dict) -> None:
+        manifest["complete"] = False
+        manifest["shards"] = manifest["shards"][:2]
+
+    edit_manifest(folder, unfinished)
+    assert "incomplete" in refusal(folder, "manifest.json")
 
 
 def test_manifest_count_beyond_shard(tmp_path):
     folder = make(tmp_path)
-    manifest_file = folder / "manifest.json"
-    manifest = json.loads(manifest_file.read_text())
-    manifest["shards"][0]["count"] += 1  # must not read past what the shard holds
-    manifest["num_images"] += 1  # (a consistent manifest: the shard itself must catch it)
-    manifest_file.write_text(json.dumps(manifest))
-    with pytest.raises(ShardError) as exc:
-        ShardDataset(folder)
-    one_line_naming(exc, "shard-00000.h5")
+
+    def one_more_image(manifest: dict) -> None:
+        manifest["shards"][0]["count"] += 1  # must not read past what the shard holds
+        manifest["num_images"] += 1  # (a consistent manifest: the shard itself must catch it)
+
+    edit_manifest(folder, one_more_image)
+    refusal(folder, "shard-00000.h5")
 
 
 def test_index_out_of_range(grey):

@@ -9,6 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import assert_same_bytes_for_1_and_2_workers
 from PIL import Image, ImageDraw
 
 from fdsl.datasets import cli as inspect_cli
@@ -102,11 +103,9 @@ def _shard_images(folder: Path) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_generate_bytes_independent_of_workers_and_params_from(tmp_path, hashes):
+def test_generate_bytes_independent_of_workers_and_params_from(tmp_path):
     common = dict(classes=3, instances=5, seed=9, image_size=64, shard_size=4)
-    cli.generate("rcdb", tmp_path / "w1", workers=1, **common)
-    cli.generate("rcdb", tmp_path / "w2", workers=2, **common)
-    assert hashes(tmp_path / "w1") == hashes(tmp_path / "w2")
+    assert_same_bytes_for_1_and_2_workers(cli.generate, "rcdb", tmp_path, **common)
     cli.generate("rcdb", tmp_path / "p", workers=1, params_from=tmp_path / "w1" / "classes.npz", **common)
     np.testing.assert_array_equal(_shard_images(tmp_path / "p"), _shard_images(tmp_path / "w1"))
     assert "params_sha256" in (tmp_path / "p" / "manifest.json").read_text()
@@ -118,20 +117,6 @@ def test_png_layout(tmp_path):
     cli.generate("rcdb", tmp_path / "png", classes=2, instances=2, image_size=32, workers=1, fmt="png")
     names = sorted(p.relative_to(tmp_path / "png").as_posix() for p in (tmp_path / "png").rglob("*.png"))
     assert names == ["00000/00000_0000.png", "00000/00000_0001.png", "00001/00001_0000.png", "00001/00001_0001.png"]
-
-
-@pytest.mark.parametrize("flags, message", [
-    (["--points", "100"], "--points does not apply"),
-    (["--image-size", "4"], "at least 8"),
-    (["--seed", "-1"], "--seed must be >= 0"),
-    (["--views", "3"], "--views does not apply to --db rcdb"),
-    (["--params-from", "/nonexistent/classes.npz"], "not an RCDB classes.npz"),
-])
-def test_bad_input_is_one_line(tmp_path, capsys, flags, message):
-    argv = ["--db", "rcdb", "--classes", "1", "--instances", "2", "--out", str(tmp_path / "o"), *flags]
-    assert cli.main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and message in err, err
 
 
 @pytest.mark.parametrize("name, value", [("vertices", 201), ("vertices", 2), ("contours", 0), ("contours", 500),

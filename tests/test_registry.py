@@ -15,16 +15,10 @@ from fdsl.generators import cli, limits, registry
 from fdsl.generators.registry import GeneratorSpec, register_generator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from helpers import assert_refused_in_one_line, exit_code  # noqa: E402
 from toy_source import ToySource  # noqa: E402
 
 HEAVY = ("h5py", "torch", "fdsl.datasets.build", "fdsl.datasets.shards", "fdsl.datasets.jobs", "ray")
-
-
-def _exit_code(argv: list[str]) -> int:
-    try:
-        return cli.main(argv)
-    except SystemExit as exc:  # argparse's own one-line errors and --version
-        return int(exc.code)
 
 
 @pytest.mark.parametrize("module", [m.rsplit(".", 1)[1] for m in registry.BUILTIN_MODULES] + ["registry"])
@@ -67,7 +61,7 @@ def toy(monkeypatch):
 
 def test_a_registered_generator_gets_the_cli_flags_help_and_checks(toy, tmp_path, capsys):
     assert toy.option_names == ("toy_size",)
-    assert _exit_code(["--help"]) == 0
+    assert exit_code(cli.main, ["--help"]) == 0
     help_text = capsys.readouterr().out
     assert "toy: test images" in help_text and "toy options" in help_text and "--toy-size" in help_text
     assert "toy 2" in help_text  # the --instances default, from the spec
@@ -77,9 +71,7 @@ def test_a_registered_generator_gets_the_cli_flags_help_and_checks(toy, tmp_path
     capsys.readouterr()
     for flags, message in ((["--image-size", "8"], "--image-size does not apply to --db toy"),
                            (["--views", "2", "--points", "9"], "--points, --views do not apply to --db toy")):
-        assert cli.main(["--db", "toy", "--classes", "1", "--out", str(tmp_path / "no"), *flags]) == 2
-        err = capsys.readouterr().err.strip()
-        assert len(err.splitlines()) == 1 and message in err, err
+        assert_refused_in_one_line(capsys, cli.main, ["--db", "toy", "--classes", "1", "--out", str(tmp_path / "no"), *flags], message)
     assert not (tmp_path / "no").exists()
     with pytest.raises(FdslError, match="--toy-size does not apply to --db fractaldb"):
         cli.generate("fractaldb", tmp_path / "no", classes=1, toy_size=3)
@@ -97,7 +89,7 @@ def test_spec_mistakes_are_caught_at_registration(toy):
 
 
 def test_version(capsys):
-    assert _exit_code(["--version"]) == 0
+    assert exit_code(cli.main, ["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"gen-fractal (fdsl {__version__})"
 
 
@@ -120,9 +112,36 @@ def test_absurd_sizes_are_refused_before_any_work_or_file(tmp_path, capsys, flag
     if argv.count("--classes") == 2:
         at = argv.index("--classes")
         del argv[at:at + 2]
-    assert _exit_code(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and message in err, err
+    assert_refused_in_one_line(capsys, cli.main, argv, message)
+    assert not (tmp_path / "o").exists()
+
+
+# The small settings each generator is refused with: the flag under test comes last, so it wins.
+_EXFRACTALDB = ["--db", "exfractaldb", "--classes", "1", "--instances-3d", "2", "--views", "3",
+                "--image-size", "32", "--points", "500"]
+_RCDB = ["--db", "rcdb", "--classes", "1", "--instances", "2"]
+_LINEDB = ["--db", "linedb", "--classes", "2"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (_EXFRACTALDB + ["--views", "0"], "--views must be positive"),
+    (_EXFRACTALDB + ["--instances", "7"], "exceeds --instances-3d x --views"),
+    (_EXFRACTALDB + ["--variance-threshold", "1.5"], "--variance-threshold"),
+    (_EXFRACTALDB + ["--instances-3d", "146"], "at most 145"),
+    (_EXFRACTALDB + ["--params-from", "/nonexistent/classes.npz"], "not an ExFractalDB classes.npz"),
+    (_EXFRACTALDB + ["--search-points-3d", "50"], "--search-points-3d must be >= 100"),
+    (_EXFRACTALDB + ["--seed", "-1"], "--seed must be >= 0"),
+    (_RCDB + ["--points", "100"], "--points does not apply"),
+    (_RCDB + ["--image-size", "4"], "at least 8"),
+    (_RCDB + ["--seed", "-1"], "--seed must be >= 0"),
+    (_RCDB + ["--views", "3"], "--views does not apply to --db rcdb"),
+    (_RCDB + ["--params-from", "/nonexistent/classes.npz"], "not an RCDB classes.npz"),
+    (_LINEDB + ["--points", "100"], "--points does not apply to --db linedb"),
+    (_LINEDB + ["--line-counts", "a,b"], "comma-separated line counts"),
+    (_LINEDB + ["--fill-rate", "0.1"], "--fill-rate does not apply to --db linedb"),
+])
+def test_bad_generator_flags_are_refused_in_one_line(tmp_path, capsys, argv, message):
+    assert_refused_in_one_line(capsys, cli.main, [*argv, "--out", str(tmp_path / "o")], message)
     assert not (tmp_path / "o").exists()
 
 

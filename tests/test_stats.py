@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import SmallSource
 
 from fdsl.datasets import cli as inspect_cli
 from fdsl.datasets.build import build_dataset
@@ -15,22 +16,13 @@ from fdsl.datasets.stats import class_statistics, dataset_stats, pixel_features
 from fdsl.sources import RenderedBatch
 
 
-class Levels:
+class Levels(SmallSource):
     """Class 0: all black; class 1: all white; class 2: half the images black, half white."""
 
-    name, version = "levels", "1"
+    name, CLASSES = "levels", ("black", "white", "mixed")
 
     def __init__(self, per_class: int = 6, size: int = 12) -> None:
-        self.per_class, self.size = per_class, size
-
-    def config(self) -> dict:
-        return {"per_class": self.per_class, "size": self.size}
-
-    def class_names(self) -> list[str]:
-        return ["black", "white", "mixed"]
-
-    def num_items(self) -> int:
-        return 3 * self.per_class
+        super().__init__(per_class, size)
 
     def render(self, start: int, stop: int) -> RenderedBatch:
         items = np.arange(start, stop)
@@ -38,12 +30,6 @@ class Levels:
         white = (labels == 1) | ((labels == 2) & (items % 2 == 1))
         images = np.where(white[:, None, None], 255, 0).astype(np.uint8) * np.ones((1, self.size, self.size), np.uint8)
         return RenderedBatch(images, labels, {}, items, [])
-
-    def png_path(self, label: int, metadata: dict, item: int) -> str:
-        return f"{label}/{item}.png"
-
-    def extra_files(self) -> dict:
-        return {}
 
 
 @pytest.fixture(scope="module")

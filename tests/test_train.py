@@ -17,6 +17,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("kornia")
 
+from helpers import SmallSource  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from fdsl.datasets.build import RenderedBatch, build_dataset  # noqa: E402
@@ -42,23 +43,18 @@ torch.set_num_threads(1)  # 2 threads crawl when other jobs share the 2 cores
 SMALL = dict(model="resnet18", image_size=32, batch_size=32, workers=0, resize_ratio=1.0)
 
 
-class Patterns:
+class Patterns(SmallSource):
     """4 easily separable classes of noisy grey images: horizontal / vertical / diagonal stripes
     and a bright square, with random period, phase and position."""
 
-    name, version = "patterns", "1"
+    name, CLASSES = "patterns", ("hstripes", "vstripes", "square", "diagonal")
 
     def __init__(self, per_class: int = 60, size: int = 32, seed: int = 0) -> None:
-        self.per_class, self.size, self.seed = per_class, size, seed
+        super().__init__(per_class, size)
+        self.seed = seed
 
     def config(self) -> dict:
-        return {"per_class": self.per_class, "size": self.size, "seed": self.seed}
-
-    def class_names(self) -> list[str]:
-        return ["hstripes", "vstripes", "square", "diagonal"]
-
-    def num_items(self) -> int:
-        return 4 * self.per_class
+        return super().config() | {"seed": self.seed}
 
     def image(self, item: int) -> np.ndarray:
         rng, label, s = np.random.default_rng([self.seed, item]), item % 4, self.size
@@ -80,12 +76,6 @@ class Patterns:
     def render(self, start: int, stop: int) -> RenderedBatch:
         items = np.arange(start, stop)
         return RenderedBatch(np.stack([self.image(int(i)) for i in items]), items % 4, {}, items, [])
-
-    def png_path(self, label: int, metadata: dict, item: int) -> str:
-        return f"{label:05d}/{item:05d}.png"
-
-    def extra_files(self) -> dict:
-        return {}
 
 
 @pytest.fixture(scope="module")

@@ -92,7 +92,7 @@ def verify_dataset(folder: str | Path, checksum: bool = True) -> list[Problem]:
     try:
         manifest = read_manifest(folder)
     except ShardError as exc:
-        return [Problem(str(manifest_path(folder)), "manifest", str(exc).split(": ", 1)[-1])]
+        return [Problem.from_error(manifest_path(folder), "manifest", exc)]
     reader = get_format(manifest.get("storage", "hdf5")).reader
     problems = [p for entry in sorted(manifest["shards"], key=lambda e: e["index"])
                 for p in reader.check_entry(folder, entry, manifest, checksum)]

@@ -44,6 +44,12 @@ class Problem:
     def __str__(self) -> str:
         return f"{self.file}: {self.check} check failed: {self.detail}"
 
+    @classmethod
+    def from_error(cls, path: str | Path, check: str, exc: BaseException) -> Problem:
+        """The failed ``check`` of ``path`` that ``exc`` reports (its message less the leading
+        file name, which ``file`` already gives)."""
+        return cls(str(path), check, str(exc).split(": ", 1)[-1])
+
 
 def check_record(folder: Path, record: ShardRecord, checksum: bool = True) -> Problem | None:
     """Check one listed file: inside the folder, present, of the recorded size and (optionally)
@@ -51,7 +57,7 @@ def check_record(folder: Path, record: ShardRecord, checksum: bool = True) -> Pr
     try:
         path = resolve_member(folder, record.file)
     except ShardError as exc:
-        return Problem(str(Path(folder) / str(record.file)), "path", str(exc).split(": ", 1)[-1])
+        return Problem.from_error(Path(folder) / str(record.file), "path", exc)
     if not path.is_file():
         return Problem(str(path), "exists", "file is missing")
     size = path.stat().st_size

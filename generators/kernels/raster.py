@@ -23,30 +23,25 @@ def _walk(img: np.ndarray, x0: int, y0: int, x1: int, y1: int, value: int, check
     dy = abs(y1 - y0)
     xs = 1 if x1 >= x0 else -1
     ys = 1 if y1 >= y0 else -1
+    # One Bresenham walk for both octant families: each step moves one pixel along the major axis
+    # and, when the error term says so, one along the minor axis.
     if dx >= dy:
-        err = 2 * dy - dx
-        for _ in range(dx + 1):
-            if checked:
-                _put(img, x0, y0, value)
-            else:
-                img[y0, x0] = value
-            if err >= 0 and dx > 0:
-                y0 += ys
-                err -= 2 * dx
-            err += 2 * dy
-            x0 += xs
+        major, minor, major_x, major_y, minor_x, minor_y = dx, dy, xs, 0, 0, ys
     else:
-        err = 2 * dx - dy
-        for _ in range(dy + 1):
-            if checked:
-                _put(img, x0, y0, value)
-            else:
-                img[y0, x0] = value
-            if err >= 0:
-                x0 += xs
-                err -= 2 * dy
-            err += 2 * dx
-            y0 += ys
+        major, minor, major_x, major_y, minor_x, minor_y = dy, dx, 0, ys, xs, 0
+    err = 2 * minor - major
+    for _ in range(major + 1):
+        if checked:
+            _put(img, x0, y0, value)
+        else:
+            img[y0, x0] = value
+        if err >= 0 and major > 0:
+            x0 += minor_x
+            y0 += minor_y
+            err -= 2 * major
+        err += 2 * minor
+        x0 += major_x
+        y0 += major_y
 
 
 @numba.njit(cache=True)

@@ -127,7 +127,7 @@ class Hdf5Reader(DatasetReader):
             with open_shard(path) as f:
                 problem = check_content(path, f, manifest, record.count)
         except (ShardError, OSError, KeyError) as exc:
-            return [Problem(str(path), "readable", str(exc).split(": ", 1)[-1])]
+            return [Problem.from_error(path, "readable", exc)]
         return [problem] if problem else []
 
     @classmethod

@@ -136,7 +136,7 @@ class PngReader(DatasetReader):
         try:
             fields, rows = read_listing(self.folder / record.file)
         except (ShardError, UnicodeDecodeError) as exc:
-            return [Problem(str(self.folder / record.file), "listing", str(exc).split(": ", 1)[-1])]
+            return [Problem.from_error(self.folder / record.file, "listing", exc)]
         labels = np.array([int(row[2]) for row in rows], np.int64)
         first = resolve_member(self.folder, rows[0][0]) if rows else None
         shape = png_shape(first) if first is not None and first.is_file() else None
@@ -170,7 +170,7 @@ class PngReader(DatasetReader):
             paths = [resolve_member(folder, row[0]) for row in rows]
             labels = np.array([int(row[2]) for row in rows], np.int64)
         except (ShardError, ValueError, UnicodeDecodeError) as exc:
-            return [Problem(str(listing), "listing", str(exc).split(": ", 1)[-1])]
+            return [Problem.from_error(listing, "listing", exc)]
         problems, combined = [], hashlib.sha256()
         want = tuple(manifest.get("image_shape") or ())
         for path, row in zip(paths, rows, strict=True):
