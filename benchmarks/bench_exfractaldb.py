@@ -12,7 +12,6 @@ Default 10,000 points per 3-D model, as the released instance.py (and fdsl's def
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,16 +20,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import machine, median_cpu_seconds  # noqa: E402
+from benchmarks.common import bench_parser, machine, median_cpu_seconds, results_file  # noqa: E402
 from benchmarks.reference import exfractaldb_official as ref  # noqa: E402
 from fdsl.generators import exfractaldb, exfractaldb_tables  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results" / "exfractaldb.md"
+RESULTS = results_file("exfractaldb")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer classes and images (about 1 minute)")
+    parser = bench_parser(__doc__, "fewer classes and images (about 1 minute)")
     parser.add_argument("--points", type=int, default=10_000, help="points per 3-D model (default 10000)")
     args = parser.parse_args()
     ref_candidates, our_classes, variants = (100, 20, 3) if args.quick else (600, 100, 25)

@@ -24,8 +24,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fdsl.datasets.build import RenderedBatch, build_dataset
-from fdsl.datasets.loader import ShardDataset, ShardLoader
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import finish_report  # noqa: E402
+
+from fdsl.datasets.build import RenderedBatch, build_dataset  # noqa: E402
+from fdsl.datasets.loader import ShardDataset, ShardLoader  # noqa: E402
 
 SIZE, CLASSES = 256, 100
 
@@ -199,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     table += [f"| {name} | {rate:,.0f} | {rate / baseline:.1f}x | {cpu:.0f} |"
               for name, rate, cpu in rows]
     command = "python benchmarks/bench_loader.py" + (" --quick" if args.quick else "")
-    text = "\n".join([
+    return finish_report([
         "# Loader throughput",
         "",
         f"{n:,} grey {SIZE}x{SIZE} images (sparse, fractal-like), LZ4 shards of 5,000 vs one PNG per "
@@ -216,17 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         "boundary. Its CPU cost per image bounds what 2 "
         "idle cores can deliver at about 2e6 / CPU-µs images per second; with other jobs on the "
         "machine the measured img/s is lower. Process workers pay a shared-memory copy per batch.",
-        "",
-        f"Machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}.",
-        "",
-        f"Command: `{command}`",
-        "",
-    ])
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    return 0
+    ], f"{platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+       f"Python {platform.python_version()}, torch {torch.__version__}.", command, args.out)
 
 
 if __name__ == "__main__":

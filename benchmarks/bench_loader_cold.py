@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+from common import finish_report, machine  # noqa: E402
 
 from fdsl.datasets.build import build_dataset  # noqa: E402
 from fdsl.datasets.loader import ShardDataset, ShardLoader  # noqa: E402
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         shape = "x".join(map(str, sub.image_shape))
         core.append(f"| {name} ({shape}, {sub.stored_bytes / len(sub) / 1e3:.0f} kB/img stored) | "
                     f"{r['img_s']:,.0f} | {r['cpu_us']:.0f} | {1e6 / r['cpu_us']:,.0f} |")
-    text = "\n".join([
+    return finish_report([
         "# Loader on cold cache: block shuffle vs in order",
         "",
         f"{len(ds):,} grey 362x362 images, {classes} classes written one after another (FractalDB's "
@@ -247,17 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         "Per worker core (warm page cache, `shuffle=\"full\"`, one reader thread):",
         "",
         *core,
-        "",
-        f"Machine: {machine()}, {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB "
-        f"memory, torch {torch.__version__}.",
-        "",
-        f"Command: `{command}`",
-        "",
-    ])
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    return 0
+    ], f"{machine()}, {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB memory, "
+       f"torch {torch.__version__}.", command, args.out)
 
 
 if __name__ == "__main__":

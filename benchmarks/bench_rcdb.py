@@ -8,23 +8,21 @@ both; the reference draws with Pillow's ``ImageDraw.line`` like the official mak
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import machine, median_cpu_seconds  # noqa: E402
+from benchmarks.common import bench_parser, machine, median_cpu_seconds, results_file  # noqa: E402
 from benchmarks.reference import rcdb_official as ref  # noqa: E402
 from fdsl.generators import rcdb  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results" / "rcdb.md"
+RESULTS = results_file("rcdb")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer classes and images (under a minute)")
+    parser = bench_parser(__doc__, "fewer classes and images (under a minute)")
     args = parser.parse_args()
     classes, ref_per_class, our_per_class = (5, 3, 200) if args.quick else (20, 5, 500)
     size, seed = 512, 0

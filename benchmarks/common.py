@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -51,3 +52,21 @@ def publish(text: str, raw: Any, json_path: Path | None, report: Path | None) ->
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(text)
+
+
+def bench_parser(doc: str | None, quick_help: str) -> argparse.ArgumentParser:
+    """The argument parser every generator benchmark starts from: its description and ``--quick``."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0] if doc else None)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    return parser
+
+
+def results_file(name: str) -> Path:
+    """``benchmarks/results/NAME.md``, the report a benchmark rewrites when it runs."""
+    return Path(__file__).resolve().parent / "results" / f"{name}.md"
+
+
+def finish_report(lines: list[str], machine_line: str, command: str, out: Path) -> int:
+    """End a report with its machine and command lines, print it, write it to ``out``; exit 0."""
+    publish("\n".join([*lines, "", f"Machine: {machine_line}", "", f"Command: `{command}`", ""]), None, None, out)
+    return 0

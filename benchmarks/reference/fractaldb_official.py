@@ -21,8 +21,10 @@ import random
 import numpy as np
 from PIL import Image
 
-MASK64 = (1 << 64) - 1
-GOLDEN = 0x9E3779B97F4A7C15
+# The random streams only make a port's draws comparable with ours, pixel for pixel; they are not
+# part of the official algorithm, so the port shares fdsl's mixer instead of a copy of it.
+from fdsl.generators.seeding import GOLDEN, mix64, stream_key
+
 TAG_SEARCH, TAG_SEARCH_POINTS, TAG_POINTS, TAG_PATCH = 1, 2, 3, 4
 PAD, NAN_CUT, SEARCH_SIZE, GREY = 6, 100, 512, 127
 
@@ -55,23 +57,9 @@ WEIGHTS_CSV = """0.2,1,1,1,1,1
 WEIGHTS = [[float(v) for v in row.split(",")] for row in WEIGHTS_CSV.splitlines()]
 
 
-def _finalise(z: int) -> int:
-    z &= MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
-    return z ^ (z >> 31)
-
-
-def stream_key(seed: int, tag: int, *ids: int) -> int:
-    key = 0
-    for value in (seed, tag, *ids):
-        key = _finalise((key ^ (value & MASK64)) + GOLDEN)
-    return key
-
-
 def draw(key: int, i: int) -> int:
     """Draw ``i`` of stream ``key`` (64-bit)."""
-    return _finalise(key + (i + 1) * GOLDEN)
+    return mix64(key + (i + 1) * GOLDEN)
 
 
 def uniform(key: int, i: int) -> float:
