@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -107,6 +108,13 @@ class _Job:
 
     def __call__(self, task: ShardTask) -> dict[str, Any]:
         out = Path(self.out)
+        # The builder writes the manifest before any task starts, so a worker that cannot see it
+        # runs on a node without the output folder: Ray tasks on a cluster without a shared file
+        # system. Refuse in one line instead of writing shards the driver never sees.
+        if not mf.manifest_path(out).is_file():
+            raise FdslError(f"{out} is not visible to the worker on {socket.gethostname()}: with "
+                            f"--backend ray every node must see --out on a shared file system "
+                            f"(NFS, Lustre, ...)")
         expected = task.stop - task.start
         if self.bytes_per_item:
             check_free_space(out, int(self.bytes_per_item * expected * 1.1) + MARGIN)

@@ -277,3 +277,18 @@ def test_ctrl_c_stops_at_once_with_one_line_and_resumes(tmp_path, hashes, whole_
     build_dataset(ToySource(classes=4, per_class=12), tmp_path / "reference", shard_size=4, workers=1)
     assert hashes(out) == hashes(tmp_path / "reference")
     assert not list(out.glob(".*tmp*"))
+
+
+def test_a_worker_that_cannot_see_the_output_folder_refuses_in_one_line(tmp_path):
+    """A Ray node without the shared file system sees no manifest: it must not write shards the
+    driver never sees, and the run must stop with one line that says why."""
+    from fdsl.datasets.build import ShardTask, _Job
+
+    elsewhere = tmp_path / "not-shared"
+    elsewhere.mkdir()
+    job = _Job(ToySource(), str(elsewhere), "hdf5", "lz4")
+    with pytest.raises(FdslError, match="shared file system") as info:
+        job(ShardTask(0, 0, 8))
+    assert "\n" not in str(info.value) and list(elsewhere.iterdir()) == []
+    with pytest.raises(FdslError, match=r"^task shard 0 .* failed: .*not visible to the worker"):
+        run_tasks(job, [ShardTask(0, 0, 8)], lambda task, entry: 8, backend="inline", workers=1)
