@@ -4,10 +4,9 @@ The Affinity and Diversity protocol (Gontijo-Lopes et al. 2020), in the study fo
 
 1. a fixed held-out split of the data (``split/train.json``, ``split/val.json``) shared by all runs;
 2. a clean model, trained without augmentation (``runs/full/none/seed<S>``);
-3. affinity of each candidate: the clean model's accuracy on the augmented held-out set divided by
-   its accuracy on the clean held-out set (a mixed image counts by its soft label);
-4. diversity: the final training loss of a short run with the candidate divided by that of the
-   same short run without it (``runs/short/<candidate>``, one schedule for all);
+3. affinity: the clean model's held-out accuracy with the candidate over its clean accuracy;
+4. diversity: a short run's final training loss with the candidate over without it
+   (``runs/short/<candidate>``, one schedule for all);
 5. each candidate (or the ``top`` K by affinity x diversity) trained fully (``runs/full/...``);
 6. Spearman's rank correlation between affinity x diversity and final top-1.
 
@@ -55,9 +54,6 @@ SELF_PACED_ARMS = ("none", "all", "threshold", "ratio")
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+_-]", "-", name)
-
-
-# ---------------------------------------------------------------- runs (cells)
 
 
 def _run_cell(data: str, folder: str, recipe: str, fields: dict[str, Any], device: str) -> dict[str, Any]:
@@ -181,14 +177,18 @@ def _prepare_folder(out: Path, study: dict[str, Any], overwrite: bool) -> None:
     write_bytes_atomic(path, (json.dumps(study, indent=1) + "\n").encode())
 
 
-def _split(out: Path, data: str, val_fraction: float) -> tuple[str, str, np.ndarray]:
-    """The study's fixed held-out split as index files (the same rows for every run and seed)."""
+def _held_out(data: str, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """The study's fixed (train, held-out) rows of ``data``; FdslError before any file is written."""
     from fdsl.train.data import open_data, split_indices
 
-    source = open_data(data, 32, 1.0)
-    train_idx, val_idx = split_indices(source.labels, val_fraction, 0)
+    train_idx, val_idx = split_indices(open_data(data, 32, 1.0).labels, val_fraction, 0)
     if len(val_idx) == 0 or len(train_idx) == 0:
         raise FdslError(f"{data}: too few images to hold out {val_fraction:.0%} per class")
+    return train_idx, val_idx
+
+
+def _split(out: Path, train_idx: np.ndarray, val_idx: np.ndarray) -> tuple[str, str, np.ndarray]:
+    """The held-out split as index files in the study folder (the same rows for every run and seed)."""
     folder = out / "split"
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -292,9 +292,10 @@ def run_augment_study(data: str | Path, out: str | Path, *, candidates: Sequence
              "self_paced": self_paced, "seeds": list(seeds), "preset": preset,
              "overrides": dict(overrides or {}),
              **({"threshold": threshold, "ratio": ratio} if self_paced else {})}
+    rows = _held_out(data, spec["val_fraction"])  # bad data is refused before the folder exists
     with folder_lock(out):
         _prepare_folder(out, study, overwrite)
-        train_rows, val_rows, val_idx = _split(out, data, spec["val_fraction"])
+        train_rows, val_rows, val_idx = _split(out, *rows)
         base = {**spec["fields"], **CLEAN_FIELDS, **(overrides or {})}
         split = {"train_indices": train_rows, "val_indices": val_rows}
 

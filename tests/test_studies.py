@@ -3,7 +3,6 @@ input), the transfer study with the built-in digits, the digits importer and the
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -246,12 +245,16 @@ def test_transfer_study_with_digits(views: Path, tmp_path: Path, capsys: pytest.
     assert code == 2 and "has only" in err and not (tmp_path / "t3").exists()
 
 
-def test_augment_subcommand_is_lazy(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    if importlib.util.find_spec("fdsl.studies.augment") is not None:
-        pytest.skip("fdsl.studies.augment is installed; its own tests cover it")
-    code, err = _main(["augment", "--data", str(tmp_path), "--candidates", "flip", "--out", str(tmp_path / "a")],
-                      capsys)
-    assert code == 2 and "not in this version" in err and len(err.strip().splitlines()) == 1
+def test_augment_subcommand_refuses_bad_input_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    base = ["augment", "--candidates", "flip", "--out", str(tmp_path / "a")]
+    for argv, message in [
+        (base + ["--data", str(tmp_path / "missing")], "missing"),
+        (base + ["--data", str(tmp_path), "--backend", "ray"], "local processes only"),
+        (base + ["--data", str(tmp_path), "--ratio", "1.5"], "--ratio"),
+    ]:
+        code, err = _main(argv, capsys)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (argv, err)
+    assert not (tmp_path / "a").exists()
 
 
 @pytest.mark.slow
