@@ -22,20 +22,17 @@ import dataclasses
 import io
 import json
 import logging
-import multiprocessing
-import os
 import re
-import shutil
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fdsl.atomic import folder_lock, write_bytes_atomic
+from fdsl.atomic import write_bytes_atomic
 from fdsl.errors import FdslError
+from fdsl.studies.common import Cell, cell_threads, run_cells, study_folder
 
 log = logging.getLogger(__name__)
 
@@ -54,38 +51,6 @@ SELF_PACED_ARMS = ("none", "all", "threshold", "ratio")
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+_-]", "-", name)
-
-
-def _run_cell(data: str, folder: str, recipe: str, fields: dict[str, Any], device: str) -> dict[str, Any]:
-    """Train one cell, or return its summary when it is finished; a killed run resumes."""
-    from fdsl.train import train_classifier
-
-    folder_path = Path(folder)
-    summary_path = folder_path / "summary.json"
-    if summary_path.is_file():
-        summary = json.loads(summary_path.read_text())
-        if summary.get("epochs_done", summary.get("epochs")) == summary.get("epochs"):
-            return summary
-    resume = (folder_path / "checkpoint.pt").is_file()
-    log.info("%s %s", "resuming" if resume else "training", folder)
-    return train_classifier(data, folder_path, recipe=recipe, device=device, resume=resume,
-                            overrides=fields)
-
-
-def _run_cells(cells: list[tuple[str, str, str, dict[str, Any], str]], jobs: int) -> list[dict[str, Any]]:
-    """Run cells in order, or on ``jobs`` local processes (spawned: torch does not survive fork)."""
-    if jobs <= 1 or len(cells) <= 1:
-        return [_run_cell(*cell) for cell in cells]
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(min(jobs, len(cells)), mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_torch_threads, initargs=(threads,)) as pool:
-        return list(pool.map(_run_cell, *zip(*cells, strict=True)))
-
-
-def _torch_threads(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
 
 
 def _metrics(run: Path) -> list[dict[str, Any]]:
@@ -163,20 +128,6 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
 # ---------------------------------------------------------------- study folder
 
 
-def _prepare_folder(out: Path, study: dict[str, Any], overwrite: bool) -> None:
-    """Refuse a study folder made with other settings; ``overwrite`` clears its runs instead."""
-    path = out / "study.json"
-    old = json.loads(path.read_text()) if path.is_file() else None
-    if old is not None and old != study and not overwrite:
-        changed = sorted(k for k in set(old) | set(study) if old.get(k) != study.get(k))
-        raise FdslError(f"{out} holds a study with other settings (changed: {', '.join(changed)}); "
-                        "pass --overwrite to start it again, or choose another --out")
-    if overwrite:
-        for name in ("runs", "split"):
-            shutil.rmtree(out / name, ignore_errors=True)
-    write_bytes_atomic(path, (json.dumps(study, indent=1) + "\n").encode())
-
-
 def _held_out(data: str, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     """The study's fixed (train, held-out) rows of ``data``; FdslError before any file is written."""
     from fdsl.train.data import open_data, split_indices
@@ -248,7 +199,8 @@ def run_augment_study(data: str | Path, out: str | Path, *, candidates: Sequence
                       top: int | None = None, self_paced: bool = False, seeds: Sequence[int] = (0,),
                       preset: str = "mini", overrides: Mapping[str, Any] | None = None,
                       jobs: int = 1, overwrite: bool = False, threshold: float = 1.0,
-                      ratio: float = 0.5, device: str = "auto") -> dict[str, Any]:
+                      ratio: float = 0.5, device: str = "auto", backend: str = "local",
+                      threads: int | None = None) -> dict[str, Any]:
     """Run the augmentation study on ``data`` into ``out``; return its results.
 
     Args:
@@ -268,6 +220,8 @@ def run_augment_study(data: str | Path, out: str | Path, *, candidates: Sequence
         overwrite: restart a study folder made with other settings.
         threshold, ratio: the self-paced arms' loss threshold and batch share.
         device: ``auto``, ``cpu`` or ``cuda``.
+        backend, threads: where cells run (``local`` processes or ``ray``) and torch threads per
+            run, as in every study (``fdsl.studies.common.run_cells``).
 
     Returns:
         ``{"rows": [...], "spearman": rho or None, "seconds": ..., ...}`` (also ``table.md``).
@@ -293,22 +247,25 @@ def run_augment_study(data: str | Path, out: str | Path, *, candidates: Sequence
              "overrides": dict(overrides or {}),
              **({"threshold": threshold, "ratio": ratio} if self_paced else {})}
     rows = _held_out(data, spec["val_fraction"])  # bad data is refused before the folder exists
-    with folder_lock(out):
-        _prepare_folder(out, study, overwrite)
+    with study_folder(out, "augment", study, overwrite=overwrite):
         train_rows, val_rows, val_idx = _split(out, *rows)
         base = {**spec["fields"], **CLEAN_FIELDS, **(overrides or {})}
         split = {"train_indices": train_rows, "val_indices": val_rows}
 
-        def cell(folder: str, fields: Mapping[str, Any]) -> tuple[str, str, str, dict[str, Any], str]:
+        def cell(folder: str, fields: Mapping[str, Any]) -> Cell:
             merged = {**base, **fields, **split}
             resolve_config(spec["recipe"], sets=merged)  # a bad field fails here, before training
-            return data, str(out / "runs" / folder), spec["recipe"], merged, device
+            return Cell(out=str(out / "runs" / folder), data=data, recipe=spec["recipe"], row={},
+                        overrides=merged, threads=cell_threads(jobs, threads), device=device)
+
+        def run(cells: list[Cell]) -> list[dict[str, Any]]:
+            return run_cells(cells, jobs=jobs, backend=backend, desc="augment study")
 
         if self_paced:
             policy = {k: v for c in built for k, v in c.fields.items()}
-            result = _self_paced_study(out, cell, policy, seeds, threshold, ratio, jobs)
+            result = _self_paced_study(cell, run, policy, seeds, threshold, ratio)
         else:
-            result = _affinity_study(out, cell, built, seeds, top, spec, val_idx, data, jobs, device)
+            result = _affinity_study(out, cell, run, built, seeds, top, spec, val_idx, data, device)
         result["seconds"] = round(time.perf_counter() - started, 1)
         table = result.pop("table")
         write_bytes_atomic(out / "table.md", (
@@ -320,13 +277,13 @@ def run_augment_study(data: str | Path, out: str | Path, *, candidates: Sequence
     return result
 
 
-def _affinity_study(out: Path, cell: Any, built: list[Any], seeds: Sequence[int], top: int | None,
-                    spec: Mapping[str, Any], val_idx: np.ndarray, data: str, jobs: int,
+def _affinity_study(out: Path, cell: Any, run: Any, built: list[Any], seeds: Sequence[int],
+                    top: int | None, spec: Mapping[str, Any], val_idx: np.ndarray, data: str,
                     device: str) -> dict[str, Any]:
     short = {"epochs": spec["short_epochs"], "seed": seeds[0], "analysis": False}
     first = [cell(f"full/none/seed{seeds[0]}", {"seed": seeds[0]}), cell("short/none", short)]
     first += [cell(f"short/{_slug(c.name)}", {**c.fields, **short}) for c in built]
-    _run_cells(first, jobs)
+    run(first)
     losses = {name: _metrics(out / "runs" / "short" / name)[-1]["train_loss"]
               for name in ["none", *(_slug(c.name) for c in built)]}
     clean_acc, aug_acc = measure_affinity(out / "runs" / "full" / "none" / f"seed{seeds[0]}", data,
@@ -349,7 +306,7 @@ def _affinity_study(out: Path, cell: Any, built: list[Any], seeds: Sequence[int]
     fields = {"none": {}, **{c.name: c.fields for c in built}}
     full = [cell(f"full/{_slug(name)}/seed{s}", {**fields[name], "seed": s})
             for name in fields if name in chosen for s in seeds]
-    summaries = dict(zip([c[1] for c in full], _run_cells(full, jobs), strict=True))
+    summaries = dict(zip([c.out for c in full], run(full), strict=True))
     for row in rows:
         tops = [summaries[str(out / "runs" / "full" / _slug(row["candidate"]) / f"seed{s}")]["top1"]
                 for s in seeds] if row["candidate"] in chosen else []
@@ -371,15 +328,16 @@ def _affinity_study(out: Path, cell: Any, built: list[Any], seeds: Sequence[int]
     return {"rows": rows, "spearman": rho, "table": "\n".join(lines) + "\n"}
 
 
-def _self_paced_study(out: Path, cell: Any, policy: Mapping[str, Any], seeds: Sequence[int],
-                      threshold: float, ratio: float, jobs: int) -> dict[str, Any]:
+def _self_paced_study(cell: Any, run: Any, policy: Mapping[str, Any], seeds: Sequence[int],
+                      threshold: float, ratio: float) -> dict[str, Any]:
     arms = {"none": {}, "all": dict(policy),
             "threshold": {**policy, "self_paced_threshold": threshold},
             "ratio": {**policy, "self_paced_ratio": ratio}}
     cells = [cell(f"{arm}/seed{s}", {**fields, "seed": s}) for arm, fields in arms.items() for s in seeds]
-    summaries = _run_cells(cells, jobs)
+    summaries = run(cells)
     rows = []
-    for (_, folder, *_rest), summary in zip(cells, summaries, strict=True):
+    for done, summary in zip(cells, summaries, strict=True):
+        folder = done.out
         metrics = _metrics(Path(folder))
         shares = [m.get("aug_fraction", m.get("augmented_fraction")) for m in metrics]
         shares = [s for s in shares if s is not None]

@@ -22,7 +22,6 @@ from fdsl.cli import (
     run_cli,
     setup_logging,
 )
-from fdsl.errors import FdslError
 
 PROG = "run-study"
 
@@ -158,20 +157,13 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _augment(args: argparse.Namespace) -> dict[str, Any]:
     from fdsl.studies.augment import run_augment_study
-    from fdsl.studies.common import cell_threads
     from fdsl.train.recipes import parse_set
 
-    if args.backend != "local":
-        raise FdslError("run-study augment runs its cells on local processes only (--backend local)")
-    threads = cell_threads(args.jobs, args.threads)
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     return run_augment_study(args.data, args.out, candidates=args.candidates, top=args.top,
                              self_paced=args.self_paced, seeds=tuple(args.seeds), preset=args.preset,
                              overrides=parse_set(args.set), jobs=args.jobs, overwrite=args.overwrite,
-                             threshold=args.threshold, ratio=args.ratio, device=args.device)
+                             threshold=args.threshold, ratio=args.ratio, device=args.device,
+                             backend=args.backend, threads=args.threads)
 
 
 def _body(argv: Sequence[str] | None) -> int:

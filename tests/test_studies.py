@@ -249,7 +249,7 @@ def test_augment_subcommand_refuses_bad_input_in_one_line(tmp_path: Path, capsys
     base = ["augment", "--candidates", "flip", "--out", str(tmp_path / "a")]
     for argv, message in [
         (base + ["--data", str(tmp_path / "missing")], "missing"),
-        (base + ["--data", str(tmp_path), "--backend", "ray"], "local processes only"),
+        (base + ["--data", str(tmp_path), "--preset", "huge"], "unknown preset 'huge'"),
         (base + ["--data", str(tmp_path), "--ratio", "1.5"], "--ratio"),
     ]:
         code, err = _main(argv, capsys)
