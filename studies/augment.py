@@ -267,7 +267,7 @@ def run_augment_study(data: str | Path, out: str | Path, *, candidates: Sequence
         else:
             result = _affinity_study(out, cell, run, built, seeds, top, spec, val_idx, data, device)
         result["seconds"] = round(time.perf_counter() - started, 1)
-        table = result.pop("table")
+        table = result["table"]
         write_bytes_atomic(out / "table.md", (
             f"# Augmentation study ({'self-paced arms' if self_paced else 'affinity and diversity'})\n\n"
             f"data `{data}`, preset `{preset}`, seeds {list(seeds)}, "
