@@ -819,3 +819,9 @@ def test_compile_on_cpu(shards: Path, tmp_path: Path, monkeypatch: pytest.Monkey
                              **dict(SMALL, batch_size=64))
     assert len(compiled) == 1 and summary["train_images"] == eager["train_images"] == 216
     assert summary["final_train_loss"] == pytest.approx(eager["final_train_loss"], rel=1e-3)
+
+
+def test_missing_data_creates_no_run_folder(tmp_path: Path) -> None:
+    with pytest.raises(FdslError, match="does not exist"):
+        train_classifier(tmp_path / "no-such-data", tmp_path / "run", recipe="finetune", device="cpu")
+    assert not (tmp_path / "run").exists()

@@ -123,6 +123,9 @@ def train_classifier(
     if config.batch_size % ctx.world_size:
         raise FdslError(f"batch size {config.batch_size} is not divisible by {ctx.world_size} processes")
     out = Path(out)
+    for folder in (data, val_data):  # a typo in a data path creates no run folder
+        if folder is not None and not Path(folder).is_dir():
+            raise FdslError(f"data folder {folder} does not exist")
     with _run_folder(out, ctx):
         saved = _prepare_folder(out, config, ctx, resume=resume, overwrite=overwrite)
         splits = open_splits(data, val_data, config)
