@@ -17,9 +17,7 @@ ordinary ``train-classifier`` run folder; re-running resumes (finished runs are 
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import logging
 import re
@@ -32,7 +30,7 @@ import numpy as np
 
 from fdsl.atomic import write_bytes_atomic
 from fdsl.errors import FdslError
-from fdsl.studies.common import Cell, cell_threads, run_cells, study_folder
+from fdsl.studies.common import Cell, cell_threads, run_cells, study_folder, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -147,14 +145,6 @@ def _split(out: Path, train_idx: np.ndarray, val_idx: np.ndarray) -> tuple[str, 
         write_bytes_atomic(folder / f"{name}.json", json.dumps(rows.tolist()).encode())
         paths.append(str((folder / f"{name}.json").resolve()))
     return paths[0], paths[1], val_idx
-
-
-def _csv(rows: list[dict[str, Any]]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows([{k: ("" if v is None else v) for k, v in row.items()} for row in rows])
-    return buffer.getvalue().encode()
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -272,7 +262,7 @@ def run_augment_study(data: str | Path, out: str | Path, *, candidates: Sequence
             f"# Augmentation study ({'self-paced arms' if self_paced else 'affinity and diversity'})\n\n"
             f"data `{data}`, preset `{preset}`, seeds {list(seeds)}, "
             f"{result['seconds']:.0f} s\n\n{table}").encode())
-        write_bytes_atomic(out / "results.csv", _csv(result["rows"]))
+        write_csv(out / "results.csv", result["rows"], columns=list(result["rows"][0]))
     log.info("augment study done in %.0f s: %s", result["seconds"], out / "table.md")
     return result
 
