@@ -68,9 +68,17 @@ def add_version(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(verbose: bool = False) -> None:
+def add_quiet(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Add ``--quiet``: no progress and no log lines but warnings and errors (results still print)."""
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress and no log lines but warnings and errors (results still print)")
+
+
+def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if quiet:
+        logging.getLogger().setLevel(logging.WARNING)
 
 
 def run_cli(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fdsl.cli import OneLineParser, positive_int, run_cli, setup_logging
+from fdsl import limits
+from fdsl.cli import OneLineParser, positive_int, run_cli
 from fdsl.errors import FdslError
-from fdsl.generators import limits
 from fdsl.generators.registry import COMMON_SETTINGS, GeneratorSpec, generators, get_generator
 
 if TYPE_CHECKING:
-    from fdsl.datasets.build import BuildResult
+    from fdsl.datasets.builder.build import BuildResult
 
 
 def check_writable(out: Path) -> list[Path]:
@@ -78,13 +78,14 @@ def generate(
     overwrite: bool = False,
     params_from: str | Path | None = None,
     backend: str = "local",
+    progress: bool = True,
     **options: Any,
 ) -> BuildResult:
     """Generate data set ``db`` into ``out`` and return the build summary.
 
     ``classes`` and ``instances`` (images per class) size the data set; ``None`` settings take
     the data set's official defaults; ``options`` are the generator's own flags (dest names).
-    Sizes are checked (``fdsl.generators.limits``) before any work or file. Re-running the same
+    Sizes are checked (``fdsl.limits``) before any work or file. Re-running the same
     call resumes; different settings into the same folder raise ConfigMismatchError unless
     ``overwrite``.
     """
@@ -92,8 +93,8 @@ def generate(
         raise FdslError(f"--classes must be positive, got {classes}")
     spec = get_generator(db)
     kwargs = _settings(spec, {"instances": instances, "image_size": image_size, "points": points}, options)
-    from fdsl.datasets.build import build_dataset
-    from fdsl.datasets.jobs import default_workers
+    from fdsl.datasets.builder.build import build_dataset
+    from fdsl.datasets.builder.jobs import default_workers
 
     workers = workers or default_workers()
     limits.check_job(classes=classes, instances=_default(spec, "instances", instances),
@@ -107,7 +108,7 @@ def generate(
         _remove_empty(created)  # a bad setting or an interrupted search leaves no empty folder behind
         raise
     return build_dataset(source, out, shard_size=shard_size, workers=workers, backend=backend,
-                         compression=compression, storage=fmt, overwrite=overwrite)
+                         compression=compression, storage=fmt, overwrite=overwrite, progress=progress)
 
 
 def _default_help(setting: str, specs: dict[str, GeneratorSpec]) -> str:
@@ -116,7 +117,7 @@ def _default_help(setting: str, specs: dict[str, GeneratorSpec]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fdsl.datasets.buildcli import add_build_arguments
+    from fdsl.datasets.builder.cli import add_build_arguments
 
     specs = generators()
     parser = OneLineParser(
@@ -147,17 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    from fdsl.datasets.builder.cli import parse_options
+
     parser = build_parser()
-    args = parser.parse_args(argv)
-    setup_logging(args.verbose)
-    values = vars(args)
+    values = parse_options(parser, argv)
+    args = argparse.Namespace(**values)
     own = {k for spec in generators().values() for k in spec.option_names}
     options = {k: v for k, v in values.items() if k in own and v is not None}
     common = {k: values[k] for k in COMMON_SETTINGS}
     result = generate(args.db, args.out, classes=args.classes, seed=args.seed, workers=args.workers,
                       shard_size=args.shard_size, compression=args.compression, fmt=args.fmt,
                       overwrite=args.overwrite, params_from=args.params_from, backend=args.backend,
-                      **common, **options)
+                      progress=not args.quiet, **common, **options)
     print(result.summary(), file=sys.stderr)
     return 0
 

@@ -44,10 +44,10 @@ from fdsl.errors import FdslError
 from fdsl.generators import exfractaldb_tables as tables
 from fdsl.generators.exfractaldb_source import ExFractalSource, variant_cloud, view_angles
 from fdsl.generators.kernels import ifs3d
-from fdsl.generators.limits import MAX_POINTS, at_most
 from fdsl.generators.npzfile import npz_bytes
 from fdsl.generators.registry import GeneratorSpec, register_generator
 from fdsl.generators.search import CandidateSpan, search_candidates
+from fdsl.limits import MAX_POINTS, at_most
 
 __all__ = ["ClassParams", "ExFractalSource", "SPEC", "make_source", "search_classes", "variant_cloud",
            "view_angles"]

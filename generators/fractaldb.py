@@ -71,8 +71,8 @@ from fdsl.generators.fractaldb_source import (
     hue_palette,
     item_layout,
 )
-from fdsl.generators.limits import MAX_POINTS, at_most
 from fdsl.generators.registry import GeneratorSpec, register_generator
+from fdsl.limits import MAX_POINTS, at_most
 
 __all__ = ["ClassParams", "FractalDBSource", "SPEC", "WEIGHTS", "candidate_fill", "fill_needed", "flip_image",
            "hue_palette", "item_layout", "load_class_params", "load_official_csvs", "make_source",

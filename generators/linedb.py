@@ -26,9 +26,9 @@ import numpy as np
 
 from fdsl.errors import FdslError
 from fdsl.generators.kernels.raster import draw_line
-from fdsl.generators.limits import at_most
 from fdsl.generators.npzfile import npz_bytes
 from fdsl.generators.registry import GeneratorSpec, register_generator
+from fdsl.limits import at_most
 from fdsl.sources import RenderedBatch
 
 NAME = "linedb"

@@ -38,7 +38,7 @@ def search_candidates(evaluate: Callable[[CandidateSpan], list[T]], classes: int
     """The first ``classes`` results of ``evaluate`` in candidate order (``candidate(result)`` is
     its index k). ``expected_rate`` (accepted per candidate) sizes the first round; after
     ``max_candidates`` candidates the search stops with FdslError(``too_few(found, tried)``)."""
-    from fdsl.datasets.jobs import run_tasks  # not at import: generator modules stay light
+    from fdsl.datasets.builder.jobs import run_tasks  # not at import: generator modules stay light
 
     accepted: list[T] = []
     tried = 0

@@ -1,7 +1,7 @@
 """``render-shapenet``: render ShapeNetCore models (or the built-in procedural set) into shards.
 
 A thin wrapper: ``fdsl.render.source.make_source`` picks the models (``shapenet.shapenet_models``
-or ``procedural.procedural_models``) and ``fdsl.datasets.buildcli.build_from_options`` runs the
+or ``procedural.procedural_models``) and ``fdsl.datasets.builder.cli.build_from_options`` runs the
 builder with the shared flags.
 """
 
@@ -21,9 +21,9 @@ from fdsl.cli import (
     positive_int,
     run_cli,
 )
-from fdsl.datasets.build import BuildResult
-from fdsl.datasets.buildcli import add_build_arguments, build_from_options, parse_options
-from fdsl.datasets.jobs import default_workers
+from fdsl.datasets.builder.build import BuildResult
+from fdsl.datasets.builder.cli import add_build_arguments, build_from_options, parse_options
+from fdsl.datasets.builder.jobs import default_workers
 from fdsl.render.procedural import DEFAULT_MODELS_PER_CLASS
 from fdsl.render.source import (
     DEFAULT_FOV_DEG,

@@ -60,28 +60,25 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def strategies(field: str) -> dict[str, str]:
-    """Strategy name -> pruning mode of ``fdsl.datasets.pruning`` (random first: the baseline)."""
+    """Strategy name -> pruning mode of ``fdsl.datasets.read.pruning`` (random first: the baseline)."""
     return {"random": "random", f"min-{field}": "drop-smallest", f"max-{field}": "drop-largest"}
 
 
 def _columns(folder: Path, fields: Sequence[str]) -> tuple[list[str], dict[str, np.ndarray]]:
     """Class names and the labels plus ``fields`` of every row (in the loaders' row order)."""
-    from fdsl.datasets import shards
+    from fdsl.datasets.format import open_dataset
 
-    manifest = shards.read_manifest(folder)
-    if manifest.get("storage", "hdf5") != "hdf5":
-        raise FdslError(f"{folder}: the pruning study needs HDF5 shards with metadata, not {manifest['storage']}")
-    parts = list(shards.iter_shard_arrays(folder, tuple(fields)))
-    if not parts:
-        raise FdslError(f"{folder}: the data set holds no images")
-    return list(manifest["classes"]), {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    with open_dataset(folder) as reader:
+        if not len(reader):
+            raise FdslError(f"{folder}: the data set holds no images")
+        return list(reader.classes), {"labels": reader.labels, **reader.metadata(fields)}
 
 
 def _check_fields(folder: Path, field: str, group_by: str | None) -> str | None:
     """Refuse a missing ranking field; the grouping field if the data records it, else None."""
-    from fdsl.datasets import shards
+    from fdsl.datasets.format import read_manifest
 
-    known = shards.read_manifest(folder).get("metadata_fields") or {}
+    known = read_manifest(folder).get("metadata_fields") or {}
     if field not in known:
         what = "no area in the data (render it with render-shapenet)" if field == "area" else \
             f"unknown field {field!r}"
@@ -136,7 +133,7 @@ def split_pool(labels: np.ndarray, pool: np.ndarray, size: int | None, splits: i
 def prune(labels: np.ndarray, values: np.ndarray, subset: np.ndarray, mode: str, fraction: float,
           seed: int) -> np.ndarray:
     """The rows of ``subset`` kept after removing ``fraction`` per class by ``mode``."""
-    from fdsl.datasets.pruning import select_per_class
+    from fdsl.datasets.read.pruning import select_per_class
 
     kept = select_per_class(labels[subset], None if mode == "random" else values[subset], mode=mode,
                             keep_fraction=1.0 - fraction, seed=seed)

@@ -16,7 +16,7 @@ pytest.importorskip("kornia")
 from toy_source import ToySource  # noqa: E402
 
 from fdsl.atomic import FolderLockedError, folder_lock  # noqa: E402
-from fdsl.datasets.build import build_dataset  # noqa: E402
+from fdsl.datasets.builder.build import build_dataset  # noqa: E402
 from fdsl.errors import FdslError  # noqa: E402
 from fdsl.studies.augment import measure_affinity, run_augment_study, spearman  # noqa: E402
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from helpers import assert_refused_in_one_line, assert_same_bytes_for_1_and_2_workers
 
-from fdsl.datasets import cli as inspect_cli
+from fdsl.datasets.inspect import cli as inspect_cli
 from fdsl.errors import FdslError
 from fdsl.generators import cli, exfractaldb
 from fdsl.generators.kernels import ifs3d

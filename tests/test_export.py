@@ -12,11 +12,12 @@ import pytest
 from PIL import Image
 
 from fdsl.atomic import folder_lock
-from fdsl.datasets import export as export_mod
-from fdsl.datasets.build import build_dataset
-from fdsl.datasets.export import RECORD_NAME, export_shards, hf_datasets
-from fdsl.datasets.export_cli import main as export_main
-from fdsl.datasets.loader import ShardDataset
+from fdsl.datasets.builder.build import build_dataset
+from fdsl.datasets.export import targets as export_mod
+from fdsl.datasets.export.cli import main as export_main
+from fdsl.datasets.export.export import export_shards
+from fdsl.datasets.export.targets import RECORD_NAME, hf_datasets
+from fdsl.datasets.read.loader import ShardDataset
 from fdsl.errors import FdslError
 from fdsl.sources import RenderedBatch
 
@@ -221,7 +222,7 @@ def test_png_sets_export_like_shards(tmp_path):
 
 
 def test_class_folders_sort_in_label_order_and_avoid_reserved_names():
-    from fdsl.datasets.export import class_folders
+    from fdsl.datasets.export.targets import class_folders
 
     assert class_folders(["a", "b"]) == ["a", "b"]
     for classes in (["b", "a"], ["a", "metadata.csv"], ["a", "a"], ["x/../y", "z"], [".hidden", "z"]):

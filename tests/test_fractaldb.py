@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from fdsl.datasets import shards
+from fdsl.datasets.format import read_manifest, verify_dataset
 from fdsl.errors import FdslError
 from fdsl.generators import cli, fractaldb, fractaldb_search
 from fdsl.generators.kernels import ifs2d
@@ -35,7 +35,7 @@ def small_source(params, color="gray", seed=0, instances=1000, **kw) -> fractald
 
 def read_images(folder: Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """All images, labels and metadata of a data set folder, in item order."""
-    manifest = shards.read_manifest(folder)
+    manifest = read_manifest(folder)
     images, labels, meta = [], [], {}
     for entry in manifest["shards"]:
         with h5py.File(folder / entry["file"], "r") as f:
@@ -197,9 +197,9 @@ def test_generate_is_identical_across_workers_and_shard_sizes(tmp_path):
     assert list(a_meta["variant"][:12]) == [0] * 4 + [1] * 4 + [2] * 4 and list(a_meta["render"][:12]) == [0] * 12
     assert set(a_meta) >= {"item", "variant", "render", "flip", "n_maps", "points_drawn"}
     assert (tmp_path / "one" / "classes.npz").read_bytes() == (tmp_path / "two" / "classes.npz").read_bytes()
-    manifest = shards.read_manifest(tmp_path / "one")
+    manifest = read_manifest(tmp_path / "one")
     assert manifest["classes"] == ["00000", "00001"]
-    assert not shards.verify_dataset(tmp_path / "two")
+    assert not verify_dataset(tmp_path / "two")
 
 
 def test_params_from_round_trip_gives_identical_images(tmp_path):
@@ -352,4 +352,4 @@ def test_cli_writes_a_small_data_set(tmp_path, capsys):
     images, labels, meta = read_images(tmp_path / "d")
     assert images.shape == (8, 48, 48, 3) and list(labels) == [0] * 4 + [1] * 4
     assert (images > 0).any(axis=(1, 2, 3)).all()
-    assert shards.read_manifest(tmp_path / "d")["config"]["color"] == "color"
+    assert read_manifest(tmp_path / "d")["config"]["color"] == "color"

@@ -12,7 +12,7 @@ import pytest
 from helpers import assert_same_bytes_for_1_and_2_workers
 from PIL import Image, ImageDraw
 
-from fdsl.datasets import cli as inspect_cli
+from fdsl.datasets.inspect import cli as inspect_cli
 from fdsl.errors import FdslError
 from fdsl.generators import cli, rcdb
 from fdsl.generators.kernels import perlin, raster

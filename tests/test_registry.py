@@ -1,4 +1,5 @@
-"""The generator registry and gen-fractal's shared checks: specs, light imports, size limits, --version."""
+"""The generator registry and gen-fractal's shared checks: specs, light imports, --version (size
+limits: test_limits.py)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ import pytest
 
 from fdsl import __version__
 from fdsl.errors import FdslError
-from fdsl.generators import cli, limits, registry
+from fdsl.generators import cli, registry
 from fdsl.generators.registry import GeneratorSpec, register_generator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import assert_refused_in_one_line, exit_code  # noqa: E402
 from toy_source import ToySource  # noqa: E402
 
-HEAVY = ("h5py", "torch", "fdsl.datasets.build", "fdsl.datasets.shards", "fdsl.datasets.jobs", "ray")
+HEAVY = ("h5py", "torch", "fdsl.datasets.builder.build", "fdsl.datasets.format", "fdsl.datasets.builder.jobs", "ray")
 
 
 @pytest.mark.parametrize("module", [m.rsplit(".", 1)[1] for m in registry.BUILTIN_MODULES] + ["registry"])
@@ -143,14 +144,3 @@ _LINEDB = ["--db", "linedb", "--classes", "2"]
 def test_bad_generator_flags_are_refused_in_one_line(tmp_path, capsys, argv, message):
     assert_refused_in_one_line(capsys, cli.main, [*argv, "--out", str(tmp_path / "o")], message)
     assert not (tmp_path / "o").exists()
-
-
-def test_memory_estimate_scales_with_workers_and_sizes():
-    one = limits.worker_bytes(512, 0, 10_000)
-    assert one == 2 * 1000 * 512 * 512
-    assert limits.worker_bytes(512, 10**6, 10) == 2 * 10 * 512 * 512 + 10**6 * limits.POINT_BYTES
-    limits.check_job(classes=1, instances=1, image_size=512, points=None, workers=4, shard_size=10_000,
-                     memory=4 * one * 2)
-    with pytest.raises(FdslError, match="4 worker"):
-        limits.check_job(classes=1, instances=1, image_size=512, points=None, workers=4, shard_size=10_000,
-                         memory=4 * one)

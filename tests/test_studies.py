@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("kornia")
 pytest.importorskip("sklearn")
 
-from fdsl.datasets.build import build_dataset  # noqa: E402
+from fdsl.datasets.builder.build import build_dataset  # noqa: E402
 from fdsl.errors import FdslError  # noqa: E402
 from fdsl.sources import RenderedBatch  # noqa: E402
 from fdsl.studies import cli, common  # noqa: E402

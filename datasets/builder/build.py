@@ -11,11 +11,8 @@ writes the same bytes whether or not it was interrupted.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
-import os
 import socket
 import time
 from collections.abc import Iterator
@@ -32,28 +29,17 @@ from fdsl.atomic import (
     remove_stale_temps,
     write_bytes_atomic,
 )
-from fdsl.datasets import manifest as mf
-from fdsl.datasets._heap import reuse_freed_memory
-from fdsl.datasets.format import COMPRESSIONS, get_format
-from fdsl.datasets.format.hdf5.writer import MARGIN
-from fdsl.datasets.jobs import default_workers, run_tasks
-from fdsl.datasets.outfolder import prepare_folder
+from fdsl.datasets.builder._heap import reuse_freed_memory
+from fdsl.datasets.builder.jobs import default_workers, run_tasks
+from fdsl.datasets.builder.outfolder import prepare_folder
+from fdsl.datasets.format import COMPRESSIONS, STORAGES, get_format
+from fdsl.datasets.format import manifest as mf
+from fdsl.datasets.format.checksum import bytes_record
 from fdsl.errors import FdslError
-from fdsl.sources import RenderedBatch, ShardSource  # noqa: F401  (re-exported for old imports)
+from fdsl.limits import DISK_MARGIN, PART_BYTES, RENDER_PART, check_plan
+from fdsl.sources import RenderedBatch, ShardSource
 
 log = logging.getLogger(__name__)
-
-STORAGES = mf.STORAGES
-# Images rendered and held in memory at a time per worker (a whole 10,000-image FractalDB shard
-# would be 1.3 GB); shards are written part by part.
-RENDER_PART = 1000
-# Sane limits, checked before any work or file: beyond them a run would hang or exhaust memory.
-MAX_ITEMS = 10**10
-MAX_SHARDS = 10**6
-# A part of more image bytes than this is followed by parts a fifth as long (1000 -> 200 -> 40,
-# so part boundaries stay on multiples of 40 or 100 views): big parts miss the CPU caches between
-# render and compression (RCDB at 512 px: 1.43 -> 1.21 CPU-ms per image end to end at 200).
-PART_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -105,6 +91,8 @@ class _Job:
     storage: str
     compression: str
     bytes_per_item: float = 0.0  # from shards already written; 0: no estimate yet
+    render_part: int = RENDER_PART
+    part_bytes: int = PART_BYTES
 
     def __call__(self, task: ShardTask) -> dict[str, Any]:
         out = Path(self.out)
@@ -117,9 +105,9 @@ class _Job:
                             f"(NFS, Lustre, ...)")
         expected = task.stop - task.start
         if self.bytes_per_item:
-            check_free_space(out, int(self.bytes_per_item * expected * 1.1) + MARGIN)
-        writer = get_format(self.storage).writer(out, task.index, compression=self.compression,
-                                                 png_path=getattr(self.source, "png_path", None), expected=expected)
+            check_free_space(out, int(self.bytes_per_item * expected * 1.1) + DISK_MARGIN)
+        writer = get_format(self.storage).writer(out, task.index, self.source, compression=self.compression,
+                                                 expected=expected)
         failures: list[dict[str, Any]] = []
         with reuse_freed_memory():  # each render part reuses the last one's pages (no page faults)
             try:
@@ -138,21 +126,21 @@ class _Job:
     def _parts(self, task: ShardTask, failures: list[dict[str, Any]]) -> Iterator[RenderedBatch]:
         """The task's items rendered part by part (``render_parts``); their failures are collected
         into ``failures``."""
-        for batch in render_parts(self.source, task.start, task.stop):
+        for batch in render_parts(self.source, task.start, task.stop, self.render_part, self.part_bytes):
             # A unit (a model) cut by a part boundary reports its failure in both parts.
             failures.extend(f for f in batch.failures if f not in failures)
             yield batch
 
 
-def render_parts(source: ShardSource, start: int, stop: int) -> Iterator[RenderedBatch]:
-    """Items ``[start, stop)`` rendered RENDER_PART at a time (fewer once a part exceeds
-    PART_BYTES), so a worker never holds a whole shard."""
-    part = RENDER_PART
+def render_parts(source: ShardSource, start: int, stop: int, part: int = RENDER_PART,
+                 part_bytes: int = PART_BYTES) -> Iterator[RenderedBatch]:
+    """Items ``[start, stop)`` rendered ``part`` at a time, a fifth as many once a part's images
+    exceed ``part_bytes`` (see ``fdsl.limits``), so a worker never holds a whole shard."""
     while start < stop:
         batch = source.render(start, min(start + part, stop))
         start += part
         per_item = batch.images.nbytes / max(len(batch.items), 1)
-        while part >= 5 and part * per_item > PART_BYTES:
+        while part >= 5 and part * per_item > part_bytes:
             part //= 5
         yield batch
 
@@ -198,35 +186,12 @@ def _manifest(identity: dict[str, Any], source: ShardSource, tasks: list[ShardTa
     }
 
 
-def available_memory() -> int:
-    """Bytes of memory available to new allocations (MemAvailable; total memory elsewhere)."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
 def check_size(source: ShardSource, shard_size: int, workers: int) -> None:
-    """FdslError (one line naming the limit) when the data set is too large to plan, or when one
-    rendered part per worker would not fit in memory (sources that know their ``image_shape``)."""
-    items = source.num_items()
-    if items > MAX_ITEMS:
-        raise FdslError(f"{items} images is more than the limit of {MAX_ITEMS}; ask for fewer classes or images")
-    if -(-items // shard_size) > MAX_SHARDS:
-        raise FdslError(f"{-(-items // shard_size)} shards is more than the limit of {MAX_SHARDS}; "
-                        "raise --shard-size")
-    shape = getattr(source, "image_shape", None)
-    if callable(shape):
-        part = min(RENDER_PART, shard_size, max(items, 1)) * math.prod(shape())
-        if part * min(workers, -(-items // shard_size) or 1) > available_memory():
-            raise FdslError(f"images of shape {list(shape())} need {part / 2**30:.1f} GiB per worker "
-                            f"({min(RENDER_PART, shard_size)} at a time) x {workers} workers, more than the "
-                            f"{available_memory() / 2**30:.1f} GiB of memory available; use a smaller "
-                            "--image-size or fewer --workers")
+    """FdslError (one line naming the limit) when the data set is too large to plan, or when the
+    workers' render parts would not fit in memory (``fdsl.limits.check_plan``; sources that know
+    their ``image_shape``, an optional method of a ShardSource)."""
+    shape = source.image_shape() if callable(getattr(source, "image_shape", None)) else None
+    check_plan(items=source.num_items(), shard_size=shard_size, workers=workers, image_shape=shape)
 
 
 def _check_settings(shard_size: int, storage: str, compression: str) -> None:
@@ -248,38 +213,57 @@ def build_dataset(
     compression: str = "lz4",
     storage: str = "hdf5",
     overwrite: bool = False,
+    progress: bool = True,
+    render_part: int = RENDER_PART,
+    part_bytes: int = PART_BYTES,
 ) -> BuildResult:
     """Render every item of ``source`` into ``out`` (resuming what a previous run finished).
 
     The run holds an exclusive lock on ``out`` (a second run into it is refused in one line), and
-    removes the temporary files that killed runs left. Raises FdslError (one line) for bad
-    settings, an unwritable, locked, mismatched or tampered folder, a full disk, or a shard that
-    keeps failing.
+    removes the temporary files that killed runs left. ``progress`` shows a bar on a terminal and
+    progress lines in a log (``fdsl.progress``). ``render_part`` and ``part_bytes`` size the
+    parts a worker renders at a time (``fdsl.limits``; they never change a byte of the output).
+    Raises FdslError (one line) for bad settings, an unwritable, locked, mismatched or tampered
+    folder, a full disk, or a shard that keeps failing.
     """
     _check_settings(shard_size, storage, compression)
-    workers = workers or default_workers()
-    check_size(source, shard_size, workers)
+    settings = _Settings(shard_size, workers or default_workers(), backend, compression, storage,
+                         overwrite, progress, render_part, part_bytes)
+    check_size(source, shard_size, settings.workers)
     out = Path(out)
     with folder_lock(out):
         with disk_full_guard(out):
-            return _build_locked(source, out, shard_size, workers, backend,
-                                 compression, storage, overwrite)
+            return _build_locked(source, out, settings)
 
 
-def _build_locked(source: ShardSource, out: Path, shard_size: int, workers: int, backend: str,
-                  compression: str, storage: str, overwrite: bool) -> BuildResult:
+@dataclass(frozen=True)
+class _Settings:
+    """``build_dataset``'s settings, checked."""
+
+    shard_size: int
+    workers: int
+    backend: str
+    compression: str
+    storage: str
+    overwrite: bool
+    progress: bool
+    render_part: int
+    part_bytes: int
+
+
+def _build_locked(source: ShardSource, out: Path, settings: _Settings) -> BuildResult:
     start = time.perf_counter()
     remove_stale_temps(out)
-    identity = _identity(source, storage, compression, shard_size)
-    done = prepare_folder(out, identity, overwrite)
-    tasks = plan_tasks(source.num_items(), shard_size)
+    storage, fmt = settings.storage, get_format(settings.storage)
+    identity = _identity(source, storage, settings.compression, settings.shard_size)
+    done = prepare_folder(out, identity, settings.overwrite)
+    tasks = plan_tasks(source.num_items(), settings.shard_size)
     valid = {t.index for t in tasks}
     done = {i: e for i, e in done.items() if i in valid}
     skipped = len(done)
 
     extra_files = source.extra_files()
-    extras = {name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-              for name, data in sorted(extra_files.items())}
+    extras = {name: bytes_record(data) for name, data in sorted(extra_files.items())}
 
     def on_result(task: ShardTask, entry: dict[str, Any]) -> int:
         done[task.index] = entry
@@ -293,17 +277,19 @@ def _build_locked(source: ShardSource, out: Path, shard_size: int, workers: int,
         write_bytes_atomic(out / name, data)
     todo = [t for t in tasks if t.index not in done]
     counted = sum(e["count"] for e in done.values())
-    data_bytes = get_format(storage).reader.data_bytes
-    job = _Job(source, str(out), storage, compression,
-               sum(data_bytes(e) for e in done.values()) / counted if counted else 0.0)
+    data_bytes = fmt.reader.data_bytes
+    job = _Job(source, str(out), storage, settings.compression,
+               sum(data_bytes(e) for e in done.values()) / counted if counted else 0.0,
+               settings.render_part, settings.part_bytes)
     try:
-        run_tasks(job, todo, on_result, backend=backend, workers=workers,
-                  total_items=sum(t.stop - t.start for t in todo), desc=source.name)
+        run_tasks(job, todo, on_result, backend=settings.backend, workers=settings.workers,
+                  total_items=sum(t.stop - t.start for t in todo), desc=source.name,
+                  progress=settings.progress)
     except BaseException:
         remove_stale_temps(out)  # stopped workers cannot clean up after themselves
         raise
 
-    shape, meta_fields, sidecars = get_format(storage).finish(out, done, source.class_names())
+    shape, meta_fields, sidecars = fmt.finish(out, done, source.class_names())
     manifest = _manifest(identity, source, tasks, done, {**extras, **sidecars}, True, shape, meta_fields)
     failures = [f for i in sorted(done) for f in done[i].get("failures", [])]
     failures_file = out / mf.FAILURES_NAME
@@ -315,7 +301,7 @@ def _build_locked(source: ShardSource, out: Path, shard_size: int, workers: int,
     result = BuildResult(out=out, images=manifest["num_images"], shards=len(tasks), shards_skipped=skipped,
                          failures=len(failures), seconds=time.perf_counter() - start,
                          bytes=sum(data_bytes(e) for e in done.values()), classes=len(manifest["classes"]))
-    _write_run_log(out, result, workers, backend)
+    _write_run_log(out, result, settings.workers, settings.backend)
     log.debug(result.summary())  # the CLIs print it; keep it out of the log stream to avoid a duplicate
     return result
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from fdsl.atomic import LOCK_NAME, ensure_writable, remove_quietly
-from fdsl.datasets import manifest as mf
-from fdsl.datasets.format import FORMATS, get_format
+from fdsl.datasets.format import FORMATS, read_manifest, storage_of
+from fdsl.datasets.format import manifest as mf
 from fdsl.errors import ConfigMismatchError, ShardError
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def prepare_folder(out: Path, identity: dict[str, Any], overwrite: bool) -> dict
                                       "choose an empty folder or pass --overwrite")
         return {}
     try:
-        old = mf.read_manifest(out)
+        old = read_manifest(out)
     except ShardError as exc:
         if not overwrite:
             raise ConfigMismatchError(f"{exc}; pass --overwrite to rebuild the data set in {out}") from None
@@ -63,7 +63,7 @@ def prepare_folder(out: Path, identity: dict[str, Any], overwrite: bool) -> dict
                                       "use another folder or pass --overwrite")
         remove_dataset(out, old)
         return {}
-    reader = get_format(old.get("storage", "hdf5")).reader
+    reader = storage_of(old).reader
     kept = {}
     for entry in old["shards"]:
         problems = reader.check_entry(out, entry, old, checksum=True)
@@ -78,7 +78,7 @@ def prepare_folder(out: Path, identity: dict[str, Any], overwrite: bool) -> dict
 
 def remove_dataset(out: Path, manifest: Mapping[str, Any]) -> None:
     """Delete the files a (validated) manifest lists, and nothing else the user keeps there."""
-    reader = get_format(manifest.get("storage", "hdf5")).reader
+    reader = storage_of(manifest).reader
     for entry in manifest["shards"]:
         for path in reader.entry_files(out, entry):
             remove_quietly(path)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import operator
-import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,10 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from fdsl.datasets import sampler
-from fdsl.datasets._batches import BatchSet, BufferPool, ReadAhead, read_batch
-from fdsl.datasets._index import Index, open_index
+from fdsl.datasets.read import sampler
+from fdsl.datasets.read._batches import BatchSet, BufferPool, ReadAhead, read_batch
+from fdsl.datasets.read._index import Index, open_index
 from fdsl.errors import FdslError
+from fdsl.limits import physical_memory
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +54,6 @@ def _positions(indices: Sequence[int] | np.ndarray) -> np.ndarray:
     if array.size and array.dtype.kind not in "iu":
         raise IndexTypeError(f"indices must be integers, got {array.dtype} values")
     return array.astype(np.int64).reshape(-1)
-
-
-def ram_bytes() -> int:
-    """Physical memory of this machine in bytes (0 where unknown)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 0
 
 
 class ShardDataset(torch.utils.data.Dataset):
@@ -191,14 +183,13 @@ class ShardDataset(torch.utils.data.Dataset):
 
     def _read_into(self, rows: Sequence[int] | np.ndarray, out: np.ndarray) -> None:
         """Read global ``rows`` into ``out``: uint8 [len(rows), C, H, W]."""
-        index = self._index
-        index.reader.read_many(index.shard_of[rows].tolist(), index.local[rows].tolist(), out)
+        self._index.images.read_rows(np.asarray(rows, np.int64), out)
 
 
 class ShardLoader:
     """Batches ``(uint8 images [B, C, H, W], int64 labels [B])`` from a shard data set, fast.
 
-    Each epoch's order depends only on (seed, epoch) (see ``fdsl.datasets.sampler``), is padded
+    Each epoch's order depends only on (seed, epoch) (see ``fdsl.datasets.read.sampler``), is padded
     to a multiple of ``world_size`` and split into equal parts, one per DDP rank; call
     ``set_epoch`` before each epoch. Batches come in the same order whatever the number of
     workers.
@@ -262,7 +253,7 @@ class ShardLoader:
     def _resolve(self, shuffle: str, ram_fraction: float) -> str:
         if shuffle != "auto":
             return shuffle
-        size, ram = self.dataset.stored_bytes, ram_bytes()
+        size, ram = self.dataset.stored_bytes, physical_memory() or 0
         order = "block" if ram and size > ram_fraction * ram else "full"
         log.info("shuffle=auto: %s order (%.1f GB of data, %.1f GB of memory, ram_fraction %g)",
                  order, size / 1e9, ram / 1e9, ram_fraction)

@@ -1,7 +1,7 @@
 """Batch plumbing behind ShardLoader: reused batch buffers, process-worker batches, read-ahead.
 
-A reader here is anything with ``read_many(shard_ids, local, out)`` and ``advise(shard_ids,
-local)`` (``_chunks.ChunkReader`` for HDF5 shards, the PNG reader for PNG trees).
+Images come from the data set's ``Index.images``, its format's ``RowReader`` (``read_rows(rows,
+out)``, ``advise(rows)``).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class ReadAhead:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="fdsl-readahead")
 
     def _advise(self, rows: np.ndarray) -> None:
-        self.index.reader.advise(self.index.shard_of[rows], self.index.local[rows])
+        self.index.images.advise(rows)
 
     def ensure(self, stop: int) -> None:
         target = min(len(self.rows), stop + self.span)
