@@ -27,8 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import finish_report, machine  # noqa: E402
 
+from fdsl.datasets import ShardDataset, ShardLoader  # noqa: E402
 from fdsl.datasets.builder.build import build_dataset  # noqa: E402
-from fdsl.datasets.read.loader import ShardDataset, ShardLoader  # noqa: E402
 from fdsl.datasets.read.sampler import batch_diversity  # noqa: E402
 from fdsl.sources import RenderedBatch  # noqa: E402
 

@@ -20,7 +20,7 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "ShardDataset": "fdsl.datasets.read.loader",
+    "ShardDataset": "fdsl.datasets.read.dataset",
     "ShardLoader": "fdsl.datasets.read.loader",
     "prune_dataset": "fdsl.datasets.read.pruning",
     "build_dataset": "fdsl.datasets.builder.build",

@@ -173,7 +173,7 @@ def test_the_checker_sees_lazy_imports_and_importlib_strings(tmp_path: Path) -> 
                      'NOTE = "fdsl.train is documented here, not imported"\n')
     assert fdsl_imports(probe) == {"studies", "generators"}
     assert "generators" in fdsl_imports(ROOT / "generators" / "registry.py")  # BUILTIN_MODULES
-    assert {"fdsl.datasets.read.loader", "fdsl.datasets.builder.build"} <= module_refs(ROOT / "datasets" / "__init__.py")
+    assert {"fdsl.datasets.read.dataset", "fdsl.datasets.builder.build"} <= module_refs(ROOT / "datasets" / "__init__.py")
 
 
 def test_the_loop_finder_finds_a_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

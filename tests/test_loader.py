@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
+from fdsl.datasets import ShardDataset, ShardLoader
 from fdsl.datasets.builder.build import RenderedBatch, build_dataset
 from fdsl.datasets.format import read_manifest
 from fdsl.datasets.format.manifest import shard_records
-from fdsl.datasets.read.loader import ShardDataset, ShardLoader
 from fdsl.datasets.read.sampler import (
     batch_diversity,
     block_order,
@@ -104,7 +104,7 @@ def test_every_image_matches_h5py(tmp_path, rgb, compression):
     images, labels, meta = h5_reference(folder)
     counts = [r.count for r in shard_records(read_manifest(folder))]
     assert len(set(counts)) > 1  # uneven shards
-    ds = ShardDataset(folder)
+    ds = ShardDataset(folder, mode=None)  # the stored channels
     if rgb in ("sparse", True) and compression == "lz4":  # the chunks really are compressed
         nbytes = int(np.prod(images.shape[1:]))
         assert all((layout.sizes < nbytes).all() for layout in ds._index.images.layouts)
@@ -287,7 +287,7 @@ def test_imagefolder_style_attributes_and_transforms(tmp_path):
             seen.append(image)
             return np.asarray(image)
 
-        ds = ShardDataset(folder, transform=transform, target_transform=lambda y: f"class-{y}")
+        ds = ShardDataset(folder, transform=transform, target_transform=lambda y: f"class-{y}", mode=None)
         assert ds.targets == labels.tolist() and all(type(t) is int for t in ds.targets)
         assert ds.class_to_idx == {name: i for i, name in enumerate(ds.classes)}
         assert len(ds.classes) == 3
@@ -355,7 +355,7 @@ def test_dataset_pickles_without_open_files(grey):
 
 def test_spawn_dataloader_over_shard_dataset(grey):
     images, labels, _ = h5_reference(grey)
-    loader = torch.utils.data.DataLoader(ShardDataset(grey), batch_size=6, shuffle=False,
+    loader = torch.utils.data.DataLoader(ShardDataset(grey, mode=None), batch_size=6, shuffle=False,
                                          num_workers=2, multiprocessing_context="spawn")
     got = collect(loader)
     np.testing.assert_array_equal(got[0], images)
@@ -363,7 +363,7 @@ def test_spawn_dataloader_over_shard_dataset(grey):
 
 
 def test_fork_dataloader_after_reading_in_parent(grey):
-    ds = ShardDataset(grey)
+    ds = ShardDataset(grey, mode=None)
     _ = ds[len(ds) - 1]  # the parent holds open descriptors before the fork
     loader = torch.utils.data.DataLoader(ds, batch_size=5, num_workers=2,
                                          multiprocessing_context="fork")

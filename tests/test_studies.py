@@ -214,7 +214,7 @@ def test_digits_import_matches_scikit_learn(tmp_path: Path) -> None:
 
     from fdsl.datasets import ShardDataset
 
-    ds = ShardDataset(import_digits(tmp_path / "digits", image_size=16))
+    ds = ShardDataset(import_digits(tmp_path / "digits", image_size=16), mode="L")  # stored grey
     target = load_digits().target
     assert len(ds) == 1797 and ds.classes == [str(d) for d in range(10)]
     assert np.array_equal(np.asarray(ds.labels), target)

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fdsl.cli import OneLineParser, add_quiet, add_version, positive_int, run_cli, setup_logging
+from fdsl.cli import (
+    OneLineParser,
+    add_quiet,
+    add_version,
+    non_negative_int,
+    positive_int,
+    run_cli,
+    setup_logging,
+)
 from fdsl.datasets.export.export import export_shards
 from fdsl.datasets.export.targets import TARGETS
 
@@ -24,6 +32,12 @@ def build_parser() -> OneLineParser:
                         help="replace an earlier export in OUT (only files it wrote are removed)")
     parser.add_argument("--samples-per-tar", type=positive_int, default=10_000,
                         help="WebDataset samples per tar shard (default %(default)s)")
+    order = parser.add_mutually_exclusive_group()
+    order.add_argument("--shuffle-seed", type=non_negative_int, default=0,
+                       help="WebDataset: write the samples in the order this seed shuffles them to, "
+                            "across the tars (default %(default)s; order.json records it)")
+    order.add_argument("--no-shuffle", action="store_true",
+                       help="WebDataset: keep the data set's order (class by class)")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar or progress lines (also none from the datasets library)")
     add_quiet(parser)
@@ -35,6 +49,7 @@ def _main(argv: Sequence[str] | None) -> int:
     setup_logging(quiet=args.quiet)
     result = export_shards(args.src, args.to, args.out, overwrite=args.overwrite,
                            samples_per_tar=args.samples_per_tar,
+                           shuffle_seed=None if args.no_shuffle else args.shuffle_seed,
                            progress=not (args.no_progress or args.quiet))
     print(f"exported {result.num_images} images to {result.out} ({result.to}, "
           f"{len(result.files)} files)")

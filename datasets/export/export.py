@@ -5,7 +5,10 @@ writes, into ``out``:
 
 - ``webdataset``: tar shards ``shard-NNNNNN.tar``; sample ``KKKKKKKK`` (the image's index) has
   ``KKKKKKKK.png``, ``KKKKKKKK.cls`` (the label, as text) and ``KKKKKKKK.json`` (label, class
-  name and every metadata field).
+  name and every metadata field). Samples are written in a seeded shuffled order across the
+  tars (``shuffle_seed``; None keeps the data set's class-by-class order), as img2dataset
+  users expect: shard shuffling with a small buffer then gives mixed batches. ``order.json``
+  records the order (``{"seed", "indices"}``: the image index of each sample as written).
 - ``imagefolder``: ``CLASS/KKKKKKKK.png`` per image plus ``metadata.csv`` (``file_name``, label,
   class, every metadata field; the column names Hugging Face's ``imagefolder`` loader reads).
   Class folders sort in label order, so torchvision's ImageFolder gives the same labels: they
@@ -48,10 +51,13 @@ class ExportResult:
     files: list[str]
 
 
-def _record(out: Path, to: str, src: Path, dataset: Any, files: list[str], complete: bool) -> None:
+def _record(out: Path, to: str, src: Path, dataset: Any, files: list[str], complete: bool,
+            shuffle_seed: int | None = None) -> None:
     record = {"format": "fdsl-export", "to": to, "complete": complete, "source": str(src.resolve()),
               "num_images": len(dataset), "classes": list(dataset.classes),
               "metadata_fields": sorted(dataset.metadata), "files": files}
+    if to == "webdataset":
+        record["shuffle_seed"] = shuffle_seed
     write_bytes_atomic(out / RECORD_NAME, json.dumps(record, indent=1).encode() + b"\n")
 
 
@@ -88,22 +94,30 @@ def _prepare(out: Path, overwrite: bool) -> None:
 
 
 def export_shards(src: str | Path, to: str, out: str | Path, *, overwrite: bool = False,
-                  samples_per_tar: int = 10_000, progress: bool = True) -> ExportResult:
+                  samples_per_tar: int = 10_000, shuffle_seed: int | None = 0,
+                  progress: bool = True) -> ExportResult:
     """Export the fdsl data set in ``src`` to ``out`` in format ``to`` (see the module docstring).
+
+    ``shuffle_seed`` orders a WebDataset export (None: the data set's order). ``progress``
+    reports the images written (``fdsl.progress``), and leaves the ``datasets`` library's own
+    bars on; False silences both.
 
     Raises FdslError (one line) for an unknown format, a broken source, a folder holding other
     files, an existing export without ``overwrite``, a missing library or a full disk.
     """
-    from fdsl.datasets.read.loader import ShardDataset
+    from fdsl.datasets.read.dataset import ShardDataset
 
     if to not in TARGETS:
         raise FdslError(f"unknown export format {to!r}; choose one of {', '.join(TARGETS)}")
     if samples_per_tar < 1:
         raise FdslError(f"samples_per_tar must be >= 1, got {samples_per_tar}")
+    if shuffle_seed is not None and (isinstance(shuffle_seed, bool) or not isinstance(shuffle_seed, int)
+                                     or shuffle_seed < 0):
+        raise FdslError(f"shuffle_seed must be an integer >= 0 or None, got {shuffle_seed!r}")
     if to == "hf":
         targets.hf_datasets()  # fail before any work when the library is missing
     src, out = Path(src), Path(out)
-    dataset = ShardDataset(src)
+    dataset = ShardDataset(src, mode=None)  # the images as stored: grey stays grey
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
         raise FdslError(f"{out}: the export folder must be outside the data set {src}")
     with folder_lock(out), Progress(total=len(dataset), unit="img", disable=not progress,
@@ -111,15 +125,16 @@ def export_shards(src: str | Path, to: str, out: str | Path, *, overwrite: bool 
         _prepare(out, overwrite)
         try:
             # an unfinished record first: a killed run's files are known, and a re-run clears them
-            _record(out, to, src, dataset, targets.planned_files(to, dataset, samples_per_tar), False)
+            _record(out, to, src, dataset, targets.planned_files(to, dataset, samples_per_tar), False,
+                    shuffle_seed)
             if to == "webdataset":
-                files = targets.write_webdataset(dataset, out, samples_per_tar, bar.update)
+                files = targets.write_webdataset(dataset, out, samples_per_tar, bar.update, shuffle_seed)
             elif to == "imagefolder":
                 files = targets.write_imagefolder(dataset, out, bar.update)
             else:
                 files = targets.write_hf(dataset, out, bar.update,
-                                         lambda names: _record(out, to, src, dataset, names, False))
-            _record(out, to, src, dataset, files, True)
+                                         lambda names: _record(out, to, src, dataset, names, False), progress)
+            _record(out, to, src, dataset, files, True, shuffle_seed)
         except OSError as exc:
             if is_disk_full(exc):
                 raise FdslError(f"disk full writing {out} ({exc.strerror}); free some space and "

@@ -1,4 +1,4 @@
-"""The three export targets, each a writer of samples read in order from a ShardDataset:
+"""The three export targets, each a writer of samples read from a ShardDataset:
 WebDataset tars, an ImageFolder tree with metadata.csv, a Hugging Face ``datasets`` folder (see
 ``export.py`` for what each holds). ``planned_files`` names what a target will write, before it
 starts."""
@@ -24,6 +24,8 @@ from fdsl.errors import FdslError
 
 TARGETS = ("webdataset", "imagefolder", "hf")
 RECORD_NAME = "export.json"
+ORDER_NAME = "order.json"  # WebDataset: the image index of every sample, in the order written
+_TAG_ORDER = 0x5744  # stream tag of the WebDataset order's generator
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ +-]*$")
 
 
@@ -80,19 +82,31 @@ def class_folders(classes: list[str]) -> list[str]:
     return [f"{k:0{width}d}-{re.sub(r'[^A-Za-z0-9._+-]+', '_', c)[:80]}" for k, c in enumerate(classes)]
 
 
-def _samples(dataset: Any, batch_size: int = 256) -> Iterator[tuple[int, np.ndarray, int, dict]]:
-    """(index, uint8 [C, H, W] image, label, metadata) of every image, in order."""
+def sample_order(count: int, seed: int | None) -> np.ndarray:
+    """The image indices in the order a WebDataset export writes them: a permutation seeded by
+    ``seed`` (the same on every machine), or the data set's order for None. int64 [count]."""
+    if seed is None:
+        return np.arange(count, dtype=np.int64)
+    return np.random.default_rng([seed, _TAG_ORDER]).permutation(count).astype(np.int64)
+
+
+def _samples(dataset: Any, order: np.ndarray | None = None,
+             batch_size: int = 256) -> Iterator[tuple[int, np.ndarray, int, dict]]:
+    """(index, uint8 [C, H, W] image, label, metadata) of every image, in ``order`` (image
+    indices; None: the data set's order)."""
     from fdsl.datasets.read.loader import ShardLoader
 
     meta = dataset.metadata
+    order = np.arange(len(dataset), dtype=np.int64) if order is None else order
     loader = ShardLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=2,
-                         pin_memory=False)
-    index = 0
+                         pin_memory=False, indices=order)
+    position = 0
     for images, labels in loader:
         array = images.numpy()
         for k in range(len(array)):
+            index = int(order[position])
             yield index, array[k], int(labels[k]), {name: _plain(v[index]) for name, v in meta.items()}
-            index += 1
+            position += 1
 
 
 def _tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -101,16 +115,21 @@ def _tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_webdataset(dataset: Any, out: Path, samples_per_tar: int, tick: Callable) -> list[str]:
+def write_webdataset(dataset: Any, out: Path, samples_per_tar: int, tick: Callable,
+                     seed: int | None = 0) -> list[str]:
+    """Tars of ``samples_per_tar`` samples in ``sample_order(seed)``, so that shard shuffling
+    with a small buffer still mixes the classes; ``order.json`` records that order."""
+    order = sample_order(len(dataset), seed)
+    write_bytes_atomic(out / ORDER_NAME, json.dumps({"seed": seed, "indices": order.tolist()}).encode() + b"\n")
     files: list[str] = []
     tar, tmp = None, None
     try:
-        for index, image, label, meta in _samples(dataset):
-            if index % samples_per_tar == 0:
+        for position, (index, image, label, meta) in enumerate(_samples(dataset, order)):
+            if position % samples_per_tar == 0:
                 if tar is not None:
                     tar.close()
                     commit_file(tmp, out / files[-1])
-                files.append(f"shard-{index // samples_per_tar:06d}.tar")
+                files.append(f"shard-{position // samples_per_tar:06d}.tar")
                 tmp = temp_path(out / files[-1])
                 tar = tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT)
             key = f"{index:08d}"
@@ -127,7 +146,7 @@ def write_webdataset(dataset: Any, out: Path, samples_per_tar: int, tick: Callab
         if tar is not None:
             tar.close()
             Path(tmp).unlink(missing_ok=True)
-    return files
+    return [*files, ORDER_NAME]
 
 
 def write_imagefolder(dataset: Any, out: Path, tick: Callable) -> list[str]:
@@ -149,7 +168,7 @@ def write_imagefolder(dataset: Any, out: Path, tick: Callable) -> list[str]:
     return [*files, "metadata.csv"]
 
 
-def write_hf(dataset: Any, out: Path, tick: Callable, announce: Callable) -> list[str]:
+def write_hf(dataset: Any, out: Path, tick: Callable, announce: Callable, progress: bool = True) -> list[str]:
     hf = hf_datasets()
     meta = dataset.metadata
     features = {"image": hf.Image(), "label": hf.ClassLabel(names=list(dataset.classes))}
@@ -162,6 +181,9 @@ def write_hf(dataset: Any, out: Path, tick: Callable, announce: Callable) -> lis
             yield {"image": {"bytes": png_bytes(image), "path": None}, "label": label, **fields}
 
     stage = out / f".hf{TMP_MARK}{os.getpid()}"
+    bars = hf.is_progress_bar_enabled()
+    if not progress:
+        hf.disable_progress_bars()  # the library's own "Generating" and "Saving" bars
     try:
         table = hf.Dataset.from_generator(rows, features=hf.Features(features),
                                           cache_dir=str(stage / "cache"))
@@ -173,13 +195,15 @@ def write_hf(dataset: Any, out: Path, tick: Callable, announce: Callable) -> lis
             os.replace(stage / "data" / name, out / name)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if bars and not progress:
+            hf.enable_progress_bars()
     return files
 
 
 def planned_files(to: str, dataset: Any, samples_per_tar: int) -> list[str]:
     """The files an export will write, known before it starts (hf: named when they are moved)."""
     if to == "webdataset":
-        return [f"shard-{k:06d}.tar" for k in range(-(-len(dataset) // samples_per_tar))]
+        return [f"shard-{k:06d}.tar" for k in range(-(-len(dataset) // samples_per_tar))] + [ORDER_NAME]
     if to == "imagefolder":
         folders = class_folders(list(dataset.classes))
         return [f"{folders[label]}/{index:08d}.png" for index, label in enumerate(dataset.labels.tolist())] \

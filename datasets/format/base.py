@@ -141,6 +141,11 @@ class DatasetReader(ABC):
     def read_images(self, indices: Sequence[int]) -> np.ndarray:
         """uint8 [n, *image_shape]: the images at these global indices, in the order given."""
 
+    def sample_names(self) -> list[str]:
+        """Every image's locator, relative to the folder, in row order: ``FILE:ROW`` (row ``ROW``
+        of the listed file ``FILE``); formats that store a file per image name the file."""
+        return [f"{record.file}:{j}" for record in self.records for j in range(record.count)]
+
     def row_reader(self) -> RowReader:
         """The loaders' reader of batches; formats with a faster path than ``read_images``
         override it. It may outlive this reader's open files (``close``)."""

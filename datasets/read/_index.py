@@ -6,13 +6,13 @@ An ``Index`` is shared, read-only, by a ShardDataset and all its subsets and DDP
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from fdsl.datasets.format import open_dataset
-from fdsl.datasets.format.base import RowReader
+from fdsl.datasets.format.base import DatasetReader, RowReader
 
 
 @dataclass
@@ -26,6 +26,17 @@ class Index:
     metadata: dict[str, np.ndarray]  # name -> [N]
     images: RowReader  # read_rows(rows, out), advise(rows)
     stored_bytes: int  # bytes on disk of the whole data set (images)
+    reader: DatasetReader  # closed; for what is rarely asked (sample_names)
+    _names: list[str] | None = field(default=None, repr=False)
+
+    def sample_names(self) -> list[str]:
+        """Every row's locator inside the folder (``DatasetReader.sample_names``), made once."""
+        if self._names is None:
+            self._names = self.reader.sample_names()
+        return self._names
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_names": None}  # workers make their own, if they need them
 
 
 def open_index(path: str | Path, verify: bool) -> Index:
@@ -41,4 +52,4 @@ def open_index(path: str | Path, verify: bool) -> Index:
         images = dataset.row_reader()
     return Index(folder=folder, classes=list(dataset.classes), image_shape=tuple(dataset.image_shape),
                  labels=np.asarray(dataset.labels, np.int64), metadata=metadata, images=images,
-                 stored_bytes=dataset.stored_bytes)
+                 stored_bytes=dataset.stored_bytes, reader=dataset)

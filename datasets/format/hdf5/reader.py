@@ -84,7 +84,7 @@ class Hdf5Reader(DatasetReader):
     def close(self) -> None:
         for f in self._files.values():
             f.close()
-        self._files = {}
+        self._files, self._metadata = {}, {}  # columns are read again on demand
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

@@ -70,7 +70,8 @@ class PngReader(DatasetReader):
         if len(body) != len(self):
             raise ShardError(f"{self.folder / METADATA_NAME}: {len(body)} rows, manifest says {len(self)} images")
         columns = list(zip(*body, strict=True)) if body else [()] * len(header)
-        self.paths = [resolve_member(self.folder, p) for p in columns[0]]
+        self.names = list(columns[0])
+        self.paths = [resolve_member(self.folder, p) for p in self.names]
         self._labels = np.array([int(v) for v in columns[1]], np.int64)
         if len(self._labels) and (self._labels.min() < 0 or self._labels.max() >= len(self.classes)):
             raise ShardError(f"{self.folder / METADATA_NAME}: labels outside 0..{len(self.classes) - 1}")
@@ -94,6 +95,9 @@ class PngReader(DatasetReader):
     @property
     def labels(self) -> np.ndarray:
         return self._labels
+
+    def sample_names(self) -> list[str]:
+        return list(self.names)
 
     def _column(self, name: str) -> np.ndarray:
         return self._metadata[name]
