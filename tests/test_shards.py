@@ -173,3 +173,69 @@ def test_compressed_shards_read_in_a_fresh_process(tmp_path, compression):
                            "--grid", str(grid)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert grid.stat().st_size > 0
+
+
+BLAMED = [
+    ("image_shape", lambda m: m.update(image_shape=[32, 32]), "image_shape",
+     "[16, 16], manifest says [32, 32]"),
+    ("classes", lambda m: m.update(classes=m["classes"][:1]), "classes", "labels span 0..1 but there are 1 classes"),
+    ("metadata", lambda m: m["metadata_fields"].update(inst="<i8"), "metadata_fields", "fields"),
+    ("count", lambda m: (m["shards"][1].update(count=6), m.update(num_images=19)), "shards[1].count",
+     "manifest says 6"),
+]
+
+
+@pytest.mark.parametrize("storage", ["hdf5", "png"])
+@pytest.mark.parametrize("name,edit,field,detail", BLAMED, ids=[b[0] for b in BLAMED])
+def test_verify_blames_the_manifest_when_the_shards_match_their_checksums(tmp_path, capsys, storage, name,
+                                                                          edit, field, detail):
+    from helpers import edit_manifest
+    from toy_source import ToySource
+
+    from fdsl.datasets import ShardDataset
+    from fdsl.datasets.builder.build import build_dataset
+
+    out = tmp_path / "ds"
+    build_dataset(ToySource(classes=2, per_class=10, size=16), out, shard_size=7, workers=1, storage=storage)
+    edit_manifest(out, edit)
+    assert inspect_main([str(out), "--verify"]) == 1
+    bad = [line for line in capsys.readouterr().err.splitlines() if line.startswith("BAD ")]
+    blamed = [line for line in bad if f"manifest.json: {field} check failed: " in line]
+    assert blamed and detail in blamed[0] and "whose bytes match their recorded sha256" in blamed[0], bad
+    assert not [line for line in bad if "shard-0" in line.split(": ")[0] or ".png" in line.split(": ")[0]
+                or ".png-index" in line.split(": ")[0]], bad
+    if name != "count":  # (the count also breaks the totals, which open refuses first)
+        with pytest.raises(ShardError, match=f"manifest.json: {field.replace('[', '.').replace(']', '.')}"):
+            ShardDataset(out, verify=True)
+
+
+def test_verify_blames_a_changed_shard_not_the_manifest(tmp_path, capsys):
+    """The same edit of the manifest, but the shard changed too: its checksum fails, so it is named."""
+    from helpers import edit_manifest
+    from toy_source import ToySource
+
+    out = _dataset(tmp_path, ToySource)
+    edit_manifest(out, lambda m: m.update(image_shape=[32, 32]))
+    victim = out / "shard-00000.h5"
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    victim.write_bytes(bytes(data))
+    assert inspect_main([str(out), "--verify"]) == 1
+    err = capsys.readouterr().err
+    assert "shard-00000.h5: sha256 check failed" in err
+    assert "shard-00001.h5: image_shape check failed" not in err  # shard 1 is intact: the manifest's fault
+    assert "manifest.json: image_shape check failed" in err
+
+
+def test_verify_blames_the_manifests_png_digest(tmp_path, capsys):
+    from helpers import edit_manifest
+    from toy_source import ToySource
+
+    from fdsl.datasets.builder.build import build_dataset
+
+    out = tmp_path / "ds"
+    build_dataset(ToySource(classes=2, per_class=10, size=16), out, shard_size=7, workers=1, storage="png")
+    edit_manifest(out, lambda m: m["shards"][2].update(png_sha256="0" * 64))
+    assert inspect_main([str(out), "--verify"]) == 1
+    err = capsys.readouterr().err
+    assert "BAD " + str(out / "manifest.json") + ": shards[2].png_sha256 check failed" in err

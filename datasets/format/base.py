@@ -23,9 +23,42 @@ import numpy as np
 
 from fdsl.datasets.format.checks import Problem
 from fdsl.datasets.format.checksum import check_file
-from fdsl.datasets.format.manifest import EntryKeys, ShardRecord, require_field, shard_records
+from fdsl.datasets.format.manifest import (
+    EntryKeys,
+    ShardRecord,
+    manifest_path,
+    require_field,
+    shard_records,
+)
 from fdsl.errors import ShardError
 from fdsl.sources import ShardSource
+
+# Checks that fault a file itself: while one of them fails, the files are to blame.
+FILE_CHECKS = frozenset({"path", "exists", "size", "sha256", "readable", "listing"})
+# Checks of what a file holds against a manifest field: the manifest field they compare with.
+_MANIFEST_FIELDS = {"image_shape": "image_shape", "labels": "classes", "metadata": "metadata_fields",
+                    "count": "shards[{k}].count", "png_sha256": "shards[{k}].png_sha256"}
+
+
+def blame_manifest(folder: Path, manifest: Mapping[str, Any], entry: Mapping[str, Any],
+                   problems: list[Problem]) -> list[Problem]:
+    """``problems`` of an entry whose files match their recorded sha256: the files are as
+    written, so a disagreement with the manifest is the manifest's, and is reported against
+    ``manifest.json`` and the field (the shard's own problems, when any, are left as they are)."""
+    if any(p.check in FILE_CHECKS for p in problems):
+        return problems
+    k = next(i for i, e in enumerate(manifest["shards"]) if e["index"] == entry["index"])
+    blamed = []
+    for p in problems:
+        key = _MANIFEST_FIELDS.get(p.check)
+        if key is None:
+            blamed.append(p)
+            continue
+        key = key.format(k=k)
+        blamed.append(Problem(str(manifest_path(folder)), key,
+                              f"{p.detail} in {Path(p.file).name}, whose bytes match their recorded "
+                              f"sha256: the manifest's {key} is wrong"))
+    return blamed
 
 
 def metadata_array(name: str, values: np.ndarray, count: int) -> np.ndarray:
@@ -155,11 +188,13 @@ class DatasetReader(ABC):
     def check_entry(cls, folder: Path, entry: Mapping[str, Any], manifest: Mapping[str, Any],
                     checksum: bool = True) -> list[Problem]:
         """Problems with one ``shards`` entry: its files present, unchanged and agreeing with the
-        manifest (count, shape, labels, fields)."""
+        manifest (count, shape, labels, fields). With ``checksum``, a disagreement over files
+        whose bytes match their recorded sha256 names ``manifest.json`` and the field."""
         record = ShardRecord.from_entry(entry)
         if problem := check_file(folder, record, checksum):
             return [problem]
-        return cls._check_files(folder, record, entry, manifest, checksum)
+        problems = cls._check_files(folder, record, entry, manifest, checksum)
+        return blame_manifest(folder, manifest, entry, problems) if checksum else problems
 
     @classmethod
     @abstractmethod

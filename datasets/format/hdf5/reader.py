@@ -17,7 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from fdsl.datasets.format.base import DatasetReader, RowReader
+from fdsl.datasets.format.base import DatasetReader, RowReader, blame_manifest
 from fdsl.datasets.format.checks import Problem
 from fdsl.datasets.format.checksum import check_file
 from fdsl.datasets.format.hdf5.chunks import ChunkReader, read_layout
@@ -38,7 +38,9 @@ class Hdf5Reader(DatasetReader):
                 raise ShardError(str(problem))
             with open_shard(path) as f:
                 if problem := check_content(path, f, self.manifest, record.count):
-                    raise ShardError(str(problem))
+                    entry = next(e for e in self.manifest["shards"] if e["index"] == record.index)
+                    blamed = blame_manifest(self.folder, self.manifest, entry, [problem]) if verify else [problem]
+                    raise ShardError(str(blamed[0]))
                 labels.append(np.asarray(f["labels"][:], np.int64))
         require_totals(self.folder, self.manifest)
         self._labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
