@@ -177,9 +177,17 @@ def _train(out: Path, config: TrainConfig, splits: Splits, extra: dict[str, Any]
 
     src, train_idx, val_idx = splits.train_src, splits.train_idx, splits.val_idx
     per_rank_batch = config.batch_size // ctx.world_size
-    train_loader = src.loader(train_idx, batch_size=per_rank_batch, shuffle=True,
-                              workers=config.workers, seed=config.seed, rank=ctx.rank,
-                              world_size=ctx.world_size, drop_last=len(train_idx) > config.batch_size)
+    if config.aug_repeats:
+        from fdsl.train.repeat_sampler import repeated_loader
+
+        train_loader = repeated_loader(src, train_idx, repeats=config.aug_repeats,
+                                       batch_size=per_rank_batch, workers=config.workers,
+                                       seed=config.seed, rank=ctx.rank, world_size=ctx.world_size)
+    else:
+        train_loader = src.loader(train_idx, batch_size=per_rank_batch, shuffle=True,
+                                  workers=config.workers, seed=config.seed, rank=ctx.rank,
+                                  world_size=ctx.world_size,
+                                  drop_last=len(train_idx) > config.batch_size)
     # Evaluation: each rank reads its own disjoint slice (no padding), sums are all-reduced.
     val_loader = (splits.val_src.loader(val_idx[ctx.rank::ctx.world_size], batch_size=per_rank_batch,
                                         shuffle=False, workers=config.workers, seed=config.seed)
