@@ -297,29 +297,44 @@ def test_cosine_iter_equals_timm_per_update() -> None:
 # ---------------------------------------------------------------- the whole recipe, resumed
 
 
-def test_vit_recipe_runs_and_resumes_bit_exact(tmp_path: Path) -> None:
-    from helpers import SmallSource
+class _Blobs:
+    """2 classes of 32 px grey noise, the second brighter."""
 
-    from fdsl.datasets.build import RenderedBatch, build_dataset
+    @staticmethod
+    def build(out: Path) -> Path:
+        from helpers import SmallSource
+
+        from fdsl.datasets.build import RenderedBatch, build_dataset
+
+        class Blobs(SmallSource):
+            name, CLASSES = "blobs", ("dark", "bright")
+
+            def render(self, start: int, stop: int) -> RenderedBatch:
+                items = np.arange(start, stop)
+                rng = np.random.default_rng(start)
+                images = rng.integers(0, 90, (len(items), self.size, self.size)).astype(np.uint8)
+                images[items % 2 == 1] += 120
+                return RenderedBatch(images, items % 2, {}, items, [])
+
+        build_dataset(Blobs(40, 32), out, shard_size=100, backend="inline", workers=1)
+        return out
+
+
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _Blobs.build(tmp_path_factory.mktemp("blobs") / "data")
+
+
+VIT_SMALL = dict(recipe="fdsl-vit", epochs=2, batch_size=16, image_size=32, workers=0,
+                 warmup_epochs=1, val_fraction=0.2)
+
+
+def test_vit_recipe_runs_and_resumes_bit_exact(blobs: Path, tmp_path: Path) -> None:
     from fdsl.train.loop import train_classifier
 
-    class Blobs(SmallSource):
-        name, CLASSES = "blobs", ("dark", "bright")
-
-        def render(self, start: int, stop: int) -> RenderedBatch:
-            items = np.arange(start, stop)
-            rng = np.random.default_rng(start)
-            images = rng.integers(0, 90, (len(items), self.size, self.size)).astype(np.uint8)
-            images[items % 2 == 1] += 120
-            return RenderedBatch(images, items % 2, {}, items, [])
-
-    data = tmp_path / "blobs"
-    build_dataset(Blobs(40, 32), data, shard_size=100, backend="inline", workers=1)
-    settings = dict(recipe="fdsl-vit", epochs=2, batch_size=16, image_size=32, workers=0,
-                    warmup_epochs=1, val_fraction=0.2)
-    full = train_classifier(data, tmp_path / "full", **settings)
-    part = train_classifier(data, tmp_path / "part", stop_after_epochs=1, **settings)
-    resumed = train_classifier(data, tmp_path / "part", resume=True, **settings)
+    full = train_classifier(blobs, tmp_path / "full", **VIT_SMALL)
+    part = train_classifier(blobs, tmp_path / "part", stop_after_epochs=1, **VIT_SMALL)
+    resumed = train_classifier(blobs, tmp_path / "part", resume=True, **VIT_SMALL)
     assert part["epochs_done"] == 1 and resumed["epochs_done"] == 2
     assert full["state_digest"] == resumed["state_digest"]
     records = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
@@ -328,3 +343,60 @@ def test_vit_recipe_runs_and_resumes_bit_exact(tmp_path: Path) -> None:
     assert records[0]["lr"] == pytest.approx(1e-4)  # the warm-up starts at warmup_lr
     saved = json.loads((tmp_path / "full" / "config.json").read_text())["recipe_fields"]
     assert saved["auto_augment"] == "rand-m9-mstd0.5-inc1" and saved["aug_repeats"] == 3
+
+
+def test_repeated_loaders_give_each_rank_its_part(blobs: Path, tmp_path: Path) -> None:
+    from fdsl.train.data import open_data
+    from fdsl.train.repeat_sampler import repeated_loader
+
+    source = open_data(blobs, 32, 1.0)
+    train_idx = np.arange(3, 80, 2)  # 39 rows (odd ones): ceil(39 / 2) = 20 per rank
+    for kind, src in (("shards", source), ("imagefolder", _as_imagefolder(source, tmp_path))):
+        loaders = [repeated_loader(src, train_idx, repeats=3, batch_size=8, workers=0, seed=7, rank=r,
+                                   world_size=2) for r in (0, 1)]
+        for rank, loader in enumerate(loaders):
+            loader.set_epoch(4)
+            expected = train_idx[repeated_positions(39, repeats=3, seed=7, epoch=4, rank=rank, world_size=2)]
+            labels = torch.cat([y for _, y in loader]).numpy()
+            assert len(loader) == 2, kind  # 20 entries, batches of 8, last short one dropped
+            assert np.array_equal(labels, src.labels[expected][:16]), kind
+
+
+def _as_imagefolder(source, tmp_path: Path):
+    """The same images as an ImageFolder tree (its own row order: class by class)."""
+    from fdsl.train.data import open_data
+
+    root = tmp_path / "folder"
+    for i in range(len(source.labels)):
+        image, label = source.dataset[i]
+        folder = root / source.classes[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.asarray(image).squeeze()).save(folder / f"{i:03d}.png")
+    return open_data(root, 32, 1.0)
+
+
+def _ddp_worker(rank: int, world: int, port: int, data: str, out: str) -> None:
+    import os
+
+    from fdsl.train.loop import train_classifier
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    summary = train_classifier(data, out, device="cpu", **dict(VIT_SMALL, epochs=1))
+    Path(out, f"rank{rank}.json").write_text(json.dumps(summary))
+    torch.distributed.destroy_process_group()
+
+
+def test_vit_recipe_under_ddp_ends_identical_on_both_ranks(blobs: Path, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, port, str(blobs), str(tmp_path / "ddp")),
+                                nprocs=2, join=True)
+    summaries = [json.loads((tmp_path / "ddp" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert summaries[0]["state_digest"] == summaries[1]["state_digest"]
+    record = json.loads((tmp_path / "ddp" / "metrics.jsonl").read_text())
+    assert record["train_images"] == 64  # 2 ranks x 32: the one-process run's 64 entries
