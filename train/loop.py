@@ -8,7 +8,9 @@ the run folder (``fdsl.train.checkpoint``, ``fdsl.train.outputs``):
 - ``checkpoint.pt``: model, optimiser, schedule, epoch, RNG states of every rank, config (after
   every epoch; loads with ``torch.load(weights_only=True)``);
 - ``model.safetensors``: the weights alone, torchvision/timm keys;
-- ``metrics.jsonl``: one record per epoch; ``curves.png``; ``summary.json`` (also returned).
+- ``metrics.jsonl``: one record per epoch; ``curves.png``; ``summary.json`` (also returned);
+- ``predictions.csv``: per held-out image label, prediction, probability of the true class and
+  metadata (``fdsl.train.predictions``), when the run has a held-out set.
 
 Multi-GPU: ``torchrun --nproc_per_node N train-classifier ...`` (see ``fdsl.train.distributed``);
 ``batch_size`` is global. Rank 0 alone writes files and logs epoch lines.
@@ -235,6 +237,10 @@ def _train(out: Path, config: TrainConfig, splits: Splits, extra: dict[str, Any]
     if ctx.main:
         ckpt.save_weights(trainer.raw, out / ckpt.WEIGHTS)
         summary.update(_analysis(out, trainer, splits, config))
+        from fdsl.train.predictions import write_run_predictions
+
+        predictions = write_run_predictions(out, trainer, splits, config)
+        summary["predictions"] = None if predictions is None else str(predictions)
         outputs.write_summary(out, summary)
     return summary
 
