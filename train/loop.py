@@ -42,6 +42,7 @@ from fdsl.train.models import canonical_name
 from fdsl.train.plots import read_metrics
 from fdsl.train.recipes import TrainConfig, resolve_config, save_config
 from fdsl.train.splits import Splits, open_splits, pruned
+from fdsl.train.symmetry import without_flips_if_asymmetric
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,7 @@ def train_classifier(
     config = resolve_run_config(recipe, model=model, config_file=config_file, overrides=overrides,
                                 **fields)
     ctx, dev = setup_distributed(device)
+    config = without_flips_if_asymmetric(config, data, announce=ctx.main)
     if config.batch_size % ctx.world_size:
         raise FdslError(f"batch size {config.batch_size} is not divisible by {ctx.world_size} processes")
     out = Path(out)
