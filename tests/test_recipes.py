@@ -400,3 +400,13 @@ def test_vit_recipe_under_ddp_ends_identical_on_both_ranks(blobs: Path, tmp_path
     assert summaries[0]["state_digest"] == summaries[1]["state_digest"]
     record = json.loads((tmp_path / "ddp" / "metrics.jsonl").read_text())
     assert record["train_images"] == 64  # 2 ranks x 32: the one-process run's 64 entries
+
+
+def test_fidelity_recipes_table_covers_every_setting_of_the_vit_recipes() -> None:
+    from fdsl.train.recipes import VIT_PRETRAIN
+
+    text = (Path(__file__).parents[1] / "docs" / "FIDELITY.md").read_text()
+    section = text.split("## Recipes", 1)[1]
+    first_cells = " ".join(line.split("|")[1] for line in section.splitlines() if line.startswith("| "))
+    missing = [name for name in VIT_PRETRAIN if f"`{name}`" not in first_cells]
+    assert not missing, f"docs/FIDELITY.md Recipes has no row for {missing}"
