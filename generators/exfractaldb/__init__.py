@@ -105,8 +105,9 @@ def _searched(classes: int, seed: int, search_points: int, threshold: float, wor
                              **source)
 
 
-def prepare_source(*, classes: int, instances: int | None, seed: int, image_size: int | None,
-                   points: int | None, params_from: Path | None, workers: int | None, backend: str = "local",
+def prepare_source(*, classes: int, instances: int | None = None, seed: int = 0, image_size: int | None = None,
+                   points: int | None = None, params_from: str | Path | None = None, workers: int = 1,
+                   backend: str = "local",
                    instances_3d: int | None = None, views: int | None = None, no_roll: bool | None = None,
                    variance_threshold: float | None = None, search_points_3d: int | None = None,
                    preset: str | None = None, instance_table: str | None = None,
@@ -146,7 +147,7 @@ def prepare_source(*, classes: int, instances: int | None, seed: int, image_size
               "image_size": _positive("image-size", image_size, DEFAULTS["image_size"]), "roll": not no_roll,
               "instance_table": table, "views_mode": mode, "gl_rows": bool(fixed.get("gl_rows", False))}
     if params_from is None:
-        return functools.partial(_searched, classes, seed, search_points, threshold, workers or 1, backend, **source)
+        return functools.partial(_searched, classes, seed, search_points, threshold, workers, backend, **source)
     if variance_threshold is not None or search_points_3d is not None:
         raise FdslError("--variance-threshold and --search-points-3d do not apply with --params-from "
                         "(the classes are read, not searched)")

@@ -70,7 +70,7 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
 
 
 def prepare_source(*, classes: int, instances: int | None = None, seed: int = 0, image_size: int | None = None,
-                   params_from: Path | None = None, workers: int | None = None, backend: str = "local",
+                   params_from: str | Path | None = None, workers: int = 1, backend: str = "local",
                    line_counts: Sequence[int] | str | None = None,
                    shuffle_counts: bool | None = None) -> functools.partial[LineDBSource]:
     """Check the settings (reading ``params_from`` if given) and return the factory of the LineDB

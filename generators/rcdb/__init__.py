@@ -53,7 +53,7 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
 
 
 def prepare_source(*, classes: int, instances: int | None = None, seed: int = 0, image_size: int | None = None,
-                   params_from: Path | None = None, workers: int | None = None, backend: str = "local",
+                   params_from: str | Path | None = None, workers: int = 1, backend: str = "local",
                    broken_fraction: float | None = None) -> functools.partial[RCDBSource]:
     """Check the settings (reading ``params_from`` if given: else the class parameters are sampled
     from the seed) and return the factory of the RCDB source; FdslError for bad values."""
