@@ -365,16 +365,23 @@ def test_cli_checks_every_input_before_the_lock_and_searches_holding_it(tmp_path
     assert not (tmp_path / "a").exists() and not (blocker.parent / "sub").exists()
 
 
-def test_a_search_that_fails_under_the_lock_leaves_nothing_behind(tmp_path, capsys):
-    # 20,000 points can fill at most 7.6% of 512^2: the search runs (holding the lock) and fails
+def test_a_search_that_fails_under_the_lock_leaves_nothing_behind(tmp_path, capsys, monkeypatch):
+    def too_few(classes, **kwargs):  # what the search raises when too few candidates pass
+        raise FdslError(f"only 0 of {classes} classes reach fill rate 0.9 in 10000 candidates; lower --fill-rate")
+
+    monkeypatch.setattr(fractaldb, "search_classes", too_few)
     argv = ["--db", "fractaldb", "--classes", "1", "--instances", "4", "--image-size", "32", "--points", "500",
-            "--search-points", "20000", "--fill-rate", "0.2", "--workers", "1", "--out", str(tmp_path / "a" / "b")]
-    assert run_main(argv) == 2
-    assert "cannot reach fill rate 0.2" in capsys.readouterr().err
+            "--workers", "1", "--out"]
+    assert run_main([*argv, str(tmp_path / "a" / "b")]) == 2
+    assert "only 0 of 1 classes reach" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()
     (tmp_path / "empty").mkdir()
-    assert run_main([*argv[:-1], str(tmp_path / "empty")]) == 2
+    assert run_main([*argv, str(tmp_path / "empty")]) == 2
     assert list((tmp_path / "empty").iterdir()) == []
+    # a fill rate that the search points cannot reach is an input error, refused before the lock
+    monkeypatch.setattr(fractaldb, "search_classes", None)
+    assert run_main([*argv, str(tmp_path / "c"), "--search-points", "20000", "--fill-rate", "0.2"]) == 2
+    assert "cannot reach fill rate 0.2" in capsys.readouterr().err and not (tmp_path / "c").exists()
 
 
 def test_params_from_a_folder_of_official_csvs(tmp_path):

@@ -55,6 +55,7 @@ from fdsl.generators.fractaldb.params import (
     PAD,
     SEARCH_SIZE,
     ClassParams,
+    check_reachable,
     load_class_params,
     params_digest,
     search_classes,
@@ -107,6 +108,7 @@ def _check(classes: int, seed: int, instances: int, image_size: int, points: int
     if search_points < MIN_POINTS:
         raise FdslError(f"--search-points must be >= {MIN_POINTS}, got {search_points}")
     at_most("--search-points", search_points, MAX_POINTS)
+    check_reachable(fill_rate, search_points)
     if color not in COLOR_MODES:
         raise FdslError(f"--color must be one of {', '.join(COLOR_MODES)}, got {color!r}")
 

@@ -125,6 +125,14 @@ def fill_needed(rate: float, size: int = SEARCH_SIZE) -> int:
     return need
 
 
+def check_reachable(fill_rate: float, search_points: int) -> None:
+    """FdslError (one line) when ``search_points`` points cannot fill ``fill_rate`` of the drawing."""
+    need = fill_needed(fill_rate)
+    if search_points < need:
+        raise FdslError(f"--search-points {search_points} cannot reach fill rate {fill_rate} "
+                        f"(that needs {need} distinct pixels of {SEARCH_SIZE}x{SEARCH_SIZE})")
+
+
 @dataclass
 class _Scratch:
     """Buffers reused across candidates of one search chunk."""
@@ -181,10 +189,7 @@ def search_classes(classes: int, *, seed: int = 0, fill_rate: float = DEFAULT_FI
                    backend: str = "local") -> ClassParams:
     """The first ``classes`` accepted candidates in candidate order (identical for any workers);
     FdslError when the threshold is so high that too few candidates pass."""
-    need = fill_needed(fill_rate)
-    if search_points < need:
-        raise FdslError(f"--search-points {search_points} cannot reach fill rate {fill_rate} "
-                        f"(that needs {need} distinct pixels of {SEARCH_SIZE}x{SEARCH_SIZE})")
+    check_reachable(fill_rate, search_points)
     return search_candidates(
         _SearchJob(seed, fill_rate, search_points), classes,
         expected_rate=EXPECTED_ACCEPT, max_candidates=MAX_CANDIDATES_PER_CLASS * classes + 10_000,
