@@ -1,4 +1,5 @@
-"""fdsl.datasets: the data's way from a source to a training batch, one subpackage per job.
+"""fdsl.datasets: the data's way from a source to a training batch, one subpackage per job, for
+every set fdsl makes (FractalDB, ExFractalDB, RCDB, LineDB, renders, imports) and the studies.
 
 - ``builder/``: ``build_dataset`` turns a ShardSource into a data set folder (the job runner
   ``jobs.py``, the builder CLIs' shared flags ``cli.py``, the output folder's resume and refusals

@@ -15,7 +15,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from fdsl.atomic import (
 )
 from fdsl.datasets.builder._heap import reuse_freed_memory
 from fdsl.datasets.builder.jobs import default_workers, run_tasks
-from fdsl.datasets.builder.outfolder import prepare_folder
+from fdsl.datasets.builder.outfolder import check_folder, prepare_folder, undone_if_nothing_written
 from fdsl.datasets.format import COMPRESSIONS, STORAGES, get_format
 from fdsl.datasets.format import manifest as mf
 from fdsl.datasets.format.checksum import bytes_record
@@ -204,7 +204,7 @@ def _check_settings(shard_size: int, storage: str, compression: str) -> None:
 
 
 def build_dataset(
-    source: ShardSource,
+    source: ShardSource | Callable[[], ShardSource],
     out: str | Path,
     *,
     shard_size: int = 10_000,
@@ -219,19 +219,28 @@ def build_dataset(
 ) -> BuildResult:
     """Render every item of ``source`` into ``out`` (resuming what a previous run finished).
 
-    The run holds an exclusive lock on ``out`` (a second run into it is refused in one line), and
-    removes the temporary files that killed runs left. ``progress`` shows a bar on a terminal and
-    progress lines in a log (``fdsl.progress``). ``render_part`` and ``part_bytes`` size the
-    parts a worker renders at a time (``fdsl.limits``; they never change a byte of the output).
-    Raises FdslError (one line) for bad settings, an unwritable, locked, mismatched or tampered
-    folder, a full disk, or a shard that keeps failing.
+    ``source`` may be a zero-argument factory of the source instead, for one whose making is long
+    work (a category search): it is called holding the lock, so a run refused for its settings or
+    its folder, or one finding the folder busy, does none of that work. The run holds an
+    exclusive lock on ``out`` (a second run into it is refused in one line), and removes the
+    temporary files that killed runs left; a run that stops before it writes a manifest leaves no
+    lock file or folder of its own behind. ``progress`` shows a bar on a terminal and progress
+    lines in a log (``fdsl.progress``). ``render_part`` and ``part_bytes`` size the parts a
+    worker renders at a time (``fdsl.limits``; they never change a byte of the output). Raises
+    FdslError (one line) for bad settings, an unwritable, locked, mismatched or tampered folder,
+    a full disk, or a shard that keeps failing.
     """
     _check_settings(shard_size, storage, compression)
     settings = _Settings(shard_size, workers or default_workers(), backend, compression, storage,
                          overwrite, progress, render_part, part_bytes)
-    check_size(source, shard_size, settings.workers)
+    if hasattr(source, "render"):
+        check_size(source, shard_size, settings.workers)
     out = Path(out)
-    with folder_lock(out):
+    check_folder(out, overwrite)
+    with undone_if_nothing_written(out), folder_lock(out):
+        if not hasattr(source, "render"):
+            source = source()
+            check_size(source, shard_size, settings.workers)
         with disk_full_guard(out):
             return _build_locked(source, out, settings)
 

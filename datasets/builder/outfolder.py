@@ -10,7 +10,8 @@ its own files, directly in the folder.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +38,23 @@ def describe_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     return ", ".join(diffs)
 
 
+def check_folder(out: Path, overwrite: bool) -> None:
+    """Refuse, reading only, a folder no run may build into: one that is not empty and holds no
+    fdsl manifest (unless ``overwrite``). Called before the lock, so such a refusal creates
+    nothing; ``prepare_folder`` checks again holding the lock."""
+    if out.is_dir() and not overwrite and not mf.manifest_path(out).exists():
+        others = [p for p in out.iterdir() if p.name not in OWN_FILES and not p.name.startswith(".")]
+        if others:
+            raise ConfigMismatchError(f"{out} is not empty and holds no fdsl manifest; "
+                                      "choose an empty folder or pass --overwrite")
+
+
 def prepare_folder(out: Path, identity: dict[str, Any], overwrite: bool) -> dict[int, dict[str, Any]]:
     """Check ``out`` against ``identity`` (call it holding the folder lock); return the shard
     entries that verify and can be kept."""
     ensure_writable(out)
     if not mf.manifest_path(out).exists():
-        others = [p for p in out.iterdir() if p.name not in OWN_FILES and not p.name.startswith(".")]
-        if others and not overwrite:
-            raise ConfigMismatchError(f"{out} is not empty and holds no fdsl manifest; "
-                                      "choose an empty folder or pass --overwrite")
+        check_folder(out, overwrite)
         return {}
     try:
         old = read_manifest(out)
@@ -96,3 +105,32 @@ def remove_own_files(out: Path) -> None:
     for name in (mf.FAILURES_NAME, RUN_LOG, mf.MANIFEST_NAME):
         if (out / name).is_file() or (out / name).is_symlink():
             remove_quietly(out / name)
+
+
+@contextmanager
+def undone_if_nothing_written(out: Path) -> Iterator[None]:
+    """On an exception before the run wrote a manifest, remove the lock file and the folders this
+    run created, so a refused or failed start leaves the folder as it was."""
+    created = [p for p in (out, *out.parents) if not p.exists()]
+    lock = out / LOCK_NAME
+    had_lock = lock.exists()
+    before = _stamp(mf.manifest_path(out))
+    try:
+        yield
+    except BaseException:
+        if not had_lock and _stamp(mf.manifest_path(out)) == before:
+            for path in (lock, *created):  # the lock file, then the folders deepest first
+                try:
+                    path.unlink() if path is lock else path.rmdir()
+                except OSError:  # not there, or a folder that is not empty: keep the rest
+                    if path is not lock:
+                        break
+        raise
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
