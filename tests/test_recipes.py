@@ -371,7 +371,7 @@ def _as_imagefolder(source, tmp_path: Path):
         image, label = source.dataset[i]
         folder = root / source.classes[label]
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.asarray(image).squeeze()).save(folder / f"{i:03d}.png")
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i:03d}.png")  # ds[i]: RGB CHW
     return open_data(root, 32, 1.0)
 
 
