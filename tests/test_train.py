@@ -24,10 +24,9 @@ from fdsl.datasets.build import RenderedBatch, build_dataset  # noqa: E402
 from fdsl.errors import FdslError  # noqa: E402
 from fdsl.train import cli  # noqa: E402
 from fdsl.train.augment import (  # noqa: E402
+    BatchMix,
     DeviceAugment,
-    mix_batch,
     one_hot,
-    random_crop,
     select_for_augmentation,
 )
 from fdsl.train.checkpoint import load_checkpoint  # noqa: E402
@@ -288,21 +287,22 @@ def test_self_paced_batch_mixes_augmented_and_original() -> None:
     assert select_for_augmentation(losses, threshold=0.0, ratio=0.0).all()
 
 
-def test_mix_batch_targets_match_pixels() -> None:
+def test_batch_mix_targets_match_pixels() -> None:
     torch.manual_seed(1)
     x = torch.stack([torch.zeros(1, 8, 8), torch.ones(1, 8, 8)])
-    target = one_hot(torch.tensor([0, 1]), 2)
     for mixup, cutmix in ((0.4, 0.0), (0.0, 1.0)):
-        mixed, soft = mix_batch(x, target, mixup, cutmix, 1.0)
+        mixed, soft = BatchMix(mixup, cutmix, 1.0)(x, torch.tensor([0, 1]), 2)
         # sample 0 mixes with sample 1 (the reversed batch): its mean pixel is the share of class 1
         assert float(mixed[0].mean()) == pytest.approx(float(soft[0, 1]), abs=1e-6)
         assert torch.allclose(soft.sum(1), torch.ones(2))
 
 
 def test_random_crop_takes_integer_windows() -> None:
-    x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).reshape(2, 1, 6, 6)
+    config = TrainConfig(image_size=4, train_crop="random", mean=[0.0], std=[1.0])
+    augment = DeviceAugment(config, 2, 6, torch.device("cpu"))
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).reshape(2, 3, 6, 6)
     torch.manual_seed(0)
-    out = random_crop(x, 4)
+    out, _ = augment.augment(x, torch.tensor([0, 1]))
     for b in range(2):
         found = [(t, left) for t in range(3) for left in range(3)
                  if torch.equal(out[b], x[b, :, t:t + 4, left:left + 4])]
@@ -616,7 +616,7 @@ def test_split_by_unknown_field_exits_2(shards: Path, tmp_path: Path, capsys: py
 def test_rng_states_round_trip_through_a_safe_checkpoint() -> None:
     import random
 
-    from fdsl.train.checkpoint import rng_states, set_rng_states
+    from fdsl.train.seeding import rng_states, set_rng_states
 
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     states = _torch_round_trip({"rng": rng_states()})["rng"]  # as resume reads them

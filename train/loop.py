@@ -1,8 +1,16 @@
 """``train_classifier``: the orchestration behind ``train-classifier``.
 
-It resolves the config, locks the run folder, opens the data and its splits
-(``fdsl.train.splits``), builds the trainer (``fdsl.train.trainer``), runs the epochs and writes
-the run folder (``fdsl.train.checkpoint``, ``fdsl.train.outputs``):
+A run is prepared in one pass, each stage once, in this order; nothing is created or changed
+before every input has been checked, so a refused run leaves no trace:
+
+1. config (``fdsl.train.recipes``): recipe < ``--config`` < flags < ``--set``;
+2. run folder (``fdsl.train.rundir``): checked, not yet created;
+3. data and splits (``fdsl.train.splits``, ``fdsl.train.data``): rows of each side, pruning, loaders;
+4. resume state (``fdsl.train.resume``): the checkpoint a resumed run continues from;
+5. model, optimiser and schedule (``fdsl.train.trainer``);
+6. train: claim the run folder (create, lock, clean), then the epochs.
+
+The run folder receives:
 
 - ``config.yaml`` / ``config.json``: the resolved configuration (``--config`` reruns it);
 - ``checkpoint.pt``: model, optimiser, schedule, epoch, RNG states of every rank, config (after
@@ -16,30 +24,24 @@ Multi-GPU: ``torchrun --nproc_per_node N train-classifier ...`` (see ``fdsl.trai
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fdsl import atomic
 from fdsl.errors import FdslError
 from fdsl.train import checkpoint as ckpt
-from fdsl.train import outputs
+from fdsl.train import metrics, seeding
 from fdsl.train.checkpoint import CHECKPOINT, load_checkpoint
-from fdsl.train.distributed import (
-    Dist,
-    barrier,
-    broadcast_buffers,
-    gather_objects,
-    setup_distributed,
-)
+from fdsl.train.distributed import Dist, broadcast_buffers, gather_objects, setup_distributed
+from fdsl.train.figures import curves_png
 from fdsl.train.models import canonical_name
-from fdsl.train.plots import read_metrics
+from fdsl.train.outputs import DiskFullError, write_file
 from fdsl.train.recipes import TrainConfig, resolve_config, save_config
-from fdsl.train.splits import Splits, open_splits, pruned
+from fdsl.train.resume import ResumeState, load_resume_state
+from fdsl.train.rundir import CURVES, claim_run_folder, plan_run_folder
+from fdsl.train.splits import Splits, make_loaders, open_splits
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +59,6 @@ def resolve_run_config(recipe: str = "fractaldb-resnet", *, model: str | None = 
     config = resolve_config(recipe, config_file=config_file, flags=flags, sets=overrides)
     config.model = canonical_name(config.model)
     return config
-
-
-@contextlib.contextmanager
-def _run_folder(out: Path, ctx: Dist) -> Iterator[None]:
-    """Rank 0 creates ``out`` (a bad --out fails at once) and holds its lock for the whole run."""
-    if not ctx.main:
-        yield
-        return
-    atomic.ensure_writable(out, "the run folder")
-    with atomic.folder_lock(out):
-        yield
 
 
 def train_classifier(
@@ -114,91 +105,63 @@ def train_classifier(
 
     Raises:
         FdslError: one-line problems (missing data, unknown model/recipe, unfit checkpoint,
-            locked folder, full disk, ...).
+            locked folder, full disk, ...); nothing is created or changed in ``out`` then, unless
+            the problem arises during training (a full disk).
     """
     started = time.perf_counter()
+    # 1. config
     config = resolve_run_config(recipe, model=model, config_file=config_file, overrides=overrides,
                                 **fields)
     ctx, dev = setup_distributed(device)
     if config.batch_size % ctx.world_size:
         raise FdslError(f"batch size {config.batch_size} is not divisible by {ctx.world_size} processes")
-    out = Path(out)
-    for folder in (data, val_data):  # a typo in a data path creates no run folder
-        if folder is not None and not Path(folder).is_dir():
-            raise FdslError(f"data folder {folder} does not exist")
-    with _run_folder(out, ctx):
-        saved = _prepare_folder(out, config, ctx, resume=resume, overwrite=overwrite)
-        splits = open_splits(data, val_data, config)
-        splits.train_idx = pruned(splits.train_src, splits.train_idx, config)
-        if len(splits.train_idx) == 0:
-            raise FdslError(f"{data}: no training images left after holding out the validation split")
-        extra = {"recipe": recipe, "data": str(data), "data_resolved": str(Path(data).resolve()),
-                 "train_images": len(splits.train_idx),
-                 "val_data": None if val_data is None else str(val_data),
-                 "finetune_from": None if finetune_from is None else str(finetune_from),
-                 "classes": splits.train_src.classes, "world_size": ctx.world_size}
-        if saved is not None:
-            ckpt.check_resume_data(saved, splits.train_src.classes, len(splits.train_idx), data, out)
-            if saved.get("world_size", 1) != ctx.world_size:
-                raise FdslError(f"--resume: the run in {out} used {saved.get('world_size', 1)} "
-                                f"processes, this one has {ctx.world_size}")
-        return _train(out, config, splits, extra, ctx, dev, saved, finetune_from,
-                      stop_after_epochs, started)
+    if config.tensorboard:
+        metrics.require_tensorboard()
+    # 2. run folder: checked, created only once every input has been checked
+    folder = plan_run_folder(out, resume=resume, overwrite=overwrite)
+    # 3. data and splits
+    splits = open_splits(data, val_data, config)
+    train_loader, val_loader = make_loaders(splits, config, ctx)
+    # 4. resume state
+    state = load_resume_state(folder, config, splits, ctx.world_size)
+    # 5. model, optimiser and schedule
+    trainer = _build_trainer(config, splits, dev, ctx, len(train_loader), finetune_from, state)
+    # 6. train
+    extra = {"recipe": recipe, "data": str(data), "data_resolved": str(Path(data).resolve()),
+             "train_images": len(splits.train_idx),
+             "val_data": None if val_data is None else str(val_data),
+             "finetune_from": None if finetune_from is None else str(finetune_from),
+             "classes": splits.train_src.classes, "world_size": ctx.world_size}
+    with claim_run_folder(folder, ctx):
+        return _run_epochs(folder.path, config, trainer, splits, (train_loader, val_loader), extra,
+                           state, stop_after_epochs, started)
 
 
-def _prepare_folder(out: Path, config: TrainConfig, ctx: Dist, *, resume: bool,
-                    overwrite: bool) -> dict[str, Any] | None:
-    """Clear (``overwrite``) or read back (``resume``) the run folder; the saved checkpoint or None."""
-    path = out / CHECKPOINT
-    if ctx.main:
-        # Temporary files of a killed run; the lock says no other process is writing them.
-        for stale in out.glob(f".*{atomic.TMP_MARK}*"):
-            atomic.remove_quietly(stale)
-        if overwrite and not resume:
-            outputs.remove_run_outputs(out)
-    barrier()
-    if resume:
-        if not path.is_file():
-            raise FdslError(f"--resume: no {CHECKPOINT} in {out}")
-        saved = load_checkpoint(path)
-        ckpt.check_resume(config.to_dict(), saved.get("config", {}), out)
-        return saved
-    if path.is_file():
-        raise FdslError(f"{out} already holds a run; pass --resume to continue it, --overwrite to "
-                        "replace it, or choose another --out")
-    return None
-
-
-def _train(out: Path, config: TrainConfig, splits: Splits, extra: dict[str, Any], ctx: Dist,
-           dev: Any, saved: Mapping[str, Any] | None, finetune_from: str | Path | None,
-           stop_after_epochs: int | None, started: float) -> dict[str, Any]:
+def _build_trainer(config: TrainConfig, splits: Splits, dev: Any, ctx: Dist, steps_per_epoch: int,
+                   finetune_from: str | Path | None, state: ResumeState | None) -> Any:
     from fdsl.train.augment import base_side
     from fdsl.train.trainer import build_trainer
 
-    src, train_idx, val_idx = splits.train_src, splits.train_idx, splits.val_idx
-    per_rank_batch = config.batch_size // ctx.world_size
-    train_loader = src.loader(train_idx, batch_size=per_rank_batch, shuffle=True,
-                              workers=config.workers, seed=config.seed, rank=ctx.rank,
-                              world_size=ctx.world_size, drop_last=len(train_idx) > config.batch_size)
-    # Evaluation: each rank reads its own disjoint slice (no padding), sums are all-reduced.
-    val_loader = (splits.val_src.loader(val_idx[ctx.rank::ctx.world_size], batch_size=per_rank_batch,
-                                        shuffle=False, workers=config.workers, seed=config.seed)
-                  if len(val_idx) else None)
+    src = splits.train_src
     base = base_side(config, src.native_side) if src.kind == "shards" else src.native_side
-    trainer = build_trainer(config, len(src.classes), base, dev, ctx, len(train_loader),
-                            finetune_from=None if saved is not None else finetune_from, saved=saved)
-    if saved is not None:
-        ckpt.set_rng_states(saved["rng"][ctx.rank])
-        start_epoch = int(saved["epoch"]) + 1
-    else:
-        ckpt.seed_everything(config.seed, 1, ctx.rank)
-        start_epoch = 0
-    history = [m for m in read_metrics(out / outputs.METRICS) if m["epoch"] < start_epoch]
+    return build_trainer(config, len(src.classes), base, dev, ctx, steps_per_epoch,
+                         finetune_from=None if state is not None else finetune_from,
+                         saved=None if state is None else state.saved)
+
+
+def _run_epochs(out: Path, config: TrainConfig, trainer: Any, splits: Splits, loaders: tuple[Any, Any],
+                extra: dict[str, Any], state: ResumeState | None, stop_after_epochs: int | None,
+                started: float) -> dict[str, Any]:
+    ctx = trainer.ctx
+    train_loader, val_loader = loaders
+    seeding.start_training_rng(config.seed, ctx.rank, None if state is None else state.saved["rng"])
+    start_epoch = 0 if state is None else state.start_epoch
+    history = [m for m in metrics.read_metrics(out / metrics.METRICS) if m["epoch"] < start_epoch]
     board = None
     if ctx.main:
-        board = outputs.TensorBoardLog(out) if config.tensorboard else None
+        board = metrics.TensorBoardLog(out) if config.tensorboard else None
         save_config(config, extra, out)
-        outputs.write_metrics(out, history)
+        metrics.write_metrics(out, history)
     last_epoch = (config.epochs if stop_after_epochs is None
                   else min(config.epochs, start_epoch + stop_after_epochs))
     try:
@@ -210,38 +173,39 @@ def _train(out: Path, config: TrainConfig, splits: Splits, extra: dict[str, Any]
                 record.update(trainer.evaluate(val_loader))
             trainer.schedule.end_epoch(record.get("val_loss"))
             history.append(record)
-            rngs = gather_objects(ckpt.rng_states())
+            rngs = gather_objects(seeding.rng_states())
             if ctx.main:
                 _end_epoch(out, trainer, record, history, rngs, epoch, config, extra, board)
     finally:
         if board is not None:
             board.close()
+    src = splits.train_src
     facts = {"epochs_done": last_epoch, "epochs": config.epochs, "model": config.model,
              "recipe": extra["recipe"], "data": extra["data"], "num_classes": len(src.classes),
-             "train_images": len(train_idx), "val_images": len(val_idx),
-             "seconds": round(time.perf_counter() - started, 2), "device": str(dev),
+             "train_images": len(splits.train_idx), "val_images": len(splits.val_idx),
+             "seconds": round(time.perf_counter() - started, 2), "device": str(trainer.device),
              "world_size": ctx.world_size, "state_digest": ckpt.state_digest(trainer.raw),
              "run_dir": str(out), "checkpoint": str(out / CHECKPOINT),
              "weights": str(out / ckpt.WEIGHTS)}
-    summary = outputs.make_summary(history, facts)
+    summary = metrics.make_summary(history, facts)
     if ctx.main:
         ckpt.save_weights(trainer.raw, out / ckpt.WEIGHTS)
         summary.update(_analysis(out, trainer, splits, config))
-        outputs.write_summary(out, summary)
+        metrics.write_summary(out, summary)
     return summary
 
 
 def _end_epoch(out: Path, trainer: Any, record: dict[str, Any], history: list[dict[str, Any]],
                rngs: list[Any], epoch: int, config: TrainConfig, extra: Mapping[str, Any],
-               board: outputs.TensorBoardLog | None) -> None:
-    outputs.write_metrics(out, history)
+               board: metrics.TensorBoardLog | None) -> None:
+    metrics.write_metrics(out, history)
     state = {"model": trainer.raw.state_dict(), "optimizer": trainer.optimizer.state_dict(),
              "schedule": trainer.schedule.state_dict(), "epoch": epoch, "rng": rngs,
              "config": config.to_dict(), "model_name": config.model, **extra}
     ckpt.save_checkpoint(state, out / CHECKPOINT)
     if config.save_every and (epoch + 1) % config.save_every == 0:
         ckpt.save_checkpoint(state, out / f"checkpoint-epoch{epoch + 1:03d}.pt")
-    outputs.write_curves(out, history, title=f"{config.model} on {Path(extra['data']).name}")
+    write_file(out / CURVES, curves_png(history, title=f"{config.model} on {Path(extra['data']).name}"))
     if board is not None:
         board.log(record)
     log.info("epoch %d/%d: %s", epoch + 1, config.epochs,
@@ -249,10 +213,8 @@ def _end_epoch(out: Path, trainer: Any, record: dict[str, Any], history: list[di
 
 
 def _analysis(out: Path, trainer: Any, splits: Splits, config: TrainConfig) -> dict[str, Any]:
-    """Rank 0's error analysis of the whole held-out set (``fdsl.train.analysis``, when present)."""
+    """Rank 0's error analysis of the whole held-out set (``fdsl.train.analysis``)."""
     if not config.analysis or not len(splits.val_idx):
-        return {}
-    if importlib.util.find_spec("fdsl.train.analysis") is None:
         return {}
     from fdsl.train.analysis import write_run_analysis
 
@@ -265,7 +227,7 @@ def _analysis(out: Path, trainer: Any, splits: Splits, config: TrainConfig) -> d
         return write_run_analysis(out, trainer.raw.eval(), loader, splits.train_src.classes,
                                   prepare=trainer.eval_inputs, device=trainer.device,
                                   model_name=config.model)
-    except outputs.DiskFullError:
+    except DiskFullError:
         raise
     except Exception as exc:  # noqa: BLE001 - the trained model and summary matter more
         log.warning("analysis of the held-out set failed: %s", exc)

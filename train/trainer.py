@@ -19,12 +19,13 @@ from torch import nn
 from tqdm import tqdm
 
 from fdsl.train.augment import DeviceAugment, one_hot, select_for_augmentation, soft_cross_entropy
-from fdsl.train.checkpoint import load_checkpoint, seed_everything
+from fdsl.train.checkpoint import load_checkpoint
 from fdsl.train.distributed import Dist, all_reduce
 from fdsl.train.models import build_model, load_backbone
 from fdsl.train.optim import build_optimizer
 from fdsl.train.recipes import TrainConfig
 from fdsl.train.scheduler import LRSchedule
+from fdsl.train.seeding import MODEL_INIT, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ def build_trainer(config: TrainConfig, num_classes: int, base: int, device: torc
     """Model (seeded init, optional backbone from ``finetune_from``, or the ``saved`` checkpoint's
     state), optimiser, schedule and device augmentation, wrapped for DDP / torch.compile."""
     ctx = ctx or Dist()
-    seed_everything(config.seed, 0)
+    seed_everything(config.seed, MODEL_INIT)
     net = build_model(config.model, num_classes, config.image_size, config.drop_path)
     if finetune_from is not None:
         load_backbone(net, load_checkpoint(finetune_from)["model"], str(finetune_from))
