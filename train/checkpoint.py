@@ -57,6 +57,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     Pickles are read with ``weights_only=True``: a downloaded file cannot run code.
     """
     path = Path(path)
+    if path.is_dir():
+        raise FdslError(f"checkpoint {path} is a folder; name the file in it (checkpoint.pt, "
+                        "model.safetensors, ...)")
     if not path.is_file():
         raise FdslError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":

@@ -216,6 +216,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise FdslError(f"config file {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise FdslError(f"config file {path} is not a YAML or JSON text file (binary bytes)") from None
     except (OSError, yaml.YAMLError) as exc:
         raise FdslError(f"cannot read config file {path}: {str(exc).splitlines()[0]}") from None
     if data is None:
