@@ -41,9 +41,14 @@ def figure_png(fig: Any) -> bytes:
 
 def curves_png(metrics: list[dict], title: str = "") -> bytes:
     """Train/held-out loss and accuracy per epoch (``metrics.jsonl`` records) as a PNG."""
+    return figure_png(curves_figure(metrics, title))
+
+
+def curves_figure(metrics: list[dict], title: str = "") -> Any:
+    """The figure of ``curves_png`` (open; tests read its axes)."""
     from matplotlib.ticker import MaxNLocator
 
-    epochs = [m["epoch"] + 1 for m in metrics]
+    epochs = [m["epoch"] for m in metrics]  # counted from 1
     fig, (ax_loss, ax_acc) = pyplot().subplots(1, 2, figsize=(10, 4))
     for key, label, ax in (("train_loss", "train", ax_loss), ("val_loss", "held-out", ax_loss),
                            ("train_top1", "train", ax_acc), ("val_top1", "held-out", ax_acc)):
@@ -52,14 +57,21 @@ def curves_png(metrics: list[dict], title: str = "") -> bytes:
             ax.plot(*zip(*points, strict=True), marker="o", label=label)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="top-1 accuracy", title="accuracy", ylim=(0, 1))
+    shown = sorted(set(epochs))
     for ax in (ax_loss, ax_acc):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(shown) <= 10:  # a tick per epoch; MaxNLocator alone puts one point at 0.945-1.05
+            ax.set_xticks(shown)
+            if len(shown) == 1:
+                ax.set_xlim(shown[0] - 0.5, shown[0] + 0.5)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return figure_png(fig)
+    return fig
 
 
 # ---------------------------------------------------------------- error analysis

@@ -1,5 +1,9 @@
 """A run's numbers: ``metrics.jsonl`` (one record per epoch), ``summary.json`` and TensorBoard.
 
+Epochs are counted from 1 everywhere: the log's ``epoch 1/90``, a record's ``epoch``, the
+summary's ``best_epoch``, TensorBoard's step, ``curves.png`` and a checkpoint's ``epoch`` (the
+last finished one).
+
 The one place that reads and writes them; files go through ``fdsl.train.outputs.write_file``.
 """
 
@@ -34,14 +38,18 @@ def write_summary(out: Path, summary: Mapping[str, Any]) -> None:
 
 
 def make_summary(history: list[dict[str, Any]], facts: Mapping[str, Any]) -> dict[str, Any]:
-    """summary.json: the final held-out top-1 (``top1``, None without a held-out set), the best
-    epoch, the last training figures, then ``facts`` (model, data, sizes, timing, digest...)."""
-    tops = [m["val_top1"] for m in history if m.get("val_top1") is not None]
+    """summary.json: the final held-out top-1 (``top1``, None without a held-out set; ``top5``
+    too with more than 5 classes), the best epoch (counted from 1), the last training figures,
+    then ``facts`` (model, data, sizes, timing, digest...)."""
+    held_out = [m for m in history if m.get("val_top1") is not None]
+    best = max(held_out, key=lambda m: m["val_top1"]) if held_out else None  # first of equals
     last = history[-1] if history else {}
+    top5 = {"top5": held_out[-1]["val_top5"]} if held_out and "val_top5" in held_out[-1] else {}
     return {
-        "top1": tops[-1] if tops else None,
-        "best_top1": max(tops) if tops else None,
-        "best_epoch": 1 + tops.index(max(tops)) if tops else None,
+        "top1": held_out[-1]["val_top1"] if held_out else None,
+        **top5,
+        "best_top1": None if best is None else best["val_top1"],
+        "best_epoch": None if best is None else best["epoch"],
         "final_train_loss": last.get("train_loss"),
         "final_train_top1": last.get("train_top1"),
         "images_per_second": last.get("images_per_second"),
@@ -70,7 +78,7 @@ class TensorBoardLog:
     def log(self, record: Mapping[str, Any]) -> None:
         for key, value in record.items():
             if isinstance(value, int | float) and not isinstance(value, bool) and key != "epoch":
-                self.writer.add_scalar(key, value, record["epoch"] + 1)
+                self.writer.add_scalar(key, value, record["epoch"])
         self.writer.flush()
 
     def close(self) -> None:

@@ -28,7 +28,7 @@ SAVED_FIELDS = "recipe_fields"  # key of the resolved fields in a run's config.y
 
 @dataclass
 class TrainConfig:
-    """Every setting of a training run. Sizes in pixels, epochs counted from 0."""
+    """Every setting of a training run. Sizes in pixels, epochs counted from 1."""
 
     model: str = "resnet18"
     epochs: int = 90

@@ -2,6 +2,9 @@
 
 A run continues only with the settings it started with (``RUNTIME_FIELDS`` excepted: they do not
 change what is computed), on data with the same classes and size, and with as many processes.
+One change is allowed: more ``epochs`` extend the run (a finished one too), and the learning-rate
+schedule is recomputed for the new length from where the run stands, as timm does when resumed
+with a larger ``--epochs`` (``fdsl.train.scheduler.replay_schedule``).
 """
 
 from __future__ import annotations
@@ -29,16 +32,22 @@ class ResumeState:
     """The checkpoint a run continues from."""
 
     saved: dict[str, Any]  # model, optimizer, schedule, epoch, rng (one per rank), config, ...
+    extended_from: int | None = None  # the run's former ``epochs`` when this resume extends it
 
     @property
-    def start_epoch(self) -> int:
-        """The first epoch still to run, counted from 0."""
-        return int(self.saved["epoch"]) + 1
+    def epochs_done(self) -> int:
+        """Epochs the run has finished (the checkpoint's ``epoch``: epochs count from 1)."""
+        return int(self.saved["epoch"])
 
 
 def check_resume(config: Mapping[str, Any], saved: Mapping[str, Any], out: Path) -> None:
-    """Refuse to continue a run with settings that change what is computed."""
+    """Refuse to continue a run with settings that change what is computed (more epochs extend it)."""
     for key, value in saved.items():
+        if key == "epochs" and isinstance(value, int) and config.get(key, 0) >= value:
+            continue
+        if key == "epochs":
+            raise FdslError(f"--resume: --epochs {config.get(key)} is fewer than the {value} of the run "
+                            f"in {out}; a run can be extended, not shortened")
         if key not in RUNTIME_FIELDS and config.get(key) != value:
             raise FdslError(f"--resume: {key} is {config.get(key)!r} but the run in {out} used {value!r}; "
                             "resume with the same settings or use another --out")
@@ -72,4 +81,8 @@ def load_resume_state(folder: RunFolder, config: TrainConfig, splits: Splits,
     if saved.get("world_size", 1) != world_size:
         raise FdslError(f"--resume: the run in {folder.path} used {saved.get('world_size', 1)} "
                         f"processes, this one has {world_size}")
-    return ResumeState(saved)
+    before = saved.get("config", {}).get("epochs", config.epochs)
+    if before != config.epochs:
+        log.info("extending the run in %s from %d to %d epochs (schedule recomputed)", folder.path,
+                 before, config.epochs)
+    return ResumeState(saved, extended_from=before if before != config.epochs else None)
