@@ -1,8 +1,8 @@
 """`make gpu-check` (benchmarks/gpu_check.py, gpu_parts.py), without a GPU: the no-GPU answer, the
 time-boxed part runner, the budget, "not available" parts and the report files.
 
-No test sleeps or times anything: the budget runs on a fake clock, a part that outlives its time box
-blocks on a pipe it never writes, and its grandchild's death is seen as end-of-file on a FIFO."""
+No test sleeps or asserts on a duration: the budget runs on a fake clock, a part that outlives its
+time box blocks on a pipe nobody writes, and a grandchild's death is awaited through its pidfd."""
 
 from __future__ import annotations
 
@@ -68,20 +68,15 @@ def test_without_a_device_no_part_starts(tmp_path: Path, capsys) -> None:
     assert err.count("\n") == 1 and err.startswith("gpu-check: no CUDA device (torch 2.13.0+cpu is a CPU-only build)")
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_each_part_gets_its_time_box_or_what_is_left_of_the_budget() -> None:
-    clock, given = FakeClock(), []
+    now, given = [1000.0], []
+
+    def clock() -> float:  # moves only when a part "runs"
+        return now[0]
 
     def run(part, limit):  # each part takes its whole time box
         given.append((part.name, limit))
-        clock.now += limit
+        now[0] += limit
         return gpu_check.PartResult(part.name, "passed", limit, 0)
 
     parts = [_part(n, "", limit) for n, limit in (("a", 50), ("b", 30), ("c", 50), ("d", 50))]
@@ -89,7 +84,7 @@ def test_each_part_gets_its_time_box_or_what_is_left_of_the_budget() -> None:
     assert given == [("a", 50), ("b", 30), ("c", 35)]
     assert [r.status for r in results] == ["passed", "passed", "passed", "skipped"]
     assert results[3].detail == "only 0 s of the budget left" and results[3].returncode is None
-    clock.now, given[:] = 0.0, []
+    now[0], given[:] = 0.0, []
     results = gpu_check.run_parts(parts[:2], budget_s=65, min_part_s=20, clock=clock, run=run)
     assert given == [("a", 50)] and results[1].detail == "only 15 s of the budget left"
 
