@@ -152,7 +152,8 @@ def train_classifier(
              "train_images": len(splits.train_idx),
              "val_data": None if spec.val_data is None else str(spec.val_data),
              "finetune_from": None if spec.finetune_from is None else str(spec.finetune_from),
-             "classes": splits.train_src.classes, "world_size": ctx.world_size}
+             "classes": splits.train_src.classes, "world_size": ctx.world_size,
+             "ddp": ctx.launched}
     with claim_run_folder(folder, ctx):
         return _run_epochs(folder.path, config, trainer, splits, (train_loader, val_loader), extra,
                            state, stop_after_epochs, started)
@@ -205,8 +206,8 @@ def _run_epochs(out: Path, config: TrainConfig, trainer: Any, splits: Splits, lo
              "recipe": extra["recipe"], "data": extra["data"], "num_classes": len(src.classes),
              "train_images": len(splits.train_idx), "val_images": len(splits.val_idx),
              "seconds": round(time.perf_counter() - started, 2), "device": str(trainer.device),
-             "world_size": ctx.world_size, "state_digest": ckpt.state_digest(trainer.raw),
-             "run_dir": str(out), "checkpoint": str(out / CHECKPOINT),
+             "world_size": ctx.world_size, "ddp": extra["ddp"],
+             "state_digest": ckpt.state_digest(trainer.raw), "run_dir": str(out), "checkpoint": str(out / CHECKPOINT),
              "weights": str(out / ckpt.WEIGHTS)}
     summary = metrics.make_summary(history, facts)
     if ctx.main:

@@ -232,7 +232,7 @@ def build_trainer(config: TrainConfig, num_classes: int, base: int, device: torc
         else:
             schedule.load_state_dict(saved["schedule"])
     model: nn.Module = net
-    if ctx.world_size > 1:
+    if ctx.world_size > 1 or ctx.launched:
         model = nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
     if config.compile:
