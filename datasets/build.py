@@ -39,6 +39,7 @@ from fdsl.datasets.format.hdf5.writer import MARGIN
 from fdsl.datasets.jobs import default_workers, run_tasks
 from fdsl.datasets.outfolder import prepare_folder
 from fdsl.errors import FdslError
+from fdsl.faults import fault_point
 from fdsl.sources import RenderedBatch, ShardSource  # noqa: F401  (re-exported for old imports)
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,7 @@ class _Job:
                     meta = dict(batch.metadata)
                     meta["item"] = np.asarray(batch.items, dtype=np.int64)
                     writer.append(batch.images, batch.labels, meta)
+                    fault_point("shard-writing")
                 entry = writer.close()
             except BaseException:
                 writer.abort()
@@ -284,6 +286,7 @@ def _build_locked(source: ShardSource, out: Path, shard_size: int, workers: int,
     def on_result(task: ShardTask, entry: dict[str, Any]) -> int:
         done[task.index] = entry
         mf.write_manifest(out, _manifest(identity, source, tasks, done, extras, False, None, None))
+        fault_point("shard-done")
         return task.stop - task.start
 
     # The manifest comes first: a folder holding a manifest is ours, so a run killed right after

@@ -23,6 +23,7 @@ from typing import Any
 from tqdm import tqdm
 
 from fdsl.errors import FdslError
+from fdsl.faults import fault_point
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def _init_worker(parent: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the main process died before prctl took effect
         os._exit(1)
+    fault_point("worker-started")
 
 
 def _stop_now(pool: ProcessPoolExecutor) -> None:
@@ -76,6 +78,7 @@ def _local_backend(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int)
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
                                initializer=_init_worker, initargs=(os.getpid(),))
     try:
+        fault_point("pool-created")
         running: dict[Future, Any] = {}
         while pending or running:
             # Keep at most 2 tasks per worker queued so a crash loses little and order stays near
@@ -83,6 +86,7 @@ def _local_backend(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int)
             while pending and len(running) < 2 * workers:
                 task = pending.pop(0)
                 running[pool.submit(fn, task)] = task
+                fault_point("task-submitted")
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
                 task = running.pop(fut)
@@ -197,6 +201,7 @@ def run_tasks(
                     stats.tasks_done += 1
                     stats.items += n
                     bar.update(n)
+                    fault_point("task-done")
                     continue
                 key = id(task)
                 attempts[key] = attempts.get(key, 0) + 1

@@ -171,23 +171,47 @@ def disk_full_guard(folder: str | Path, needed: int | None = None) -> Iterator[N
         raise
 
 
-def _pid_alive(pid: int) -> bool:
+def _boot_time() -> float | None:
+    try:
+        with open("/proc/stat") as fh:
+            return next(float(line.split()[1]) for line in fh if line.startswith("btime "))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+
+
+def writer_alive(pid: int, path: str | Path) -> bool:
+    """Whether process ``pid`` may still be writing ``path``: it exists, is no zombie (a killed
+    process waits as one until it is reaped, sometimes for seconds) and, where /proc tells, it
+    started before ``path`` last changed (else the pid was reused by another process)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        state, started_ticks = fields[0], int(fields[19])
+        changed = os.stat(path).st_mtime
+    except (OSError, IndexError, ValueError):
+        return True  # no /proc (not Linux) or the file went: keep it
+    if state in ("Z", "X"):
+        return False
+    boot = _boot_time()
+    # btime is whole seconds, so the start computed from it may be up to 1 s early, never late.
+    return boot is None or boot + started_ticks / os.sysconf("SC_CLK_TCK") <= changed + 1.0
 
 
 def remove_stale_temps(folder: str | Path) -> int:
     """Delete the temporary files that dead processes left anywhere below ``folder`` (a killed
-    or crashed run); call it holding ``folder_lock``. Returns how many were removed."""
+    or crashed run); call it holding ``folder_lock``. A file whose writer (the pid in its name)
+    still runs is kept: an orphaned worker of a killed run may be writing it. Returns how many
+    were removed."""
     removed = 0
     for path in Path(folder).rglob(f".*{TMP_MARK}*"):
         pid = path.name.rpartition(TMP_MARK)[2]
-        if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and writer_alive(int(pid), path):
             continue
         if path.is_file() or path.is_symlink():
             remove_quietly(path)
