@@ -33,6 +33,7 @@ POINTS = {
     "imported": "a command's module is imported, before its arguments are parsed",
     "pool-created": "the local backend made its process pool, before the first task is submitted",
     "task-submitted": "the local backend handed a task to its pool (counted per task)",
+    "worker-starting": "a pool worker is about to run its initialiser (in the worker)",
     "worker-started": "a pool worker finished its initialiser (in the worker)",
     "shard-writing": "a shard task wrote a part to its temporary file, not yet renamed (counted per part)",
     "shard-done": "the builder recorded a finished shard in manifest.json (counted per shard)",
