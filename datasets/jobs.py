@@ -8,11 +8,9 @@ renderers never know where they run. Results arrive in completion order; callers
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import multiprocessing as mp
 import os
-import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -25,10 +23,9 @@ from tqdm import tqdm
 from fdsl import interrupts
 from fdsl.errors import FdslError
 from fdsl.faults import fault_point
+from fdsl.workers import init_worker
 
 log = logging.getLogger(__name__)
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 Outcome = tuple[Any, Any, BaseException | None]  # (task, result, error)
 Backend = Callable[[Callable[[Any], Any], Sequence[Any], int], Iterator[Outcome]]
@@ -52,14 +49,7 @@ def _inline_backend(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int
 
 def _init_worker(parent: int) -> None:
     fault_point("worker-starting")
-    # Ctrl-C reaches the whole process group; only the main process handles it (and stops the
-    # workers), so workers print no tracebacks of their own.
-    interrupts.quiet_child()
-    # A SIGKILLed main process cannot stop its workers: have the kernel kill them with it (Linux).
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the main process died before prctl took effect
-        os._exit(1)
+    init_worker(parent)  # silent on Ctrl-C (the main process answers it), dies with its parent
     fault_point("worker-started")
 
 

@@ -28,12 +28,11 @@ _pending = False
 
 
 def _raise(signum: int, frame: FrameType | None) -> None:
-    global _pending
-    _pending = True
+    _raise_later()
     raise KeyboardInterrupt
 
 
-def _remember(signum: int, frame: FrameType | None) -> None:
+def _raise_later() -> None:
     global _pending
     _pending = True
 
@@ -69,10 +68,10 @@ def check() -> None:
 
 
 @contextlib.contextmanager
-def deferred(*, raise_after: bool = True) -> Iterator[None]:
-    """Hold SIGINT back in the body and answer it after the body as the handler in force would
-    (``raise_after``; otherwise only remember it for ``check``). Processes the body starts inherit
-    SIGINT blocked. Only the main thread can defer (elsewhere the body just runs)."""
+def deferred() -> Iterator[None]:
+    """Hold SIGINT back in the body and answer it after the body as the handler in force would.
+    Processes the body starts inherit SIGINT blocked. Only the main thread can defer (elsewhere
+    the body just runs)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -84,14 +83,11 @@ def deferred(*, raise_after: bool = True) -> Iterator[None]:
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a held SIGINT is delivered here
         signal.signal(signal.SIGINT, old)
-    if not came:
-        return
-    if not raise_after:
-        if old is _raise:
-            _remember(signal.SIGINT, None)
-    elif callable(old):
+        if came and old is _raise:  # remembered even when the body raised something else
+            _raise_later()
+    if came and callable(old):
         old(signal.SIGINT, None)
-    elif old == signal.SIG_DFL:
+    elif came and old == signal.SIG_DFL:
         raise KeyboardInterrupt
 
 
