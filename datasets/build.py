@@ -27,6 +27,7 @@ import numpy as np
 
 from fdsl.atomic import (
     check_free_space,
+    check_output_folder,
     disk_full_guard,
     folder_lock,
     remove_stale_temps,
@@ -262,6 +263,9 @@ def build_dataset(
     workers = workers or default_workers()
     check_size(source, shard_size, workers)
     out = Path(out)
+    # Every refusal before anything is created or locked: a refused run leaves the folder as it was.
+    check_output_folder(out)
+    prepare_folder(out, _identity(source, storage, compression, shard_size), overwrite, check_only=True)
     with folder_lock(out):
         with disk_full_guard(out):
             return _build_locked(source, out, shard_size, workers, backend,

@@ -100,6 +100,35 @@ class FolderLockedError(FdslError):
     """Another fdsl process holds the output folder."""
 
 
+def _locked_message(folder: Path) -> str:
+    return (f"{folder} is in use by another fdsl run; wait for it to finish or choose another "
+            "output folder")
+
+
+def check_output_folder(folder: str | Path, what: str = "output folder") -> None:
+    """Refuse (FdslError, one line) an output folder that this run could not use, creating and
+    changing nothing: a path that is a file or lies below one, a folder (or, for a new one, the
+    nearest existing parent) this process may not write, a folder another fdsl run holds. A
+    command checks this with its other inputs, before it creates or locks anything."""
+    folder = Path(folder)
+    existing = next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise FdslError(f"cannot write to {what} {folder}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FdslError(f"cannot write to {what} {folder}: {existing} is not writable")
+    lock = folder / LOCK_NAME
+    if existing == folder and lock.is_file():
+        fd = os.open(lock, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise FolderLockedError(_locked_message(folder)) from None
+            raise
+        finally:
+            os.close(fd)  # releases the probe lock
+
+
 @contextlib.contextmanager
 def folder_lock(folder: str | Path, *, wait: bool = False) -> Iterator[Path]:
     """Hold an exclusive advisory lock on ``folder`` (created if missing) for the ``with`` body.
@@ -117,9 +146,7 @@ def folder_lock(folder: str | Path, *, wait: bool = False) -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise FolderLockedError(
-                    f"{folder} is in use by another fdsl run; wait for it to finish or choose "
-                    f"another output folder") from None
+                raise FolderLockedError(_locked_message(folder)) from None
             raise
         yield path
     finally:

@@ -22,13 +22,12 @@ if TYPE_CHECKING:
 
 
 def check_writable(out: Path) -> list[Path]:
-    """Create ``out`` and write a probe file in it, so an unusable folder fails before a long
-    category search; returns the folders it created (deepest first). FdslError (one line)."""
-    from fdsl.atomic import ensure_writable
+    """Refuse an unusable or busy ``out`` before a long category search, creating nothing (a
+    refused run leaves no trace); returns the folders it created: none. FdslError (one line)."""
+    from fdsl.atomic import check_output_folder
 
-    created = [p for p in (out, *out.parents) if not p.exists()]
-    ensure_writable(out)
-    return created
+    check_output_folder(out)
+    return []
 
 
 def _remove_empty(folders: list[Path]) -> None:
