@@ -62,29 +62,19 @@ def run(prog: str) -> int:
     return code
 
 
-def gen_fractal() -> int:
-    return run("gen-fractal")
+def _command(prog: str) -> Callable[[], int]:
+    def main() -> int:
+        return run(prog)
+
+    main.__name__ = main.__qualname__ = prog.replace("-", "_")
+    main.__doc__ = f"The ``{prog}`` console script."
+    return main
 
 
-def render_shapenet() -> int:
-    return run("render-shapenet")
-
-
-def inspect_shards() -> int:
-    return run("inspect-shards")
-
-
-def export_shards() -> int:
-    return run("export-shards")
-
-
-def import_cub() -> int:
-    return run("import-cub")
-
-
-def train_classifier() -> int:
-    return run("train-classifier")
-
-
-def run_study() -> int:
-    return run("run-study")
+gen_fractal = _command("gen-fractal")
+render_shapenet = _command("render-shapenet")
+inspect_shards = _command("inspect-shards")
+export_shards = _command("export-shards")
+import_cub = _command("import-cub")
+train_classifier = _command("train-classifier")
+run_study = _command("run-study")

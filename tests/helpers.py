@@ -180,3 +180,33 @@ class SmallSource:
 
     def extra_files(self) -> dict:
         return {}
+
+
+class ViewsSource:
+    """A render-like set for run-study: 3 classes x 4 models x 10 views with ``model_id`` and a
+    numeric ``area`` (the view index)."""
+
+    name, version = "views", "1"
+
+    def config(self) -> dict:
+        return {}
+
+    def class_names(self) -> list[str]:
+        return ["a", "b", "c"]
+
+    def num_items(self) -> int:
+        return 120
+
+    def render(self, start: int, stop: int) -> Any:
+        import numpy as np
+
+        from fdsl.sources import RenderedBatch
+
+        items = np.arange(start, stop)
+        images = np.stack([np.full((16, 16), 40 * (i // 40) + i % 10, np.uint8) for i in items])
+        meta = {"model_id": np.array([f"m{i // 10}".encode() for i in items], "S8"),
+                "area": (items % 10).astype(np.float32)}
+        return RenderedBatch(images, items // 40, meta, items, [])
+
+    def extra_files(self) -> dict:
+        return {}

@@ -11,16 +11,14 @@ import sys
 import tomllib
 from pathlib import Path
 
-import numpy as np
 import pytest
 from fake_cub import make_fake_cub
-from helpers import HANG_GUARD, run_with_fault, tree_hashes
+from helpers import HANG_GUARD, ViewsSource, run_with_fault, tree_hashes
 from toy_source import ToySource
 
 from fdsl import entry, interrupts
 from fdsl.cli import run_cli
 from fdsl.datasets.build import build_dataset
-from fdsl.sources import RenderedBatch
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -30,37 +28,11 @@ POOL = ["int-group@pool-created", "int-group@task-submitted:1", "int-group@worke
         "int-group@worker-started", "int@pool-created"]
 
 
-class Views:
-    """A render-like set for run-study: 3 classes x 4 models x 10 views with ``area`` and
-    ``model_id``."""
-
-    name, version = "views", "1"
-
-    def config(self) -> dict:
-        return {}
-
-    def class_names(self) -> list[str]:
-        return ["a", "b", "c"]
-
-    def num_items(self) -> int:
-        return 120
-
-    def render(self, start: int, stop: int) -> RenderedBatch:
-        items = np.arange(start, stop)
-        images = np.stack([np.full((16, 16), 40 * (i // 40) + i % 10, np.uint8) for i in items])
-        meta = {"model_id": np.array([f"m{i // 10}".encode() for i in items], "S8"),
-                "area": (items % 10).astype(np.float32)}
-        return RenderedBatch(images, items // 40, meta, items, [])
-
-    def extra_files(self) -> dict:
-        return {}
-
-
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("inputs")
     build_dataset(ToySource(classes=3, per_class=10), root / "toy", shard_size=10, workers=1)
-    build_dataset(Views(), root / "views", shard_size=60, workers=1)
+    build_dataset(ViewsSource(), root / "views", shard_size=60, workers=1)
     cub, _ = make_fake_cub(root / "cub")
     return {"toy": root / "toy", "views": root / "views", "cub": cub}
 

@@ -14,77 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fake_cub import make_fake_cub
-from helpers import exit_code
+from helpers import ViewsSource, exit_code
 from toy_source import ToySource
 
 from fdsl.datasets.build import build_dataset
-from fdsl.sources import RenderedBatch
+from fdsl.entry import COMMANDS, command_main
 
 
-def _gen(argv):
-    from fdsl.generators.cli import main
-
-    return main(argv)
+def _main(prog: str) -> Callable[[list[str]], int]:
+    return lambda argv: command_main(prog)(argv)
 
 
-def _render(argv):
-    from fdsl.render.cli import main
-
-    return main(argv)
-
-
-def _cub(argv):
-    from fdsl.datasets.importers.cub import main
-
-    return main(argv)
-
-
-def _inspect(argv):
-    from fdsl.datasets.cli import main
-
-    return main(argv)
-
-
-def _export(argv):
-    from fdsl.datasets.export_cli import main
-
-    return main(argv)
-
-
-def _study(argv):
-    from fdsl.studies.cli import main
-
-    return main(argv)
-
-
-MAINS: dict[str, Callable[[list[str]], int]] = {
-    "gen-fractal": _gen, "render-shapenet": _render, "import-cub": _cub, "inspect-shards": _inspect,
-    "export-shards": _export, "run-study": _study}
-
-
-class Views:
-    """A render-like set for run-study: 3 classes x 4 models x 10 views with ``area``."""
-
-    name, version = "views", "1"
-
-    def config(self) -> dict:
-        return {}
-
-    def class_names(self) -> list[str]:
-        return ["a", "b", "c"]
-
-    def num_items(self) -> int:
-        return 120
-
-    def render(self, start: int, stop: int) -> RenderedBatch:
-        items = np.arange(start, stop)
-        images = np.stack([np.full((16, 16), 40 * (i // 40) + i % 10, np.uint8) for i in items])
-        meta = {"model_id": np.array([f"m{i // 10}".encode() for i in items], "S8"),
-                "area": (items % 10).astype(np.float32)}
-        return RenderedBatch(images, items // 40, meta, items, [])
-
-    def extra_files(self) -> dict:
-        return {}
+MAINS = {prog: _main(prog) for prog in COMMANDS if prog != "train-classifier"}  # test_train.py has its table
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +34,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     broken files and folders."""
     root = tmp_path_factory.mktemp("inputs")
     build_dataset(ToySource(classes=3, per_class=10), root / "toy", shard_size=10, workers=1)
-    build_dataset(Views(), root / "views", shard_size=60, workers=1)
+    build_dataset(ViewsSource(), root / "views", shard_size=60, workers=1)
     make_fake_cub(root / "cub")
     (root / "empty").mkdir()
     (root / "notdata").mkdir()
@@ -261,7 +202,4 @@ def test_a_refused_run_leaves_everything_as_it_was(prog, where, argv, message, i
 
 
 def test_the_table_covers_every_command_but_train_classifier():
-    assert {prog for prog, *_ in REFUSALS} == set(MAINS)
-    from fdsl.entry import COMMANDS
-
-    assert set(COMMANDS) - set(MAINS) == {"train-classifier"}  # test_train.py has its table
+    assert {prog for prog, *_ in REFUSALS} == set(MAINS) == set(COMMANDS) - {"train-classifier"}
