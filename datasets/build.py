@@ -29,6 +29,7 @@ import numpy as np
 from fdsl.atomic import (
     LOCK_NAME,
     check_free_space,
+    check_output_folder,
     disk_full_guard,
     folder_lock,
     remove_stale_temps,
@@ -41,6 +42,7 @@ from fdsl.datasets.format.hdf5.writer import MARGIN
 from fdsl.datasets.jobs import default_workers, run_tasks
 from fdsl.datasets.outfolder import check_folder, prepare_folder
 from fdsl.errors import FdslError
+from fdsl.faults import fault_point
 from fdsl.sources import RenderedBatch, ShardSource  # noqa: F401  (re-exported for old imports)
 
 log = logging.getLogger(__name__)
@@ -129,6 +131,7 @@ class _Job:
                     meta = dict(batch.metadata)
                     meta["item"] = np.asarray(batch.items, dtype=np.int64)
                     writer.append(batch.images, batch.labels, meta)
+                    fault_point("shard-writing")
                 entry = writer.close()
             except BaseException:
                 writer.abort()
@@ -266,7 +269,14 @@ def build_dataset(
     if hasattr(source, "render"):
         check_size(source, shard_size, workers)
     out = Path(out)
-    check_folder(out, overwrite)
+    # Every refusal before anything is created or locked: a refused run leaves the folder as it was.
+    check_output_folder(out)
+    # A source factory (a generator's search) offers a cheap preview with the same identity.
+    planned = source if hasattr(source, "render") else getattr(source, "preview", lambda: None)()
+    if planned is not None:
+        prepare_folder(out, _identity(planned, storage, compression, shard_size), overwrite, check_only=True)
+    else:
+        check_folder(out, overwrite)
     with _undone_if_nothing_written(out), folder_lock(out):
         if not hasattr(source, "render"):
             source = source()
@@ -323,6 +333,7 @@ def _build_locked(source: ShardSource, out: Path, shard_size: int, workers: int,
     def on_result(task: ShardTask, entry: dict[str, Any]) -> int:
         done[task.index] = entry
         mf.write_manifest(out, _manifest(identity, source, tasks, done, extras, False, None, None))
+        fault_point("shard-done")
         return task.stop - task.start
 
     # The manifest comes first: a folder holding a manifest is ours, so a run killed right after

@@ -35,6 +35,7 @@ from fdsl.generators.linedb.params import (
 )
 from fdsl.generators.linedb.source import NAME, LineDBSource, source_from_config
 from fdsl.generators.registry import GeneratorSpec, checked_sizes, register_generator
+from fdsl.sources import with_preview
 
 __all__ = ["SPEC", "ClassParams", "LineDBSource", "load_class_params", "make_source", "prepare_source",
            "source_from_config"]
@@ -92,8 +93,9 @@ def prepare_source(*, classes: int, instances: int | None = None, seed: int = 0,
     at_most("a line count", int(counts.max()), MAX_LINES)
     if len(set(counts.tolist())) != len(counts):
         raise FdslError("line counts must differ between classes (a repeated count makes two classes alike)")
-    return functools.partial(LineDBSource, params, seed=seed, per_class=per_class, image_size=size,
+    made = functools.partial(LineDBSource, params, seed=seed, per_class=per_class, image_size=size,
                              shuffle_counts=bool(shuffle_counts), params_sha256=digest)
+    return with_preview(made, made)
 
 
 SPEC = register_generator(GeneratorSpec(

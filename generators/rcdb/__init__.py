@@ -36,6 +36,7 @@ from fdsl.generators.rcdb.params import (
 )
 from fdsl.generators.rcdb.source import NAME, RCDBSource, source_from_config
 from fdsl.generators.registry import GeneratorSpec, checked_sizes, register_generator
+from fdsl.sources import with_preview
 
 __all__ = ["SPEC", "ClassParams", "RCDBSource", "load_class_params", "make_source", "prepare_source",
            "sample_classes", "source_from_config"]
@@ -65,10 +66,12 @@ def prepare_source(*, classes: int, instances: int | None = None, seed: int = 0,
         raise FdslError(f"--broken-fraction must be in [0, 1], got {broken_fraction}")
     source = {"seed": seed, "per_class": per_class, "image_size": size, "broken_fraction": broken}
     if params_from is None:
-        return functools.partial(RCDBSource, sample_classes(classes, seed), params_sha256=None, **source)
+        made = functools.partial(RCDBSource, sample_classes(classes, seed), params_sha256=None, **source)
+        return with_preview(made, made)
     params = first_classes(load_class_params(params_from), classes, params_from)
     digest = hashlib.sha256(Path(params_from).read_bytes()).hexdigest()
-    return functools.partial(RCDBSource, params, params_sha256=digest, **source)
+    made = functools.partial(RCDBSource, params, params_sha256=digest, **source)
+    return with_preview(made, made)
 
 
 SPEC = register_generator(GeneratorSpec(
