@@ -1,0 +1,187 @@
+"""One launch plan per generator: its class tables on the device and the launch of a batch.
+
+A plan is built once from the generator's CPU source (the class parameters of ``classes.npz`` and
+the data set's settings), copies the class tables to the device, and then renders any batch of
+item indices with any seed (``--fresh-instances`` changes the seed per epoch, not the tables):
+``plan.render(items, seed) -> torch.uint8 tensor [N, H, W] or [N, H, W, C]``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from fdsl.errors import FdslError
+from fdsl.generators.cuda import kernels
+from fdsl.generators.cuda.launch import DeviceArrays
+from fdsl.generators.kernels import contours, ifs2d, ifs3d_image
+
+
+class _Plan:
+    """What every plan shares: the device, the image shape and the background value."""
+
+    shape: tuple[int, ...]
+    fill = 0
+
+    def __init__(self, arrays: DeviceArrays) -> None:
+        self.arrays = arrays
+
+    def render(self, items: np.ndarray, seed: int) -> Any:
+        items = np.ascontiguousarray(items, dtype=np.int64)
+        self.arrays.refresh_stream()
+        handle, out = self.arrays.output((len(items), *self.shape), self.fill)
+        self._launch(items, np.uint64(seed), out)
+        return self.arrays.result(handle, out)
+
+    def _launch(self, items: np.ndarray, seed: np.uint64, out: Any) -> None:
+        raise NotImplementedError
+
+
+class FractalDBPlan(_Plan):
+    """FractalDB: one thread per image runs the class's orbit twice (box, then patches)."""
+
+    def __init__(self, source: Any, arrays: DeviceArrays) -> None:
+        from fdsl.generators.fractaldb_source import _PALETTE, GREY, WEIGHTS
+
+        super().__init__(arrays)
+        classes = len(source.params)
+        most = max(len(params.maps) for params in source.params)
+        maps = np.zeros((classes, most, 6))
+        edges = np.zeros((classes, most))
+        for c, params in enumerate(source.params):
+            n = len(params.maps)
+            maps[c, :n] = params.maps
+            edges[c, :n] = params.cumulative()
+            edges[c, n - 1] = np.inf  # as ifs2d.orbit: the search always ends at the last map
+        colour = source.color == "color"
+        palette = _PALETTE if colour else np.array([[GREY]], np.uint8)
+        size = source.image_size
+        self.shape = (size, size, palette.shape[1])
+        self.source = source
+        self.tables = [arrays.table(a) for a in (maps, edges, WEIGHTS, palette, ifs2d.patch_table(1))]
+
+    def render(self, items: np.ndarray, seed: int) -> Any:
+        images = super().render(items, seed)
+        return images[..., 0] if self.shape[2] == 1 else images  # grey: [N, H, W], a view
+
+    def _launch(self, items: np.ndarray, seed: np.uint64, out: Any) -> None:
+        from fdsl.generators.fractaldb_search import PAD
+
+        s = self.source
+        maps, edges, weights, palette, bits = self.tables
+        self.arrays.launch(kernels.fractaldb, len(items), self.arrays.table(items), seed,
+                           s.instances, s.renders, maps, edges, weights, s.points, s.image_size,
+                           PAD, palette, bits, out)
+
+
+class ExFractalDBPlan(_Plan):
+    """ExFractalDB: one thread per view runs its model's orbit three times; the variant of each
+    slot (a spare row when the slot's cloud diverges) and the cameras are worked out on the host,
+    the clouds' divergence by a kernel."""
+
+    def __init__(self, source: Any, arrays: DeviceArrays) -> None:
+        from fdsl.generators import exfractaldb_tables as tables
+
+        super().__init__(arrays)
+        c = source.classes
+        cumulative = np.zeros(c.probs.shape)
+        for label, n in enumerate(c.num_maps):
+            cumulative[label, :n] = np.cumsum(c.probs[label, :n])
+        self.source = source
+        self.shape = (source.image_size, source.image_size)
+        self.tables = [arrays.table(a) for a in (c.params, cumulative, c.num_maps.astype(np.int64),
+                                                  tables.instance_table(source.instance_table))]
+        self._plans: dict[tuple[int, int], dict[int, int | None]] = {}
+
+    def _valid(self, labels: np.ndarray, variants: np.ndarray, seed: np.uint64) -> np.ndarray:
+        handle, ok = self.arrays.output((len(labels),), 0)
+        self.arrays.launch(kernels.exfractaldb_valid, len(labels), self.arrays.table(labels),
+                           self.arrays.table(variants), seed, self.source.points, *self.tables, ok)
+        return self.arrays.result(handle, ok).cpu().numpy().astype(bool)
+
+    def variants(self, labels: np.ndarray, slots: np.ndarray, seed: np.uint64) -> np.ndarray:
+        """The variant drawn in each (label, slot), as ``ExFractalSource.substitutes`` picks it."""
+        s = self.source
+        todo = sorted({int(label) for label in labels} - {k[1] for k in self._plans if k[0] == int(seed)})
+        if todo:
+            count = min(s.instances_3d, math.ceil(s.per_class / s.views))
+            grid = np.repeat(np.array(todo, np.int64), count)
+            ok = self._valid(grid, np.tile(np.arange(count, dtype=np.int64), len(todo)), seed).reshape(len(todo), count)
+            for label, row in zip(todo, ok, strict=True):
+                spares = np.arange(s.instances_3d, s.table_rows, dtype=np.int64)
+                spare_ok = (self._valid(np.full(len(spares), label, np.int64), spares, seed)
+                            if not row.all() and len(spares) else np.zeros(0, bool))
+                self._plans[(int(seed), label)] = ifs3d_image.substitute_plan(row, spares, spare_ok)
+        out = slots.copy()
+        for k, (label, slot) in enumerate(zip(labels, slots, strict=True)):
+            plan = self._plans[(int(seed), int(label))]
+            if int(slot) in plan:
+                variant = plan[int(slot)]
+                if variant is None:
+                    raise FdslError(f"exfractaldb class {int(label)}: slot {int(slot)}'s cloud and every "
+                                    "spare row of the instance table diverge; the data set has no such image")
+                out[k] = variant
+        return out
+
+    def _launch(self, items: np.ndarray, seed: np.uint64, out: Any) -> None:
+        s = self.source
+        labels, j = np.divmod(items, s.per_class)
+        slots, views = np.divmod(j, s.views)
+        variants = self.variants(labels, slots, seed)
+        angles = np.empty((len(items), 3))
+        cameras = np.empty((len(items), 3, 3))
+        ifs3d_image.view_cameras(seed, labels, variants, views, s.roll, s.views_mode == "ring", s.views,
+                                 s.image_size, angles, cameras)
+        self.arrays.launch(kernels.exfractaldb, len(items), self.arrays.table(labels),
+                           self.arrays.table(variants), seed, s.points, *self.tables,
+                           self.arrays.table(cameras), bool(s.gl_rows), out)
+
+
+class RcdbPlan(_Plan):
+    """RCDB: one thread per image draws its contours on the white canvas."""
+
+    fill = 255
+
+    def __init__(self, source: Any, arrays: DeviceArrays) -> None:
+        super().__init__(arrays)
+        c = source.classes
+        self.source = source
+        self.shape = (source.image_size, source.image_size)
+        self.tables = [arrays.table(a) for a in (c.vertices.astype(np.int64), c.contours.astype(np.int64),
+                                                  c.perlin.astype(np.float64), c.offset.astype(np.float64),
+                                                  *contours.trig_tables())]
+
+    def _launch(self, items: np.ndarray, seed: np.uint64, out: Any) -> None:
+        s = self.source
+        self.arrays.launch(kernels.rcdb, len(items), self.arrays.table(items), seed, s.per_class,
+                           *self.tables, float(s.broken_fraction), out)
+
+
+class LineDBPlan(_Plan):
+    """LineDB: one thread per image draws its lines on the white canvas."""
+
+    fill = 255
+
+    def __init__(self, source: Any, arrays: DeviceArrays) -> None:
+        super().__init__(arrays)
+        self.source = source
+        self.shape = (source.image_size, source.image_size)
+        self.counts = arrays.table(np.asarray(source.line_counts, np.int64))
+
+    def _launch(self, items: np.ndarray, seed: np.uint64, out: Any) -> None:
+        s = self.source
+        self.arrays.launch(kernels.linedb, len(items), self.arrays.table(items), seed, s.per_class,
+                           self.counts, bool(s.shuffle_counts), out)
+
+
+PLANS = {"fractaldb": FractalDBPlan, "exfractaldb": ExFractalDBPlan, "rcdb": RcdbPlan, "linedb": LineDBPlan}
+
+
+def make_plan(source: Any, arrays: DeviceArrays | None = None) -> _Plan:
+    """The plan of a generator's source (FdslError for a generator without GPU kernels)."""
+    plan = PLANS.get(source.name)
+    if plan is None:
+        raise FdslError(f"generator {source.name!r} has no GPU kernels; use device='cpu'")
+    return plan(source, arrays or DeviceArrays())

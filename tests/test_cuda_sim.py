@@ -1,0 +1,92 @@
+"""The CUDA kernels, run in numba's CUDA simulator, draw the CPU kernels' images byte for byte.
+
+Marked ``cudasim``: a normal session runs them in one child pytest with NUMBA_ENABLE_CUDASIM=1
+(tests/cudasim.py). The simulator runs each kernel's thread mapping, per-thread scratch and
+output layout as Python and the per-image bodies as the same compiled code the CPU kernels use;
+that the CUDA build of those bodies rounds as the CPU does is checked on their PTX
+(tests/test_cuda_kernels.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cuda_cases import (
+    exfractaldb_case,
+    exfractaldb_cpu,
+    fractaldb_case,
+    linedb_case,
+    linedb_cpu,
+    mismatched_pixels,
+    rcdb_case,
+    rcdb_cpu,
+)
+
+pytestmark = pytest.mark.cudasim
+
+
+def _plan(source):
+    from fdsl.generators.cuda.plans import make_plan
+
+    return make_plan(source)
+
+
+@pytest.mark.parametrize("color", ["gray", "color"])
+def test_fractaldb_kernel_draws_the_cpu_images(tmp_path, color):
+    source, items = fractaldb_case(tmp_path, color)
+    gpu = _plan(source).render(items, source.seed)
+    assert str(gpu.device) == "cpu"  # the simulator hands back a CPU tensor
+    cpu = np.stack([source.render(int(i), int(i) + 1).images[0] for i in items])
+    assert gpu.numpy().shape == cpu.shape == ((36, 32, 32, 3) if color == "color" else (36, 32, 32))
+    assert mismatched_pixels(gpu.numpy(), cpu) == 0
+    # every flip and every class drew something; the NaN orbit kept only its first points
+    assert all(img.any() for img in cpu)
+    diverging = source.render(200, 201).metadata["points_drawn"][0]
+    assert 0 < diverging < 1500 - 100
+
+
+def test_fractaldb_kernel_takes_any_seed(tmp_path):
+    source, items = fractaldb_case(tmp_path)
+    other = np.asarray(_plan(source).render(items[:6], 77))
+    from fdsl.generators import fractaldb
+
+    reseeded = fractaldb.make_source(classes=3, instances=100, seed=77, image_size=32, points=1500,
+                                     params_from=tmp_path / "classes.npz", workers=1, backend="inline")
+    cpu = np.stack([reseeded.render(int(i), int(i) + 1).images[0] for i in items[:6]])
+    assert mismatched_pixels(other, cpu) == 0
+    assert mismatched_pixels(other, np.asarray(_plan(source).render(items[:6], 5))) > 0
+
+
+def test_exfractaldb_kernel_draws_the_cpu_images_with_spare_rows():
+    source, items = exfractaldb_case()
+    plan = _plan(source)
+    labels, j = np.divmod(items, source.per_class)
+    variants = plan.variants(labels, j // source.views, np.uint64(source.seed))
+    # class 1's slots diverge; the spares are the rows that scale a by 0.8, 0.7, 0.6
+    assert dict(zip(items.tolist(), variants.tolist(), strict=True))[12] == 25
+    assert sorted(set(variants[labels == 1].tolist())) == [25, 49, 73]
+    assert sorted(set(variants[labels == 0].tolist())) == [0, 1, 2]
+    assert source.substitutes(1) == {0: 25, 1: 49, 2: 73}  # the CPU source's choice
+    gpu = plan.render(items, source.seed).numpy()
+    cpu = exfractaldb_cpu(source, items, variants)
+    assert mismatched_pixels(gpu, cpu) == 0
+    assert all((img == 255).any() for img in cpu)
+    assert all((img == 255).sum() > 10 for img in cpu[labels == 0])
+
+
+@pytest.mark.parametrize("broken", [0.0, 0.3])
+def test_rcdb_kernel_draws_the_cpu_images(broken):
+    source, items = rcdb_case(broken)
+    gpu = _plan(source).render(items, source.seed).numpy()
+    cpu = rcdb_cpu(source, items)
+    assert mismatched_pixels(gpu, cpu) == 0
+    assert all((img < 255).any() for img in cpu)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_linedb_kernel_draws_the_cpu_images(shuffle):
+    source, items = linedb_case(shuffle)
+    gpu = _plan(source).render(items, source.seed).numpy()
+    cpu = linedb_cpu(source, items)
+    assert mismatched_pixels(gpu, cpu) == 0
+    assert all((img < 255).any() for img in cpu)
