@@ -15,7 +15,7 @@ import numpy as np
 
 from fdsl.generators import exfractaldb, fractaldb, linedb, rcdb
 from fdsl.generators.exfractaldb_source import ExFractalSource
-from fdsl.generators.kernels import contours, ifs3d_image, lines
+from fdsl.generators.kernels import ifs3d_image, linedb_image, rcdb_image
 
 
 def fractaldb_params(path: Path) -> Path:
@@ -89,8 +89,8 @@ def rcdb_case(broken: float = 0.0) -> tuple[Any, np.ndarray]:
 def rcdb_cpu(source: Any, items: np.ndarray) -> np.ndarray:
     c = source.classes
     out = np.empty((len(items), source.image_size, source.image_size), np.uint8)
-    contours.render_items(items, np.uint64(source.seed), source.per_class, c.vertices, c.contours,
-                          c.perlin, c.offset, *contours.trig_tables(), float(source.broken_fraction), out)
+    rcdb_image.render_items(items, np.uint64(source.seed), source.per_class, c.vertices, c.contours,
+                          c.perlin, c.offset, *rcdb_image.trig_tables(), float(source.broken_fraction), out)
     return out
 
 
@@ -102,7 +102,7 @@ def linedb_case(shuffle: bool = False) -> tuple[Any, np.ndarray]:
 
 def linedb_cpu(source: Any, items: np.ndarray) -> np.ndarray:
     out = np.empty((len(items), source.image_size, source.image_size), np.uint8)
-    lines.render_items(items, np.uint64(source.seed), source.per_class, source.line_counts,
+    linedb_image.render_items(items, np.uint64(source.seed), source.per_class, source.line_counts,
                        bool(source.shuffle_counts), out, np.empty(len(items), np.int32))
     return out
 

@@ -17,7 +17,7 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from fdsl.generators.kernels import contours, counter, ifs3d_image
+from fdsl.generators.kernels import counter, ifs3d_image, rcdb_image
 from fdsl.generators.seeding import stream_key
 
 SM_90 = (9, 0)
@@ -73,7 +73,7 @@ def test_local_array_sizes_match_the_bodies():
 
     assert kernels.SYSTEM_SHAPE == (ifs3d_image.MAX_MAPS, ifs3d_image.NUM_PARAMS)
     assert kernels.FRAME == ifs3d_image.FRAME
-    assert kernels.MAX_VERTICES == contours.MAX_VERTICES
+    assert kernels.MAX_VERTICES == rcdb_image.MAX_VERTICES
 
 
 def test_stream_keys_and_draws_are_seedings():

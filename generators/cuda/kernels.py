@@ -19,7 +19,7 @@ import numba
 from numba import cuda
 
 from fdsl.generators.cuda import rounding
-from fdsl.generators.kernels import contours, ifs2d_image, ifs3d_image, lines
+from fdsl.generators.kernels import ifs2d_image, ifs3d_image, linedb_image, rcdb_image
 
 THREADS = 64  # images per block: one thread each, heavy on registers and local memory
 # Local array shapes must be literal constants of this module (checked against the bodies' sizes
@@ -73,7 +73,7 @@ def exfractaldb_valid(labels, variants, seed, points, params, cumulative, n_maps
 
 
 @cuda.jit
-def rcdb(items, seed, per_class, vertices, contours_, perlin, offset, cos_table, sin_table,
+def rcdb(items, seed, per_class, vertices, contour_counts, perlin, offset, cos_table, sin_table,
          broken, out):
     t = cuda.grid(1)
     if t < items.shape[0]:
@@ -81,7 +81,7 @@ def rcdb(items, seed, per_class, vertices, contours_, perlin, offset, cos_table,
         vy = cuda.local.array(MAX_VERTICES, numba.float64)
         keep = cuda.local.array(MAX_VERTICES, numba.uint8)
         order = cuda.local.array(MAX_VERTICES, numba.int32)
-        contours.render_item(items[t], seed, per_class, plain(vertices), plain(contours_),
+        rcdb_image.render_item(items[t], seed, per_class, plain(vertices), plain(contour_counts),
                              plain(perlin), plain(offset), plain(cos_table), plain(sin_table),
                              broken, vx, vy, keep, order, plain(out)[t])
 
@@ -90,7 +90,7 @@ def rcdb(items, seed, per_class, vertices, contours_, perlin, offset, cos_table,
 def linedb(items, seed, per_class, line_counts, shuffle, out):
     t = cuda.grid(1)
     if t < items.shape[0]:
-        lines.render_item(items[t], seed, per_class, plain(line_counts), shuffle, plain(out)[t])
+        linedb_image.render_item(items[t], seed, per_class, plain(line_counts), shuffle, plain(out)[t])
 
 
 _I64, _U64, _F64, _B = "int64[::1]", "uint64", "float64", "boolean"

@@ -16,7 +16,7 @@ import numpy as np
 from fdsl.errors import FdslError
 from fdsl.generators.cuda import kernels
 from fdsl.generators.cuda.launch import DeviceArrays
-from fdsl.generators.kernels import contours, ifs2d, ifs3d_image
+from fdsl.generators.kernels import ifs2d, ifs3d_image, rcdb_image
 
 
 class _Plan:
@@ -151,7 +151,7 @@ class RcdbPlan(_Plan):
         self.shape = (source.image_size, source.image_size)
         self.tables = [arrays.table(a) for a in (c.vertices.astype(np.int64), c.contours.astype(np.int64),
                                                   c.perlin.astype(np.float64), c.offset.astype(np.float64),
-                                                  *contours.trig_tables())]
+                                                  *rcdb_image.trig_tables())]
 
     def _launch(self, items: np.ndarray, seed: np.uint64, out: Any) -> None:
         s = self.source

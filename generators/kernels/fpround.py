@@ -1,7 +1,8 @@
 """Floating-point multiply and add that are never fused into an FMA, on the CPU and on the GPU.
 
-The kernels that the CPU and the GPU share (``fdsl.generators.kernels.*_image``, ``contours``,
-``lines``) write every product as ``mul(a, b)`` and every sum of a product as ``add(a, b)``:
+The kernels that the CPU and the GPU share (``fdsl.generators.kernels.*_image``, and the
+arithmetic of ``ifs2d`` and ``perlin`` they call) write every product as ``mul(a, b)`` and every
+sum of a product as ``add(a, b)``:
 
 - in Python (and so in numba's CUDA simulator, where kernels run as Python) they are ``a * b`` and
   ``a + b``: IEEE float64/float32 operations, never fused;
