@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from fdsl.generators import exfractaldb, fractaldb, linedb, rcdb
-from fdsl.generators.exfractaldb_source import ExFractalSource
+from fdsl.generators.exfractaldb.source import ExFractalDBSource
 from fdsl.generators.kernels import ifs3d_image, linedb_image, rcdb_image
 
 
@@ -33,14 +33,14 @@ def fractaldb_params(path: Path) -> Path:
 def fractaldb_case(folder: Path, color: str = "gray") -> tuple[Any, np.ndarray]:
     """3 classes x 100 images (25 variants x 4 flips, one render) at 32 px, 1500 points; items:
     the 4 flips of variants 0, 2 (identity) and 24 of every class, in a shuffled order."""
-    source = fractaldb.make_source(classes=3, instances=100, seed=5, image_size=32, points=1500,
-                                   params_from=fractaldb_params(folder / "classes.npz"),
-                                   color=color, workers=1, backend="inline")
+    source = fractaldb.prepare_source(classes=3, instances=100, seed=5, image_size=32, points=1500,
+                                      params_from=fractaldb_params(folder / "classes.npz"),
+                                      color=color, workers=1, backend="inline")()
     items = np.array([c * 100 + v * 4 + f for c in range(3) for v in (0, 2, 24) for f in range(4)])
     return source, np.random.default_rng(0).permutation(items)
 
 
-def exfractaldb_case() -> tuple[ExFractalSource, np.ndarray]:
+def exfractaldb_case() -> tuple[ExFractalDBSource, np.ndarray]:
     """Two hand-made classes: a contractive 2-map IFS, and one map x -> 12 x + 1 whose cloud
     overflows within 300 points unless parameter a is scaled by 0.8 or less, so its 3 slots are
     drawn from spare rows 25, 49 and 73 of the paper25 table. 3 slots x 4 views, 24 px, ring
@@ -53,16 +53,16 @@ def exfractaldb_case() -> tuple[ExFractalSource, np.ndarray]:
     params[1, 0] = [12.0, 0, 0, 0, 0.5, 0, 0, 0, 0.5, 1.0, 0.5, 0.25]
     probs[1, 0] = 1.0
     classes = exfractaldb.ClassParams(params, probs, np.array([2, 1]), np.array([-1, -1]))
-    source = ExFractalSource(classes, seed=9, per_class=12, instances_3d=3, views=4, points=300,
-                             image_size=24, roll=True, search={})
+    source = ExFractalDBSource(classes, seed=9, instances_3d=3, views=4, points=300, image_size=24,
+                               roll=True, search={})
     return source, np.arange(24)[::-1].copy()
 
 
-def exfractaldb_cpu(source: ExFractalSource, items: np.ndarray, variants: np.ndarray) -> np.ndarray:
+def exfractaldb_cpu(source: ExFractalDBSource, items: np.ndarray, variants: np.ndarray) -> np.ndarray:
     """The CPU kernel's images of ``items`` with the given variant per item."""
-    from fdsl.generators import exfractaldb_tables as tables
+    from fdsl.generators.exfractaldb import tables
 
-    c = source.classes
+    c = source.params
     cumulative = np.zeros(c.probs.shape)
     for label, n in enumerate(c.num_maps):
         cumulative[label, :n] = np.cumsum(c.probs[label, :n])
@@ -82,12 +82,12 @@ def exfractaldb_cpu(source: ExFractalSource, items: np.ndarray, variants: np.nda
 
 def rcdb_case(broken: float = 0.0) -> tuple[Any, np.ndarray]:
     """3 classes x 4 images at 40 px (classes sampled from seed 2)."""
-    source = rcdb.make_source(classes=3, instances=4, seed=2, image_size=40, broken_fraction=broken)
+    source = rcdb.prepare_source(classes=3, instances=4, seed=2, image_size=40, broken_fraction=broken)()
     return source, np.array([11, 0, 5, 6, 3, 8])
 
 
 def rcdb_cpu(source: Any, items: np.ndarray) -> np.ndarray:
-    c = source.classes
+    c = source.params
     out = np.empty((len(items), source.image_size, source.image_size), np.uint8)
     rcdb_image.render_items(items, np.uint64(source.seed), source.per_class, c.vertices, c.contours,
                           c.perlin, c.offset, *rcdb_image.trig_tables(), float(source.broken_fraction), out)
@@ -96,7 +96,7 @@ def rcdb_cpu(source: Any, items: np.ndarray) -> np.ndarray:
 
 def linedb_case(shuffle: bool = False) -> tuple[Any, np.ndarray]:
     """4 classes (16..64 lines) x 3 images at 32 px."""
-    source = linedb.make_source(classes=4, instances=3, seed=6, image_size=32, shuffle_counts=shuffle)
+    source = linedb.prepare_source(classes=4, instances=3, seed=6, image_size=32, shuffle_counts=shuffle)()
     return source, np.array([0, 4, 11, 7, 2])
 
 

@@ -50,8 +50,8 @@ def test_fractaldb_kernel_takes_any_seed(tmp_path):
     other = np.asarray(_plan(source).render(items[:6], 77))
     from fdsl.generators import fractaldb
 
-    reseeded = fractaldb.make_source(classes=3, instances=100, seed=77, image_size=32, points=1500,
-                                     params_from=tmp_path / "classes.npz", workers=1, backend="inline")
+    reseeded = fractaldb.prepare_source(classes=3, instances=100, seed=77, image_size=32, points=1500,
+                                        params_from=tmp_path / "classes.npz", workers=1, backend="inline")()
     cpu = np.stack([reseeded.render(int(i), int(i) + 1).images[0] for i in items[:6]])
     assert mismatched_pixels(other, cpu) == 0
     assert mismatched_pixels(other, np.asarray(_plan(source).render(items[:6], 5))) > 0

@@ -8,7 +8,6 @@ item indices with any seed (``--fresh-instances`` changes the seed per epoch, no
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -43,17 +42,18 @@ class FractalDBPlan(_Plan):
     """FractalDB: one thread per image runs the class's orbit twice (box, then patches)."""
 
     def __init__(self, source: Any, arrays: DeviceArrays) -> None:
-        from fdsl.generators.fractaldb_source import _PALETTE, GREY, WEIGHTS
+        from fdsl.generators.fractaldb.source import _PALETTE, GREY, WEIGHTS
 
         super().__init__(arrays)
-        classes = len(source.params)
-        most = max(len(params.maps) for params in source.params)
+        params = source.params
+        classes = len(params)
+        most = int(params.num_maps.max())
         maps = np.zeros((classes, most, 6))
         edges = np.zeros((classes, most))
-        for c, params in enumerate(source.params):
-            n = len(params.maps)
-            maps[c, :n] = params.maps
-            edges[c, :n] = params.cumulative()
+        for c in range(classes):
+            n = int(params.num_maps[c])
+            maps[c, :n] = params.system(c)[0]
+            edges[c, :n] = params.cumulative(c)
             edges[c, n - 1] = np.inf  # as ifs2d.orbit: the search always ends at the last map
         colour = source.color == "color"
         palette = _PALETTE if colour else np.array([[GREY]], np.uint8)
@@ -67,12 +67,12 @@ class FractalDBPlan(_Plan):
         return images[..., 0] if self.shape[2] == 1 else images  # grey: [N, H, W], a view
 
     def _launch(self, items: np.ndarray, seed: np.uint64, out: Any) -> None:
-        from fdsl.generators.fractaldb_search import PAD
+        from fdsl.generators.fractaldb.params import PAD
 
         s = self.source
         maps, edges, weights, palette, bits = self.tables
         self.arrays.launch(kernels.fractaldb, len(items), self.arrays.table(items), seed,
-                           s.instances, s.renders, maps, edges, weights, s.points, s.image_size,
+                           s.per_class, s.renders, maps, edges, weights, s.points, s.image_size,
                            PAD, palette, bits, out)
 
 
@@ -82,10 +82,10 @@ class ExFractalDBPlan(_Plan):
     the clouds' divergence by a kernel."""
 
     def __init__(self, source: Any, arrays: DeviceArrays) -> None:
-        from fdsl.generators import exfractaldb_tables as tables
+        from fdsl.generators.exfractaldb import tables
 
         super().__init__(arrays)
-        c = source.classes
+        c = source.params
         cumulative = np.zeros(c.probs.shape)
         for label, n in enumerate(c.num_maps):
             cumulative[label, :n] = np.cumsum(c.probs[label, :n])
@@ -106,7 +106,7 @@ class ExFractalDBPlan(_Plan):
         s = self.source
         todo = sorted({int(label) for label in labels} - {k[1] for k in self._plans if k[0] == int(seed)})
         if todo:
-            count = min(s.instances_3d, math.ceil(s.per_class / s.views))
+            count = s.instances_3d
             grid = np.repeat(np.array(todo, np.int64), count)
             ok = self._valid(grid, np.tile(np.arange(count, dtype=np.int64), len(todo)), seed).reshape(len(todo), count)
             for label, row in zip(todo, ok, strict=True):
@@ -146,7 +146,7 @@ class RcdbPlan(_Plan):
 
     def __init__(self, source: Any, arrays: DeviceArrays) -> None:
         super().__init__(arrays)
-        c = source.classes
+        c = source.params
         self.source = source
         self.shape = (source.image_size, source.image_size)
         self.tables = [arrays.table(a) for a in (c.vertices.astype(np.int64), c.contours.astype(np.int64),
