@@ -15,7 +15,6 @@ import numpy as np
 
 from fdsl.generators import exfractaldb, fractaldb, linedb, rcdb
 from fdsl.generators.exfractaldb.source import ExFractalDBSource
-from fdsl.generators.kernels import ifs3d_image, linedb_image, rcdb_image
 
 
 def fractaldb_params(path: Path) -> Path:
@@ -58,40 +57,10 @@ def exfractaldb_case() -> tuple[ExFractalDBSource, np.ndarray]:
     return source, np.arange(24)[::-1].copy()
 
 
-def exfractaldb_cpu(source: ExFractalDBSource, items: np.ndarray, variants: np.ndarray) -> np.ndarray:
-    """The CPU kernel's images of ``items`` with the given variant per item."""
-    from fdsl.generators.exfractaldb import tables
-
-    c = source.params
-    cumulative = np.zeros(c.probs.shape)
-    for label, n in enumerate(c.num_maps):
-        cumulative[label, :n] = np.cumsum(c.probs[label, :n])
-    labels, j = np.divmod(items, source.per_class)
-    views = j % source.views
-    angles = np.empty((len(items), 3))
-    cameras = np.empty((len(items), 3, 3))
-    ifs3d_image.view_cameras(np.uint64(source.seed), labels, variants, views, source.roll,
-                             source.views_mode == "ring", source.views, source.image_size, angles, cameras)
-    out = np.empty((len(items), source.image_size, source.image_size), np.uint8)
-    lit = np.empty(len(items), np.int64)
-    ifs3d_image.render_models(labels, variants, cameras, np.uint64(source.seed), source.points, c.params,
-                              cumulative, c.num_maps.astype(np.int64),
-                              tables.instance_table(source.instance_table), source.gl_rows, out, lit)
-    return out
-
-
 def rcdb_case(broken: float = 0.0) -> tuple[Any, np.ndarray]:
     """3 classes x 4 images at 40 px (classes sampled from seed 2)."""
     source = rcdb.prepare_source(classes=3, instances=4, seed=2, image_size=40, broken_fraction=broken)()
     return source, np.array([11, 0, 5, 6, 3, 8])
-
-
-def rcdb_cpu(source: Any, items: np.ndarray) -> np.ndarray:
-    c = source.params
-    out = np.empty((len(items), source.image_size, source.image_size), np.uint8)
-    rcdb_image.render_items(items, np.uint64(source.seed), source.per_class, c.vertices, c.contours,
-                          c.perlin, c.offset, *rcdb_image.trig_tables(), float(source.broken_fraction), out)
-    return out
 
 
 def linedb_case(shuffle: bool = False) -> tuple[Any, np.ndarray]:
@@ -100,11 +69,9 @@ def linedb_case(shuffle: bool = False) -> tuple[Any, np.ndarray]:
     return source, np.array([0, 4, 11, 7, 2])
 
 
-def linedb_cpu(source: Any, items: np.ndarray) -> np.ndarray:
-    out = np.empty((len(items), source.image_size, source.image_size), np.uint8)
-    linedb_image.render_items(items, np.uint64(source.seed), source.per_class, source.line_counts,
-                       bool(source.shuffle_counts), out, np.empty(len(items), np.int32))
-    return out
+def cpu_images(source: Any, items: np.ndarray) -> np.ndarray:
+    """The CPU source's images of ``items``, in that order (what gen-fractal stores for them)."""
+    return np.stack([source.render(int(i), int(i) + 1).images[0] for i in items])
 
 
 def mismatched_pixels(a: np.ndarray, b: np.ndarray) -> int:

@@ -12,14 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cuda_cases import (
+    cpu_images,
     exfractaldb_case,
-    exfractaldb_cpu,
     fractaldb_case,
     linedb_case,
-    linedb_cpu,
     mismatched_pixels,
     rcdb_case,
-    rcdb_cpu,
 )
 
 pytestmark = pytest.mark.cudasim
@@ -36,7 +34,7 @@ def test_fractaldb_kernel_draws_the_cpu_images(tmp_path, color):
     source, items = fractaldb_case(tmp_path, color)
     gpu = _plan(source).render(items, source.seed)
     assert str(gpu.device) == "cpu"  # the simulator hands back a CPU tensor
-    cpu = np.stack([source.render(int(i), int(i) + 1).images[0] for i in items])
+    cpu = cpu_images(source, items)
     assert gpu.numpy().shape == cpu.shape == ((36, 32, 32, 3) if color == "color" else (36, 32, 32))
     assert mismatched_pixels(gpu.numpy(), cpu) == 0
     # every flip and every class drew something; the NaN orbit kept only its first points
@@ -52,7 +50,7 @@ def test_fractaldb_kernel_takes_any_seed(tmp_path):
 
     reseeded = fractaldb.prepare_source(classes=3, instances=100, seed=77, image_size=32, points=1500,
                                         params_from=tmp_path / "classes.npz", workers=1, backend="inline")()
-    cpu = np.stack([reseeded.render(int(i), int(i) + 1).images[0] for i in items[:6]])
+    cpu = cpu_images(reseeded, items[:6])
     assert mismatched_pixels(other, cpu) == 0
     assert mismatched_pixels(other, np.asarray(_plan(source).render(items[:6], 5))) > 0
 
@@ -68,7 +66,7 @@ def test_exfractaldb_kernel_draws_the_cpu_images_with_spare_rows():
     assert sorted(set(variants[labels == 0].tolist())) == [0, 1, 2]
     assert source.substitutes(1) == {0: 25, 1: 49, 2: 73}  # the CPU source's choice
     gpu = plan.render(items, source.seed).numpy()
-    cpu = exfractaldb_cpu(source, items, variants)
+    cpu = cpu_images(source, items)
     assert mismatched_pixels(gpu, cpu) == 0
     assert all((img == 255).any() for img in cpu)
     assert all((img == 255).sum() > 10 for img in cpu[labels == 0])
@@ -78,7 +76,7 @@ def test_exfractaldb_kernel_draws_the_cpu_images_with_spare_rows():
 def test_rcdb_kernel_draws_the_cpu_images(broken):
     source, items = rcdb_case(broken)
     gpu = _plan(source).render(items, source.seed).numpy()
-    cpu = rcdb_cpu(source, items)
+    cpu = cpu_images(source, items)
     assert mismatched_pixels(gpu, cpu) == 0
     assert all((img < 255).any() for img in cpu)
 
@@ -87,6 +85,6 @@ def test_rcdb_kernel_draws_the_cpu_images(broken):
 def test_linedb_kernel_draws_the_cpu_images(shuffle):
     source, items = linedb_case(shuffle)
     gpu = _plan(source).render(items, source.seed).numpy()
-    cpu = linedb_cpu(source, items)
+    cpu = cpu_images(source, items)
     assert mismatched_pixels(gpu, cpu) == 0
     assert all((img < 255).any() for img in cpu)

@@ -86,12 +86,9 @@ class ExFractalDBPlan(_Plan):
 
         super().__init__(arrays)
         c = source.params
-        cumulative = np.zeros(c.probs.shape)
-        for label, n in enumerate(c.num_maps):
-            cumulative[label, :n] = np.cumsum(c.probs[label, :n])
         self.source = source
         self.shape = (source.image_size, source.image_size)
-        self.tables = [arrays.table(a) for a in (c.params, cumulative, c.num_maps.astype(np.int64),
+        self.tables = [arrays.table(a) for a in (*ifs3d_image.class_tables(c.params, c.probs, c.num_maps),
                                                   tables.instance_table(source.instance_table))]
         self._plans: dict[tuple[int, int], dict[int, int | None]] = {}
 
@@ -111,9 +108,11 @@ class ExFractalDBPlan(_Plan):
             ok = self._valid(grid, np.tile(np.arange(count, dtype=np.int64), len(todo)), seed).reshape(len(todo), count)
             for label, row in zip(todo, ok, strict=True):
                 spares = np.arange(s.instances_3d, s.table_rows, dtype=np.int64)
+                # Rare: judge every spare row of the class in one launch.
                 spare_ok = (self._valid(np.full(len(spares), label, np.int64), spares, seed)
-                            if not row.all() and len(spares) else np.zeros(0, bool))
-                self._plans[(int(seed), label)] = ifs3d_image.substitute_plan(row, spares, spare_ok)
+                            if not row.all() and len(spares) else np.zeros(len(spares), bool))
+                self._plans[(int(seed), label)] = ifs3d_image.substitute_plan(
+                    row.tolist(), spares.tolist(), lambda v, ok=spare_ok, first=s.instances_3d: bool(ok[v - first]))
         out = slots.copy()
         for k, (label, slot) in enumerate(zip(labels, slots, strict=True)):
             plan = self._plans[(int(seed), int(label))]

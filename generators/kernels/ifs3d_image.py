@@ -22,6 +22,7 @@ host (``view_cameras``) for both devices, since a device ``sin`` may differ from
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
 
 import numba
 import numpy as np
@@ -36,6 +37,7 @@ CAMERA_DISTANCE = 4.0
 Z_NEAR = 1.0
 Z_FAR = 100.0
 FOVY_DEGREES = 45.0
+FOCAL = 1.0 / math.tan(math.radians(FOVY_DEGREES) / 2.0)  # Python's value, frozen into the kernels
 RING_START = math.radians(30.0)
 FRAME = 5  # lo, scale, mean x, mean y, mean z
 
@@ -192,12 +194,16 @@ def cloud_points(label, variant, seed, points, params, cumulative, n_maps, table
     return True
 
 
-@numba.njit(cache=True)
-def project_cloud(xs, ys, zs, cam, gl_rows, img):
-    """The CPU's view: ``render_view``'s projection of a stored cloud; returns the lit pixels."""
+@numba.njit(cache=True, error_model="numpy")
+def project_cloud(xs, ys, zs, cam, gl_rows, img, index):
+    """The CPU's view: ``render_view``'s projection of a stored cloud into ``img`` uint8 [H, W]
+    (index int64 [>= points] is scratch); returns the lit pixels."""
     height, width = img.shape
+    # Indices first, in a loop without stores to the image, which LLVM vectorises.
     for i in range(xs.shape[0]):
-        at = pixel_of(xs[i], ys[i], zs[i], cam, height, width)
+        index[i] = pixel_of(xs[i], ys[i], zs[i], cam, height, width)
+    for i in range(xs.shape[0]):
+        at = index[i]
         if at >= 0:
             row = at // width
             img[height - 1 - row if gl_rows else row, at % width] = 255
@@ -222,23 +228,38 @@ def view_angles(seed, label, variant, view, roll, ring, views):
 
 
 @numba.njit(cache=True)
-def camera_rows(azimuth, elevation, roll, height, width, out):
-    """out float64 [3, 3]: rows (right, up) scaled by focal x half the side, and back, of a camera
-    at distance 4 on the back axis looking at the origin (Y up; roll turns the image)."""
-    focal = 1.0 / math.tan(math.radians(FOVY_DEGREES) / 2.0)
+def camera_axes(azimuth, elevation, roll, out):
+    """out float64 [3, 3]: rows (right, up, back) of a camera on the +back side looking at the
+    origin. Angles in radians; azimuth about +Y from +Z, elevation toward +Y (Y is up as in
+    OpenGL), roll turns the image about the viewing axis; the camera sits at distance 4 on back."""
     ca, sa = math.cos(azimuth), math.sin(azimuth)
     ce, se = math.cos(elevation), math.sin(elevation)
     cr, sr = math.cos(roll), math.sin(roll)
     right = (ca, 0.0, -sa)
     up = (-se * sa, ce, -se * ca)
-    sx = focal * 0.5 * width
-    sy = focal * 0.5 * height
     for a in range(3):
-        out[0, a] = (cr * right[a] + sr * up[a]) * sx
-        out[1, a] = (-sr * right[a] + cr * up[a]) * sy
+        out[0, a] = cr * right[a] + sr * up[a]
+        out[1, a] = -sr * right[a] + cr * up[a]
     out[2, 0] = ce * sa
     out[2, 1] = se
     out[2, 2] = ce * ca
+
+
+@numba.njit(cache=True)
+def scale_axes(cam, height, width):
+    """Scale a camera's right and up rows by focal x half the image side (what ``pixel_of`` reads)."""
+    sx = FOCAL * 0.5 * width
+    sy = FOCAL * 0.5 * height
+    for a in range(3):
+        cam[0, a] = cam[0, a] * sx
+        cam[1, a] = cam[1, a] * sy
+
+
+@numba.njit(cache=True)
+def camera_rows(azimuth, elevation, roll, height, width, out):
+    """out float64 [3, 3]: ``camera_axes`` with right and up scaled for ``pixel_of`` (host)."""
+    camera_axes(azimuth, elevation, roll, out)
+    scale_axes(out, height, width)
 
 
 @numba.njit(cache=True)
@@ -262,17 +283,29 @@ def render_models(labels, variants, cameras, seed, points, params, cumulative, n
     xs = np.empty(points)
     ys = np.empty(points)
     zs = np.empty(points)
+    index = np.empty(points, np.int64)
     out[:] = 0
     ok = False
     for k in range(labels.shape[0]):
         if k == 0 or labels[k] != labels[k - 1] or variants[k] != variants[k - 1]:
             ok = cloud_points(labels[k], variants[k], seed, points, params, cumulative, n_maps,
                               table, xs, ys, zs)
-        lit[k] = project_cloud(xs, ys, zs, cameras[k], gl_rows, out[k]) if ok else -1
+        lit[k] = project_cloud(xs, ys, zs, cameras[k], gl_rows, out[k], index) if ok else -1
 
 
-def substitute_plan(slot_ok: np.ndarray, spares: np.ndarray, spare_ok: np.ndarray) -> dict[int, int | None]:
-    """Slot -> the variant drawn instead, for the slots whose cloud diverges: the next unused
-    spare row whose cloud does not (None when none is left), slots in order (host)."""
-    usable = iter(int(v) for v, ok in zip(spares, spare_ok, strict=True) if ok)
-    return {slot: next(usable, None) for slot in np.flatnonzero(~np.asarray(slot_ok, bool)).tolist()}
+def substitute_plan(slot_ok: Sequence[bool], spares: Iterable[int],
+                    valid: Callable[[int], bool]) -> dict[int, int | None]:
+    """Slot -> the variant drawn instead, for the slots whose cloud diverges (``slot_ok`` False):
+    the next unused spare row that ``valid`` accepts (None when none is left), slots in order;
+    spares are judged only as far as needed (host)."""
+    usable = (int(v) for v in spares if valid(int(v)))
+    return {slot: next(usable, None) for slot, ok in enumerate(slot_ok) if not ok}
+
+
+def class_tables(params: np.ndarray, probs: np.ndarray, num_maps: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(params, cumulative probabilities, num_maps int64) of every class as the kernels read them;
+    a class's cumulative row is ``np.cumsum`` of its probabilities, as the official's ``cumsum``."""
+    cumulative = np.zeros(probs.shape)
+    for label, n in enumerate(num_maps):
+        cumulative[label, :n] = np.cumsum(probs[label, :n])
+    return np.ascontiguousarray(params, np.float64), cumulative, np.asarray(num_maps, np.int64)

@@ -92,6 +92,26 @@ def _broken_keep(key, contour, vertices, remove, keep, order):
 
 
 @numba.njit(cache=True)
+def image_draws(seed, label, instance, vertices, contours, broken, greys, noise_inputs, keep):
+    """The draws ``render_item`` reads for an image, as arrays (for the official algorithm's
+    reference port and the fidelity tests): greys int64 [K], noise_inputs float64 [K, 2, V], keep
+    uint8 [K, V] (segment v of contour k drawn; all 1 when ``broken`` is 0)."""
+    key = counter.key4(seed, TAG_IMAGE, label, instance)
+    break_key = counter.key4(seed, TAG_BREAK, label, instance)
+    remove = min(vertices, np.int64(add(mul(broken, np.float64(vertices)), 0.5))) if broken > 0.0 else 0
+    noise = SCALARS + contours
+    order = np.empty(vertices, np.int32)
+    for k in range(contours):
+        greys[k] = min(counter.below(key, SCALARS + k, GREY_DRAW + 1), 255)
+        for v in range(vertices):
+            noise_inputs[k, 0, v] = mul(1e4, counter.uniform(key, noise + (2 * k) * vertices + v))
+            noise_inputs[k, 1, v] = mul(1e4, counter.uniform(key, noise + (2 * k + 1) * vertices + v))
+            keep[k, v] = 1
+        if remove > 0:
+            _broken_keep(break_key, k, vertices, remove, keep[k], order)
+
+
+@numba.njit(cache=True)
 def render_item(item, seed, per_class, vertices_of, contours_of, perlin_of, offset_of, cos_table,
                 sin_table, broken, vx, vy, keep, order, img):
     """Draw item ``item`` (class ``item // per_class``) into ``img`` uint8 [H, W], filled with 255
