@@ -88,3 +88,26 @@ def test_linedb_kernel_draws_the_cpu_images(shuffle):
     cpu = cpu_images(source, items)
     assert mismatched_pixels(gpu, cpu) == 0
     assert all((img < 255).any() for img in cpu)
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory):
+    from device_sets import SETS, make_set
+
+    root = tmp_path_factory.mktemp("sets")
+    return {db: make_set(db, root, params_only=db != "linedb") for db in SETS}
+
+
+@pytest.mark.parametrize("db", ["fractaldb", "exfractaldb", "rcdb", "linedb"])
+def test_generate_on_cuda_equals_gen_fractal_shards(sets, tmp_path, db):
+    """generate(folder, indices, "cuda") in the simulator gives gen-fractal's shards, from a full
+    folder (linedb) or a --params-only one (the others; the full set is made to compare)."""
+    from device_sets import make_set, stored_images
+
+    from fdsl.generators.device import generate
+
+    stored = stored_images(sets[db] if db == "linedb" else make_set(db, tmp_path))
+    order = np.random.default_rng(3).permutation(len(stored))[:10]
+    made = generate(sets[db], order, "cuda")
+    assert made.device.type == "cpu" and made.dtype.is_floating_point is False
+    assert mismatched_pixels(made.numpy(), stored[order]) == 0
