@@ -159,7 +159,7 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
 
 
 def _scatter(rows: list[dict[str, Any]]) -> bytes:
-    from fdsl.train.analysis import figure_png, pyplot
+    from fdsl.train.figures import figure_png, pyplot
 
     fig, ax = pyplot().subplots(figsize=(6, 5))
     trained = [r for r in rows if r["top1"] is not None]

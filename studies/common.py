@@ -250,8 +250,10 @@ def plot_series(path: str | Path, series: Mapping[str, tuple[list[Any], list[flo
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, dpi=100, format="png")
     plt.close(fig)
+    write_bytes_atomic(path, png.getvalue())
 
 
 def parse_named(items: Sequence[str] | None, what: str) -> dict[str, str]:
