@@ -2,7 +2,8 @@
 
 A data folder is either an fdsl shard data set (``manifest.json``; read with ShardLoader) or an
 ImageFolder tree (one sub-folder per class holding images, as users keep Oxford-IIIT Pet or
-CUB-200-2011). Both give uint8 batches [B, C, H, W] of one fixed size; everything else happens on
+CUB-200-2011); ``gen:FOLDER`` names a generated data set whose images are made as training reads
+them (``fdsl.generators.onthefly``; FOLDER may hold only its manifest and ``classes.npz``). Both give uint8 batches [B, C, H, W] of one fixed size; everything else happens on
 the training device (see ``fdsl.train.augment``).
 """
 
@@ -20,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from fdsl.errors import FdslError
 from fdsl.imaging import resize_center_crop
+from fdsl.train.dataarg import generated_folder
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,13 @@ class MapLoader:
         return sampler.num_batches(len(self.indices), self.batch_size, self.drop_last, self.world_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        # A data set that makes whole batches on the training device (gen:FOLDER on CUDA) does so;
+        # anything else is read by DataLoader workers (which pick up the data set's epoch).
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(self.epoch)
+        made = getattr(self.dataset, "device_batches", lambda *_: None)(self._batches(), self.epoch)
+        if made is not None:
+            return made
         # A private generator keeps the DataLoader from drawing on torch's global RNG, whose
         # state belongs to augmentation and is saved in checkpoints.
         loader = torch.utils.data.DataLoader(
@@ -114,27 +123,48 @@ class DataSource:
     """An opened data folder: the data set, its class names and labels, and how to batch it."""
 
     path: Path
-    kind: str  # "shards" or "imagefolder"
+    kind: str  # "shards", "imagefolder" or "generated"
     dataset: Any
     classes: list[str]
     labels: np.ndarray  # int64 [N]
     native_side: int  # short side of the stored images
 
     def loader(self, indices: np.ndarray, *, batch_size: int, shuffle: bool, workers: int,
-               seed: int, rank: int = 0, world_size: int = 1, drop_last: bool = False) -> Any:
-        """A ShardLoader/MapLoader over ``indices`` for this rank."""
+               seed: int, rank: int = 0, world_size: int = 1, drop_last: bool = False,
+               device: torch.device | None = None, fresh_instances: bool = False) -> Any:
+        """A ShardLoader/MapLoader over ``indices`` for this rank (a generated set: made on
+        ``device`` when it is CUDA, with new instances every epoch if ``fresh_instances``)."""
+        dataset = self.training_dataset(device, fresh_instances)
         if self.kind == "shards":
             from fdsl.datasets import ShardLoader
 
             return ShardLoader(self.dataset, batch_size=batch_size, shuffle=shuffle,
                                num_workers=workers, seed=seed, rank=rank, world_size=world_size,
                                drop_last=drop_last, indices=indices)
-        return MapLoader(self.dataset, batch_size, shuffle, workers, seed, rank, world_size,
-                         drop_last, indices)
+        return MapLoader(dataset, batch_size, shuffle, workers, seed, rank, world_size, drop_last, indices)
+
+
+    def training_dataset(self, device: torch.device | None, fresh_instances: bool) -> Any:
+        """The data set a training loader reads (a generated set's view for ``device``)."""
+        if self.kind != "generated":
+            if fresh_instances:
+                raise FdslError(f"--fresh-instances needs generated data (--data gen:FOLDER), not {self.path}")
+            return self.dataset
+        from fdsl.generators.onthefly import training_view
+
+        return training_view(self.dataset, device, fresh_instances)
 
 
 def open_data(path: str | Path, image_size: int, resize_ratio: float | None) -> DataSource:
-    """Open a shard folder or an ImageFolder tree; FdslError (one line) when it is neither."""
+    """Open a shard folder, an ImageFolder tree or ``gen:FOLDER``; FdslError (one line) otherwise."""
+    folder = generated_folder(path)
+    if folder is not None:
+        if not folder.is_dir():
+            raise FdslError(f"data folder {folder} does not exist")
+        from fdsl.generators.onthefly import OnTheFlyDataset
+
+        made = OnTheFlyDataset(folder, mode=None)
+        return DataSource(folder, "generated", made, made.classes, made.labels, min(made.image_shape[1:]))
     path = Path(path)
     if not path.is_dir():
         raise FdslError(f"data folder {path} does not exist")
