@@ -164,8 +164,9 @@ class OnTheFlyDataset(torch.utils.data.Dataset):
 
     def _device_batches(self, batches: Sequence[Sequence[int]], epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for batch in batches:
+            images = self.images(batch, epoch)
             labels = torch.from_numpy(self.labels[np.asarray(batch, np.int64)])
-            yield self.images(batch, epoch), labels.to(self.device, non_blocking=True)
+            yield images, labels.to(images.device)  # a CPU tensor in the CUDA simulator
 
 
 OnTheFlyFractalDataset = OnTheFlyDataset  # its former name (FractalDB only, settings given by hand)

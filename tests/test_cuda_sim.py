@@ -111,3 +111,26 @@ def test_generate_on_cuda_equals_gen_fractal_shards(sets, tmp_path, db):
     made = generate(sets[db], order, "cuda")
     assert made.device.type == "cpu" and made.dtype.is_floating_point is False
     assert mismatched_pixels(made.numpy(), stored[order]) == 0
+
+
+def test_training_batches_made_on_cuda_equal_the_cpu_workers(sets):
+    """train-classifier's loader over gen:FOLDER on a CUDA device makes whole batches with the
+    kernels (here in the simulator), the same batches CPU workers make, in every epoch."""
+    import torch
+
+    from fdsl.train.data import open_data
+
+    source = open_data(f"gen:{sets['rcdb']}", 40, None)
+    rows = np.arange(8)
+    common = dict(batch_size=3, shuffle=True, seed=2, fresh_instances=True)
+    on_device = source.loader(rows, workers=0, device=torch.device("cuda"), **common)
+    in_workers = source.loader(rows, workers=1, device=torch.device("cpu"), **common)
+    assert on_device.dataset.device.type == "cuda" and in_workers.dataset.device.type == "cpu"
+    for epoch in (0, 1):
+        on_device.set_epoch(epoch)
+        in_workers.set_epoch(epoch)
+        made, read = list(on_device), list(in_workers)
+        assert len(made) == len(read) == 3
+        for (a, la), (b, lb) in zip(made, read, strict=True):
+            assert a.shape == b.shape and a.shape[1] == 1 and torch.equal(la, lb)
+            assert mismatched_pixels(a.numpy(), b.numpy()) == 0

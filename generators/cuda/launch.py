@@ -42,11 +42,21 @@ class DeviceArrays:
             self.stream = cuda.external_stream(self._torch.cuda.current_stream().cuda_stream)
 
     def table(self, array: np.ndarray) -> Any:
-        """A device copy of ``array`` (class tables and per-batch inputs)."""
+        """A device copy of ``array``, made once (class tables)."""
         array = np.ascontiguousarray(array)
         if SIMULATED:
             return cuda.to_device(array, stream=self.stream)
-        tensor = self._torch.from_numpy(array).to("cuda", non_blocking=False)
+        tensor = self._torch.from_numpy(array).to("cuda")
+        return _Held(tensor, cuda.as_cuda_array(tensor, sync=False))
+
+    def upload(self, array: np.ndarray) -> Any:
+        """A device copy of a batch's small input (item indices, cameras), queued on the stream:
+        from pinned memory, so the host does not wait for the work already queued (a copy from
+        pageable memory would), and torch keeps the pinned buffer until the copy is done."""
+        array = np.ascontiguousarray(array)
+        if SIMULATED:
+            return cuda.to_device(array, stream=self.stream)
+        tensor = self._torch.from_numpy(array).pin_memory().to("cuda", non_blocking=True)
         return _Held(tensor, cuda.as_cuda_array(tensor, sync=False))
 
     def output(self, shape: tuple[int, ...], fill: int) -> tuple[Any, Any]:

@@ -71,7 +71,7 @@ class FractalDBPlan(_Plan):
 
         s = self.source
         maps, edges, weights, palette, bits = self.tables
-        self.arrays.launch(kernels.fractaldb, len(items), self.arrays.table(items), seed,
+        self.arrays.launch(kernels.fractaldb, len(items), self.arrays.upload(items), seed,
                            s.per_class, s.renders, maps, edges, weights, s.points, s.image_size,
                            PAD, palette, bits, out)
 
@@ -90,38 +90,43 @@ class ExFractalDBPlan(_Plan):
         self.shape = (source.image_size, source.image_size)
         self.tables = [arrays.table(a) for a in (*ifs3d_image.class_tables(c.params, c.probs, c.num_maps),
                                                   tables.instance_table(source.instance_table))]
-        self._plans: dict[tuple[int, int], dict[int, int | None]] = {}
+        self._plans: dict[int, dict[int, dict[int, int | None]]] = {}
 
     def _valid(self, labels: np.ndarray, variants: np.ndarray, seed: np.uint64) -> np.ndarray:
         handle, ok = self.arrays.output((len(labels),), 0)
-        self.arrays.launch(kernels.exfractaldb_valid, len(labels), self.arrays.table(labels),
-                           self.arrays.table(variants), seed, self.source.points, *self.tables, ok)
+        self.arrays.launch(kernels.exfractaldb_valid, len(labels), self.arrays.upload(labels),
+                           self.arrays.upload(variants), seed, self.source.points, *self.tables, ok)
         return self.arrays.result(handle, ok).cpu().numpy().astype(bool)
 
+    def substitutes(self, seed: np.uint64) -> dict[int, dict[int, int | None]]:
+        """Class -> its slots' substitutes (``ExFractalDBSource.substitutes``) for ``seed``: every
+        class's slots judged in one launch the first time a seed is seen (one wait for the device
+        per seed), the spare rows only of classes that need them."""
+        plans = self._plans.get(int(seed))
+        if plans is None:
+            s = self.source
+            classes, count = len(s.params), s.instances_3d
+            ok = self._valid(np.repeat(np.arange(classes, dtype=np.int64), count),
+                             np.tile(np.arange(count, dtype=np.int64), classes), seed).reshape(classes, count)
+            spares = np.arange(count, s.table_rows, dtype=np.int64)
+            plans = {}
+            for label in np.flatnonzero(~ok.all(axis=1)).tolist():  # rare: a diverging slot
+                spare_ok = self._valid(np.full(len(spares), label, np.int64), spares, seed)
+                plans[label] = ifs3d_image.substitute_plan(ok[label].tolist(), spares.tolist(),
+                                                           lambda v, good=spare_ok: bool(good[v - count]))
+            self._plans = {int(seed): plans}  # one seed (epoch) at a time
+        return plans
+
     def variants(self, labels: np.ndarray, slots: np.ndarray, seed: np.uint64) -> np.ndarray:
-        """The variant drawn in each (label, slot), as ``ExFractalSource.substitutes`` picks it."""
-        s = self.source
-        todo = sorted({int(label) for label in labels} - {k[1] for k in self._plans if k[0] == int(seed)})
-        if todo:
-            count = s.instances_3d
-            grid = np.repeat(np.array(todo, np.int64), count)
-            ok = self._valid(grid, np.tile(np.arange(count, dtype=np.int64), len(todo)), seed).reshape(len(todo), count)
-            for label, row in zip(todo, ok, strict=True):
-                spares = np.arange(s.instances_3d, s.table_rows, dtype=np.int64)
-                # Rare: judge every spare row of the class in one launch.
-                spare_ok = (self._valid(np.full(len(spares), label, np.int64), spares, seed)
-                            if not row.all() and len(spares) else np.zeros(len(spares), bool))
-                self._plans[(int(seed), label)] = ifs3d_image.substitute_plan(
-                    row.tolist(), spares.tolist(), lambda v, ok=spare_ok, first=s.instances_3d: bool(ok[v - first]))
+        """The variant drawn in each (label, slot), as ``ExFractalDBSource.substitutes`` picks it."""
+        plans = self.substitutes(seed)
         out = slots.copy()
-        for k, (label, slot) in enumerate(zip(labels, slots, strict=True)):
-            plan = self._plans[(int(seed), int(label))]
-            if int(slot) in plan:
-                variant = plan[int(slot)]
-                if variant is None:
-                    raise FdslError(f"exfractaldb class {int(label)}: slot {int(slot)}'s cloud and every "
-                                    "spare row of the instance table diverge; the data set has no such image")
-                out[k] = variant
+        for k in np.flatnonzero(np.isin(labels, list(plans))).tolist():
+            variant = plans[int(labels[k])].get(int(slots[k]), int(slots[k]))
+            if variant is None:
+                raise FdslError(f"exfractaldb class {int(labels[k])}: slot {int(slots[k])}'s cloud and every "
+                                "spare row of the instance table diverge; the data set has no such image")
+            out[k] = variant
         return out
 
     def _launch(self, items: np.ndarray, seed: np.uint64, out: Any) -> None:
@@ -133,9 +138,9 @@ class ExFractalDBPlan(_Plan):
         cameras = np.empty((len(items), 3, 3))
         ifs3d_image.view_cameras(seed, labels, variants, views, s.roll, s.views_mode == "ring", s.views,
                                  s.image_size, angles, cameras)
-        self.arrays.launch(kernels.exfractaldb, len(items), self.arrays.table(labels),
-                           self.arrays.table(variants), seed, s.points, *self.tables,
-                           self.arrays.table(cameras), bool(s.gl_rows), out)
+        self.arrays.launch(kernels.exfractaldb, len(items), self.arrays.upload(labels),
+                           self.arrays.upload(variants), seed, s.points, *self.tables,
+                           self.arrays.upload(cameras), bool(s.gl_rows), out)
 
 
 class RcdbPlan(_Plan):
@@ -154,7 +159,7 @@ class RcdbPlan(_Plan):
 
     def _launch(self, items: np.ndarray, seed: np.uint64, out: Any) -> None:
         s = self.source
-        self.arrays.launch(kernels.rcdb, len(items), self.arrays.table(items), seed, s.per_class,
+        self.arrays.launch(kernels.rcdb, len(items), self.arrays.upload(items), seed, s.per_class,
                            *self.tables, float(s.broken_fraction), out)
 
 
@@ -171,7 +176,7 @@ class LineDBPlan(_Plan):
 
     def _launch(self, items: np.ndarray, seed: np.uint64, out: Any) -> None:
         s = self.source
-        self.arrays.launch(kernels.linedb, len(items), self.arrays.table(items), seed, s.per_class,
+        self.arrays.launch(kernels.linedb, len(items), self.arrays.upload(items), seed, s.per_class,
                            self.counts, bool(s.shuffle_counts), out)
 
 
