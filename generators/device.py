@@ -125,27 +125,7 @@ class ImageMaker:
         return found
 
     def _cpu(self, items: np.ndarray, seed: int) -> np.ndarray:
-        source = self.source_for(seed)
-        out: np.ndarray | None = None
-        start = 0
-        # Runs of consecutive items render in one call (a FractalDB render's flips share a canvas).
-        while start < len(items):
-            stop = start + 1
-            while stop < len(items) and items[stop] == items[stop - 1] + 1:
-                stop += 1
-            first = int(items[start])
-            batch = source.render(first, first + stop - start)
-            if len(batch.items) != stop - start:
-                missing = sorted(set(range(first, first + stop - start)) - set(batch.items.tolist()))
-                raise FdslError(f"image {missing[0]} cannot be drawn: "
-                                f"{batch.failures[0]['reason'] if batch.failures else 'no image'}")
-            if out is None:
-                out = np.empty((len(items), *batch.images.shape[1:]), np.uint8)
-            out[start:stop] = batch.images
-            start = stop
-        if out is None:
-            out = np.empty((0, *self.image_shape()), np.uint8)
-        return out
+        return self.source_for(seed).images_of(items)
 
     def image_shape(self) -> tuple[int, ...]:
         """The shape of one image: (H, W) or (H, W, C)."""

@@ -142,6 +142,13 @@ class OnTheFlyDataset(torch.utils.data.Dataset):
             out.append((image, label))
         return out
 
+    def make_batch(self, indices: Sequence[int]) -> tuple[Any, Any]:
+        """One collated batch of ``indices``: (uint8 [B, C, H, W], int64 [B]) made in one call, or
+        the transforms' outputs stacked (DataLoader workers of train-classifier call it)."""
+        if self.transform is not None or self.target_transform is not None:
+            return torch.utils.data.default_collate(self.__getitems__(indices))
+        return self.images(indices), torch.from_numpy(self.labels[np.asarray(indices, np.int64)])
+
     def __getitem__(self, i: int) -> tuple[Any, Any]:
         i = int(i)
         if not -len(self) <= i < len(self):

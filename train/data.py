@@ -69,6 +69,19 @@ def _stack(batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.T
     return torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch], dtype=torch.int64)
 
 
+class _WholeBatches(torch.utils.data.Dataset):
+    """Batch k of a data set that makes whole batches (``make_batch(indices)``), for the workers."""
+
+    def __init__(self, dataset: Any, batches: list[list[int]]) -> None:
+        self.dataset, self.batches = dataset, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.dataset.make_batch(self.batches[k])
+
+
 class MapLoader:
     """ShardLoader's contract for any map-style data set (used for ImageFolder trees).
 
@@ -106,16 +119,19 @@ class MapLoader:
         # anything else is read by DataLoader workers (which pick up the data set's epoch).
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(self.epoch)
-        made = getattr(self.dataset, "device_batches", lambda *_: None)(self._batches(), self.epoch)
+        batches = self._batches()
+        made = getattr(self.dataset, "device_batches", lambda *_: None)(batches, self.epoch)
         if made is not None:
             return made
         # A private generator keeps the DataLoader from drawing on torch's global RNG, whose
         # state belongs to augmentation and is saved in checkpoints.
-        loader = torch.utils.data.DataLoader(
-            self.dataset, batch_sampler=self._batches(), num_workers=self.num_workers,
-            collate_fn=_stack, generator=torch.Generator().manual_seed(self.seed),
-            pin_memory=torch.cuda.is_available())
-        return iter(loader)
+        settings = dict(num_workers=self.num_workers, generator=torch.Generator().manual_seed(self.seed),
+                        pin_memory=torch.cuda.is_available())
+        if hasattr(self.dataset, "make_batch"):  # whole batches in the workers: no per-image collation
+            return iter(torch.utils.data.DataLoader(_WholeBatches(self.dataset, batches), batch_size=None,
+                                                    **settings))
+        return iter(torch.utils.data.DataLoader(self.dataset, batch_sampler=batches, collate_fn=_stack,
+                                                **settings))
 
 
 @dataclass

@@ -37,12 +37,19 @@ class LineDBSource(GeneratedSource):
             config["params_sha256"] = self.params_sha256
         return config
 
-    def render(self, start: int, stop: int) -> RenderedBatch:
-        items = np.arange(start, stop, dtype=np.int64)
+    def _draw(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         images = np.empty((len(items), self.image_size, self.image_size), dtype=np.uint8)
         lines = np.empty(len(items), np.int32)
-        linedb_image.render_items(items, np.uint64(self.seed), self.per_class, self.line_counts,
-                                  bool(self.shuffle_counts), images, lines)
+        linedb_image.render_items(np.asarray(items, np.int64), np.uint64(self.seed), self.per_class,
+                                  self.line_counts, bool(self.shuffle_counts), images, lines)
+        return images, lines
+
+    def images_of(self, items: np.ndarray) -> np.ndarray:
+        return self._draw(items)[0]
+
+    def render(self, start: int, stop: int) -> RenderedBatch:
+        items = np.arange(start, stop, dtype=np.int64)
+        images, lines = self._draw(items)
         meta = {"instance": (items % self.per_class).astype(np.int32), "lines": lines}
         return RenderedBatch(images, items // self.per_class, meta, items, [])
 

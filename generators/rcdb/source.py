@@ -57,12 +57,16 @@ class RCDBSource(GeneratedSource):
             config["broken_fraction"] = self.broken_fraction
         return config
 
-    def render(self, start: int, stop: int) -> RenderedBatch:
-        items = np.arange(start, stop, dtype=np.int64)
+    def images_of(self, items: np.ndarray) -> np.ndarray:
         size, c = self.image_size, self.params
         images = np.empty((len(items), size, size), dtype=np.uint8)
-        rcdb_image.render_items(items, np.uint64(self.seed), self.per_class, c.vertices, c.contours, c.perlin,
-                                c.offset, *_trig_tables(), float(self.broken_fraction), images)
+        rcdb_image.render_items(np.asarray(items, np.int64), np.uint64(self.seed), self.per_class, c.vertices,
+                                c.contours, c.perlin, c.offset, *_trig_tables(), float(self.broken_fraction), images)
+        return images
+
+    def render(self, start: int, stop: int) -> RenderedBatch:
+        items = np.arange(start, stop, dtype=np.int64)
+        images = self.images_of(items)
         scalars = np.array([rcdb_image.image_scalars(np.uint64(self.seed), int(i) // self.per_class,
                                                      int(i) % self.per_class) for i in items]).reshape(-1, 5)
         meta = {"instance": (items % self.per_class).astype(np.int32), "radius": scalars[:, 0].astype(np.int16)}
