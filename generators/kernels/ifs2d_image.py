@@ -48,47 +48,41 @@ def step(maps, weights, j, x, y):
 
 
 @numba.njit(cache=True)
+def _extent(maps, weights, edges, key, points, box):
+    """Run the orbit for up to ``points`` points from (0, 0), setting box float64 [4] to the min and
+    max x, y of the points before the first NaN; returns (i, x_nan): the step that first turned a
+    coordinate NaN (``points`` when none did) and whether x was NaN there."""
+    x = 0.0
+    y = 0.0
+    box[0] = 0.0
+    box[1] = 0.0
+    box[2] = 0.0
+    box[3] = 0.0
+    for i in range(1, points):
+        nx, ny = step(maps, weights, choose(edges, key, i), x, y)
+        if math.isnan(nx) or math.isnan(ny):
+            return i, math.isnan(nx)
+        x = nx
+        y = ny
+        box[0] = min(box[0], nx)
+        box[1] = max(box[1], nx)
+        box[2] = min(box[2], ny)
+        box[3] = max(box[3], ny)
+    return points, False
+
+
+@numba.njit(cache=True)
 def orbit_box(maps, weights, edges, key, points, box):
     """Run the chaos game of ``points`` points from (0, 0) like ``ifs2d.orbit`` without storing
     them: returns the kept count K and sets box float64 [4] to the kept points' (min x, max x,
     min y, max y)."""
-    x = 0.0
-    y = 0.0
-    xlo = 0.0
-    xhi = 0.0
-    ylo = 0.0
-    yhi = 0.0
-    kept = points
-    for i in range(1, points):
-        nx, ny = step(maps, weights, choose(edges, key, i), x, y)
-        if math.isnan(nx) or math.isnan(ny):
-            first_x = i if (math.isnan(nx) or i == points - 1) else i + 1
-            kept = max(first_x - ifs2d.NAN_CUT, 0)
-            break
-        x = nx
-        y = ny
-        xlo = min(xlo, nx)
-        xhi = max(xhi, nx)
-        ylo = min(ylo, ny)
-        yhi = max(yhi, ny)
-    if kept < points:
-        # The box of the points before the cut only: run the orbit again up to it.
-        x = 0.0
-        y = 0.0
-        xlo = 0.0
-        xhi = 0.0
-        ylo = 0.0
-        yhi = 0.0
-        for i in range(1, kept):
-            x, y = step(maps, weights, choose(edges, key, i), x, y)
-            xlo = min(xlo, x)
-            xhi = max(xhi, x)
-            ylo = min(ylo, y)
-            yhi = max(yhi, y)
-    box[0] = xlo
-    box[1] = xhi
-    box[2] = ylo
-    box[3] = yhi
+    first, x_nan = _extent(maps, weights, edges, key, points, box)
+    if first == points:
+        return points
+    # NaN spreads to x one step after y, so x's first NaN is at ``first`` or the step after.
+    first_x = first if (x_nan or first == points - 1) else first + 1
+    kept = max(first_x - ifs2d.NAN_CUT, 0)
+    _extent(maps, weights, edges, key, kept, box)  # the box of the points before the cut only
     return kept
 
 

@@ -131,42 +131,53 @@ def pixel_of(x, y, z, cam, height, width):
 
 
 @numba.njit(cache=True)
-def render_view(label, variant, seed, points, params, cumulative, n_maps, table, cam, gl_rows,
-                system, frame, img):
-    """Project model (label, variant)'s cloud through ``cam`` float64 [3, 3] into ``img`` uint8
-    [H, W] (zeroed by the caller), lit points 255, rows bottom first when ``gl_rows``. Class
-    tables: params float64 [C, 7, 12], cumulative float64 [C, 7], n_maps int64 [C]; table float64
-    [rows, 12] (instance table); system float64 [7, 12] and frame float64 [5] are scratch.
-    Returns False (and draws nothing) when the cloud diverges."""
+def model_frame(label, variant, seed, points, params, cumulative, n_maps, table, system, frame):
+    """Model (label, variant)'s system into ``system`` float64 [7, 12] and its cloud's frame into
+    ``frame`` float64 [5]; returns (drawable, map count, stream key). Class tables: params float64
+    [C, 7, 12], cumulative float64 [C, 7], n_maps int64 [C]; table float64 [rows, 12]."""
     n = n_maps[label]
     scale_system(params[label], table[variant], n, system)
     key = counter.key4(seed, TAG_INSTANCE, label, variant)
-    cum = cumulative[label]
-    if not cloud_frame(system, cum, n, key, points, frame):
-        return False
-    height, width = img.shape
-    lo = frame[0]
-    scale = frame[1]
-    x = 0.0
-    y = 0.0
-    z = 0.0
-    for i in range(points):
-        x, y, z = step(system, cum, n, key, i, x, y, z)
-        at = pixel_of(_unit(x, lo, scale) - frame[2], _unit(y, lo, scale) - frame[3],
-                      _unit(z, lo, scale) - frame[4], cam, height, width)
-        if at >= 0:
-            row = at // width
-            img[height - 1 - row if gl_rows else row, at % width] = 255
-    return True
+    return cloud_frame(system, cumulative[label], n, key, points, frame), n, key
 
 
 @numba.njit(cache=True)
 def model_valid(label, variant, seed, points, params, cumulative, n_maps, table, system, frame):
     """Whether model (label, variant)'s cloud is drawable (does not diverge)."""
-    n = n_maps[label]
-    scale_system(params[label], table[variant], n, system)
-    key = counter.key4(seed, TAG_INSTANCE, label, variant)
-    return cloud_frame(system, cumulative[label], n, key, points, frame)
+    return model_frame(label, variant, seed, points, params, cumulative, n_maps, table, system, frame)[0]
+
+
+@numba.njit(cache=True, inline="always")
+def _centred(system, cum, n, key, i, x, y, z, frame):
+    """Orbit point i (from point i - 1 = x, y, z) and its normalised, centred coordinates."""
+    x, y, z = step(system, cum, n, key, i, x, y, z)
+    lo = frame[0]
+    scale = frame[1]
+    return x, y, z, _unit(x, lo, scale) - frame[2], _unit(y, lo, scale) - frame[3], _unit(z, lo, scale) - frame[4]
+
+
+@numba.njit(cache=True)
+def render_view(label, variant, seed, points, params, cumulative, n_maps, table, cam, gl_rows,
+                system, frame, img):
+    """Project model (label, variant)'s cloud through ``cam`` float64 [3, 3] into ``img`` uint8
+    [H, W] (zeroed by the caller), lit points 255, rows bottom first when ``gl_rows`` (the GPU's
+    view: the orbit run again instead of stored). system float64 [7, 12] and frame float64 [5] are
+    scratch. Returns False (and draws nothing) when the cloud diverges."""
+    ok, n, key = model_frame(label, variant, seed, points, params, cumulative, n_maps, table, system, frame)
+    if not ok:
+        return False
+    cum = cumulative[label]
+    height, width = img.shape
+    x = 0.0
+    y = 0.0
+    z = 0.0
+    for i in range(points):
+        x, y, z, cx, cy, cz = _centred(system, cum, n, key, i, x, y, z, frame)
+        at = pixel_of(cx, cy, cz, cam, height, width)
+        if at >= 0:
+            row = at // width
+            img[height - 1 - row if gl_rows else row, at % width] = 255
+    return True
 
 
 @numba.njit(cache=True)
@@ -175,22 +186,15 @@ def cloud_points(label, variant, seed, points, params, cumulative, n_maps, table
     when it diverges. The same passes as ``render_view``."""
     system = np.empty((MAX_MAPS, NUM_PARAMS))
     frame = np.empty(FRAME)
-    n = n_maps[label]
-    scale_system(params[label], table[variant], n, system)
-    key = counter.key4(seed, TAG_INSTANCE, label, variant)
-    cum = cumulative[label]
-    if not cloud_frame(system, cum, n, key, points, frame):
+    ok, n, key = model_frame(label, variant, seed, points, params, cumulative, n_maps, table, system, frame)
+    if not ok:
         return False
-    lo = frame[0]
-    scale = frame[1]
+    cum = cumulative[label]
     x = 0.0
     y = 0.0
     z = 0.0
     for i in range(points):
-        x, y, z = step(system, cum, n, key, i, x, y, z)
-        xs[i] = _unit(x, lo, scale) - frame[2]
-        ys[i] = _unit(y, lo, scale) - frame[3]
-        zs[i] = _unit(z, lo, scale) - frame[4]
+        x, y, z, xs[i], ys[i], zs[i] = _centred(system, cum, n, key, i, x, y, z, frame)
     return True
 
 
