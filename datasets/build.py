@@ -253,6 +253,7 @@ def build_dataset(
     compression: str = "lz4",
     storage: str = "hdf5",
     overwrite: bool = False,
+    params_only: bool = False,
 ) -> BuildResult:
     """Render every item of ``source`` into ``out`` (resuming what a previous run finished).
 
@@ -263,6 +264,8 @@ def build_dataset(
     temporary files that killed runs left; a run that stops before it writes a manifest leaves no
     lock file or folder of its own behind. Raises FdslError (one line) for bad settings, an
     unwritable, locked, mismatched or tampered folder, a full disk, or a shard that keeps failing.
+    ``params_only`` stops once the manifest and the source's extra files (its class parameters) are
+    written, before any shard: a later run with the same settings resumes from there.
     """
     _check_settings(shard_size, storage, compression)
     workers = workers or default_workers()
@@ -283,7 +286,7 @@ def build_dataset(
             check_size(source, shard_size, workers)
         with disk_full_guard(out):
             return _build_locked(source, out, shard_size, workers, backend,
-                                 compression, storage, overwrite)
+                                 compression, storage, overwrite, params_only)
 
 
 @contextmanager
@@ -316,7 +319,7 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 
 def _build_locked(source: ShardSource, out: Path, shard_size: int, workers: int, backend: str,
-                  compression: str, storage: str, overwrite: bool) -> BuildResult:
+                  compression: str, storage: str, overwrite: bool, params_only: bool = False) -> BuildResult:
     start = time.perf_counter()
     remove_stale_temps(out)
     identity = _identity(source, storage, compression, shard_size)
@@ -344,6 +347,10 @@ def _build_locked(source: ShardSource, out: Path, shard_size: int, workers: int,
     todo = [t for t in tasks if t.index not in done]
     counted = sum(e["count"] for e in done.values())
     data_bytes = get_format(storage).reader.data_bytes
+    if params_only and todo:
+        return BuildResult(out=out, images=counted, shards=len(tasks), shards_skipped=skipped, failures=0,
+                           seconds=time.perf_counter() - start, bytes=sum(data_bytes(e) for e in done.values()),
+                           classes=len(source.class_names()))
     job = _Job(source, str(out), storage, compression,
                sum(data_bytes(e) for e in done.values()) / counted if counted else 0.0)
     try:

@@ -210,3 +210,21 @@ class ViewsSource:
 
     def extra_files(self) -> dict:
         return {}
+
+
+def counter_draw(key: int, i: int) -> int:
+    """Draw ``i`` of fdsl's counter-based stream ``key`` worked out in plain Python from seeding's
+    splitmix64 (independent of the Numba kernels): the finaliser of key + (i + 1) * golden."""
+    from fdsl.generators.seeding import GOLDEN, MASK64, mix64
+
+    return mix64((key + (i + 1) * GOLDEN) & MASK64)
+
+
+def counter_uniform(key: int, i: int) -> float:
+    """Draw ``i`` of ``key`` as a float in [0, 1): its top 53 bits times 2**-53."""
+    return (counter_draw(key, i) >> 11) * 2.0**-53
+
+
+def counter_below(key: int, i: int, n: int) -> int:
+    """Draw ``i`` of ``key`` as an integer in [0, n): Lemire's multiply-shift of the top 32 bits."""
+    return ((counter_draw(key, i) >> 32) * n) >> 32
