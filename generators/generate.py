@@ -58,6 +58,7 @@ def generate(
     overwrite: bool = False,
     params_from: str | Path | None = None,
     backend: str = "local",
+    params_only: bool = False,
     quiet: bool = False,
     **options: Any,
 ) -> BuildResult:
@@ -68,7 +69,9 @@ def generate(
     Every setting and the folder are checked before any file is made; the category search runs
     holding the folder's lock, so a second run into a busy folder is refused before it searches.
     Re-running the same call resumes; different settings into the same folder raise
-    ConfigMismatchError unless ``overwrite``. ``quiet`` shows no progress.
+    ConfigMismatchError unless ``overwrite``. ``params_only`` stops after the manifest and the class
+    parameters (``classes.npz``): no shard is rendered, and the same call without it renders them.
+    ``quiet`` shows no progress.
     """
     if classes <= 0:
         raise FdslError(f"--classes must be positive, got {classes}")
@@ -85,4 +88,5 @@ def generate(
     factory = spec.prepare_source(classes=classes, seed=seed, params_from=Path(params_from) if params_from else None,
                                   workers=workers, backend=backend, **kwargs)
     return build_from_options(factory, out, strict=True, shard_size=shard_size, workers=workers, backend=backend,
-                              compression=compression, fmt=fmt, overwrite=overwrite, quiet=quiet)
+                              compression=compression, fmt=fmt, overwrite=overwrite, params_only=params_only,
+                              quiet=quiet)

@@ -98,7 +98,8 @@ def build_parser() -> OneLineParser:
     t = sub.add_parser("transfer", help="formula-driven pre-training vs from scratch on downstream sets",
                        description="Pre-train once per --pretrain set, fine-tune on each --downstream set, "
                                    "against from scratch with the same settings, over --seeds.")
-    t.add_argument("--pretrain", action="append", default=[], metavar="NAME=DIR", help="pre-training shard folder")
+    t.add_argument("--pretrain", action="append", default=[], metavar="NAME=DIR",
+                   help="pre-training shard folder, or NAME=gen:DIR: a generated set made on the fly")
     t.add_argument("--downstream", action="append", default=[], metavar="NAME=DIR",
                    help="downstream shard folder or ImageFolder tree; 'digits' = scikit-learn's digits (built in)")
     t.add_argument("--preset", default="mini", choices=("paper", "mini", "tiny"), help="training settings")

@@ -116,7 +116,8 @@ def run_transfer_study(
     """Run (or resume) a transfer study into ``out``.
 
     Args:
-        pretrain: name -> shard folder of a pre-training set (each pre-trains one model).
+        pretrain: name -> shard folder of a pre-training set (each pre-trains one model), or
+            ``gen:FOLDER``: a generated set made as the pre-training reads it.
         downstream: name -> shard folder or ImageFolder tree; ``""`` for a built-in (``digits``).
         seeds: fine-tuning seeds (each draws its own training subset, shared by all arms).
         preset: ``paper``, ``mini`` or ``tiny``.
@@ -143,15 +144,18 @@ def run_transfer_study(
     test_fraction = p["test_fraction"] if test_fraction is None else test_fraction
     if not 0.0 < test_fraction < 1.0:
         raise FdslError(f"--test-fraction must be in (0, 1), got {test_fraction}")
+    from fdsl.train.dataarg import absolute_data, data_root
+
     for name, folder in pretrain.items():
-        if not folder or not Path(folder).is_dir():
-            raise FdslError(f"--pretrain {name}: give NAME=DIR with an existing folder, got {folder!r}")
+        if not folder or not data_root(folder).is_dir():
+            raise FdslError(f"--pretrain {name}: give NAME=DIR (or NAME=gen:DIR) with an existing folder, "
+                            f"got {folder!r}")
     out = Path(out)
     pre_train = {**p["pretrain"], **(pretrain_overrides or {})}
     fine_train = {**p["finetune"], **(finetune_overrides or {})}
     identity = {"preset": preset, "seeds": list(seeds), "train_per_class": train_per_class,
                 "test_fraction": test_fraction, "pretrain_train": pre_train, "finetune_train": fine_train,
-                "pretrain": {k: str(Path(v).resolve()) for k, v in pretrain.items()},
+                "pretrain": {k: str(absolute_data(v)) for k, v in pretrain.items()},
                 "downstream": {k: str(Path(v).resolve()) if v else f"built-in {k}" for k, v in downstream.items()}}
     splits = {}
     for down, value in downstream.items():  # bad sets and sizes fail before the folder is touched

@@ -6,6 +6,9 @@ writes through datasets/, training reads through it, and nothing below imports w
 An import is any ``import`` statement (lazy ones inside functions and ``TYPE_CHECKING`` ones too)
 and any string constant naming an fdsl module, which is what ``importlib`` loads
 (``registry.BUILTIN_MODULES``, the ``_LAZY`` maps of the package facades).
+Two exceptions (``CROSSINGS``): train/data.py opens ``--data gen:FOLDER`` with generators'
+on-the-fly data set (generators never import train), and fdsl_pkg/entry.py, the console scripts'
+shim, names every command's module.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ ALLOWED = {
     "train": {"train", "datasets"},
     "studies": {"studies", "datasets", "train"},
 }
+# file -> the further layers it may import (lazily, inside the function that needs it); the
+# console scripts' shim names every command's module (as strings): the one place above all layers
+CROSSINGS = {"train/data.py": {"generators"}, "fdsl_pkg/entry.py": set(SUBPACKAGES)}
 # The rooms of datasets/ along the data's way, and the rooms each may import besides itself.
 # ``datasets/__init__.py`` is the public facade and may name any of them.
 ROOMS = {
@@ -95,7 +101,8 @@ def _where(name: str) -> tuple[str, ...]:
 def test_each_layer_imports_only_the_layers_below_it(folder: str) -> None:
     files = sorted((ROOT / folder).rglob("*.py"))
     assert files, f"no sources in {folder}/"
-    wrong = {str(f.relative_to(ROOT)): sorted(fdsl_imports(f) - ALLOWED[folder]) for f in files}
+    wrong = {str(f.relative_to(ROOT)): sorted(fdsl_imports(f) - ALLOWED[folder]
+                                              - CROSSINGS.get(str(f.relative_to(ROOT)), set())) for f in files}
     assert {f: w for f, w in wrong.items() if w} == {}
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from fdsl.atomic import (
     check_free_space,
+    check_output_folder,
     disk_full_guard,
     folder_lock,
     remove_stale_temps,
@@ -36,6 +37,7 @@ from fdsl.datasets.format import COMPRESSIONS, STORAGES, get_format
 from fdsl.datasets.format import manifest as mf
 from fdsl.datasets.format.checksum import bytes_record
 from fdsl.errors import FdslError
+from fdsl.faults import fault_point
 from fdsl.limits import DISK_MARGIN, PART_BYTES, RENDER_PART, check_plan
 from fdsl.sources import RenderedBatch, ShardSource
 
@@ -115,6 +117,7 @@ class _Job:
                     meta = dict(batch.metadata)
                     meta["item"] = np.asarray(batch.items, dtype=np.int64)
                     writer.append(batch.images, batch.labels, meta)
+                    fault_point("shard-writing")
                 entry = writer.close()
             except BaseException:
                 writer.abort()
@@ -216,6 +219,7 @@ def build_dataset(
     progress: bool = True,
     render_part: int = RENDER_PART,
     part_bytes: int = PART_BYTES,
+    params_only: bool = False,
 ) -> BuildResult:
     """Render every item of ``source`` into ``out`` (resuming what a previous run finished).
 
@@ -226,17 +230,26 @@ def build_dataset(
     temporary files that killed runs left; a run that stops before it writes a manifest leaves no
     lock file or folder of its own behind. ``progress`` shows a bar on a terminal and progress
     lines in a log (``fdsl.progress``). ``render_part`` and ``part_bytes`` size the parts a
-    worker renders at a time (``fdsl.limits``; they never change a byte of the output). Raises
+    worker renders at a time (``fdsl.limits``; they never change a byte of the output).
+    ``params_only`` stops once the manifest and the source's extra files (its class parameters)
+    are written, before any shard: a later run with the same settings resumes from there. Raises
     FdslError (one line) for bad settings, an unwritable, locked, mismatched or tampered folder,
     a full disk, or a shard that keeps failing.
     """
     _check_settings(shard_size, storage, compression)
     settings = _Settings(shard_size, workers or default_workers(), backend, compression, storage,
-                         overwrite, progress, render_part, part_bytes)
+                         overwrite, progress, render_part, part_bytes, params_only)
     if hasattr(source, "render"):
         check_size(source, shard_size, settings.workers)
     out = Path(out)
-    check_folder(out, overwrite)
+    # Every refusal before anything is created or locked: a refused run leaves the folder as it was.
+    check_output_folder(out)
+    # A source factory (a generator's search) offers a cheap preview with the same identity.
+    planned = source if hasattr(source, "render") else getattr(source, "preview", lambda: None)()
+    if planned is not None:
+        prepare_folder(out, _identity(planned, storage, compression, shard_size), overwrite, check_only=True)
+    else:
+        check_folder(out, overwrite)
     with undone_if_nothing_written(out), folder_lock(out):
         if not hasattr(source, "render"):
             source = source()
@@ -258,6 +271,7 @@ class _Settings:
     progress: bool
     render_part: int
     part_bytes: int
+    params_only: bool
 
 
 def _build_locked(source: ShardSource, out: Path, settings: _Settings) -> BuildResult:
@@ -277,6 +291,7 @@ def _build_locked(source: ShardSource, out: Path, settings: _Settings) -> BuildR
     def on_result(task: ShardTask, entry: dict[str, Any]) -> int:
         done[task.index] = entry
         mf.write_manifest(out, _manifest(identity, source, tasks, done, extras, False, None, None))
+        fault_point("shard-done")
         return task.stop - task.start
 
     # The manifest comes first: a folder holding a manifest is ours, so a run killed right after
@@ -287,6 +302,10 @@ def _build_locked(source: ShardSource, out: Path, settings: _Settings) -> BuildR
     todo = [t for t in tasks if t.index not in done]
     counted = sum(e["count"] for e in done.values())
     data_bytes = fmt.reader.data_bytes
+    if settings.params_only and todo:
+        return BuildResult(out=out, images=counted, shards=len(tasks), shards_skipped=skipped, failures=0,
+                           seconds=time.perf_counter() - start, bytes=sum(data_bytes(e) for e in done.values()),
+                           classes=len(source.class_names()))
     job = _Job(source, str(out), storage, settings.compression,
                sum(data_bytes(e) for e in done.values()) / counted if counted else 0.0,
                settings.render_part, settings.part_bytes)

@@ -17,7 +17,8 @@ from fdsl.datasets.format import COMPRESSIONS, STORAGES
 from fdsl.sources import ShardSource
 
 # Dest names of the shared flags, i.e. the keyword arguments of ``build_kwargs``.
-BUILD_OPTIONS = ("workers", "backend", "shard_size", "compression", "fmt", "overwrite", "quiet")
+BUILD_OPTIONS = ("workers", "backend", "shard_size", "compression", "fmt", "overwrite", "quiet",
+                 "params_only")
 
 
 def add_build_arguments(parser: argparse.ArgumentParser, *, shard_size: int | None, shard_size_help: str,

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from fdsl.atomic import write_bytes_atomic
+from fdsl.atomic import check_output_folder, write_bytes_atomic
 from fdsl.datasets.format import open_dataset
 from fdsl.datasets.format.manifest import require_field
 from fdsl.errors import FdslError
@@ -19,23 +19,18 @@ log = logging.getLogger(__name__)
 
 
 def check_image_path(path: str | Path, flag: str) -> Path:
-    """An output image path: not a folder, ending in an image suffix; FdslError (one line)
-    otherwise. Nothing is created (callers check every argument before any work)."""
+    """An output image path: not a folder, ending in an image suffix, in a folder that can be
+    made; FdslError (one line) otherwise. Nothing is created (``_save`` does), so callers check
+    every argument before any work and a refused run leaves no folder."""
     path = Path(path)
     if path.is_dir():
         raise FdslError(f"{flag} {path} is a folder; give a file name such as {path / 'sheet.png'}")
     if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise FdslError(f"{flag} {path}: give an image file name ending in .png, .jpg or .webp")
-    return path
-
-
-def _out_file(path: str | Path, flag: str) -> Path:
-    """``check_image_path``, then its folder created."""
-    path = check_image_path(path, flag)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FdslError(f"{flag} {path}: cannot create its folder ({exc.strerror})") from None
+        check_output_folder(path.parent, f"the folder of {flag}")
+    except FdslError as exc:
+        raise FdslError(f"{flag} {path}: {exc}") from None
     return path
 
 
@@ -63,7 +58,7 @@ def contact_sheet(folder: str | Path, out_png: str | Path, *, per_class: int = 1
     """
     from PIL import Image, ImageDraw
 
-    out_png = _out_file(out_png, "--grid")
+    out_png = check_image_path(out_png, "--grid")
     with open_dataset(folder) as reader:
         if sort_by is not None:
             require_field(reader.manifest, sort_by, "--sort-by")
@@ -100,7 +95,7 @@ def histogram(folder: str | Path, field: str, out_png: str | Path, *, max_classe
     import matplotlib.pyplot as plt
 
     folder = Path(folder)
-    out_png = _out_file(out_png, "--hist")
+    out_png = check_image_path(out_png, "--hist")
     with open_dataset(folder) as reader:
         require_field(reader.manifest, field, "--hist")
         classes = reader.classes[:max_classes]
@@ -135,6 +130,7 @@ def _save(save: Any, path: Path, flag: str) -> None:
     fmt = {".jpg": "jpeg"}.get(path.suffix.lower(), path.suffix.lower().lstrip("."))
     try:
         save(buf, fmt)
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path, buf.getvalue())
     except (OSError, ValueError, KeyError) as exc:
         raise FdslError(f"{flag} {path}: cannot write ({getattr(exc, 'strerror', None) or exc})") from None

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from fdsl.atomic import write_bytes_atomic
+from fdsl.atomic import check_output_folder, write_bytes_atomic
 from fdsl.datasets.format import open_dataset
 from fdsl.errors import FdslError
 from fdsl.progress import Progress
@@ -161,6 +161,7 @@ def check_out_folder(out: str | Path, flag: str = "--stats") -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FdslError(f"{flag} {out} is a file; give a folder for stats.json and its two plots")
+    check_output_folder(out, "the stats folder")  # writable, not held by another run
     return out
 
 
@@ -173,17 +174,15 @@ def dataset_stats(folder: str | Path, out: str | Path, *, features: Features | N
     ``features`` maps a uint8 image batch to float vectors (default: ``pixel_features()``);
     ``feature_space`` describes it in stats.json. The returned dict lists the files in ``written``.
     """
-    from fdsl.atomic import ensure_writable
-
     features = features or pixel_features()
     space = feature_space or getattr(features, "describe", "a caller-given feature function")
     out = check_out_folder(out)
     stats = class_statistics(folder, features, max_per_class=max_per_class, seed=seed, progress=progress)
-    ensure_writable(out, "the stats folder")  # created only once the statistics exist
     stats = {"feature_space": space, "max_per_class": max_per_class, "seed": seed,
              "definitions": {"intra_class_std": "sqrt(mean over images of ||x - class mean||^2 / D)",
                              "class_mean_distance": "Euclidean distance between class-mean vectors"},
              **stats}
+    out.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out / "stats.json", (json.dumps(stats, indent=1) + "\n").encode())
     written = [out / "stats.json", *_plots(stats, out, Path(folder).name)]
     log.info("stats of %s (%s) -> %s", folder, space, out)
