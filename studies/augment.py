@@ -179,13 +179,14 @@ def _self_paced_study(cell: Any, run: Any, policy: Mapping[str, Any], seeds: Seq
         lines.append([label.get(arm, arm), report.format_mean_std([r["top1"] for r in mine]),
                       report.fmt(float(np.mean(share)) if share else None, 3),
                       f"{np.mean([r['seconds'] or 0 for r in mine]):.0f}"])
-    family = [(a, b) for a, b in (("all", "none"), ("threshold", "all"), ("ratio", "all"))]
+    family = [("all", "none"), ("threshold", "all"), ("ratio", "all")]
     tests = [statistics.paired_difference([top1[a, s] for s in seeds], [top1[b, s] for s in seeds])
              for a, b in family]
     for t, adjusted in zip(tests, statistics.holm([t["p"] for t in tests]), strict=True):
         t["p_holm"] = adjusted
     comparisons = [[f"{label.get(a, a)} - {b}", report.format_estimate(t), report.fmt_p(t["p"]),
-                    report.fmt_p(t["p_holm"]), _word(t)] for (a, b), t in zip(family, tests, strict=True)]
+                    report.fmt_p(t["p_holm"]), report.holm_word(t, "better", "worse", ALPHA)]
+                   for (a, b), t in zip(family, tests, strict=True)]
     policy_text = ", ".join(f"{k}={v}" for k, v in policy.items())
     table = ("**Claim** (Takase et al. 2021): augmenting only the samples whose loss is high (self-paced) "
              "trains a better model than augmenting every sample.\n\n"
@@ -199,10 +200,3 @@ def _self_paced_study(cell: Any, run: Any, policy: Mapping[str, Any], seeds: Seq
              f"intervals unadjusted.\n\nPolicy: {policy_text}.\n")
     return {"rows": rows, "comparisons": tests, "table": table}
 
-
-def _word(t: Mapping[str, Any]) -> str:
-    if t.get("p_holm") is None:
-        return "not testable (one seed)"
-    if t["p_holm"] >= ALPHA:
-        return "no difference resolved"
-    return "better" if t["mean"] > 0 else "worse"

@@ -46,10 +46,10 @@ def compare(means: Mapping[tuple[str, Any, int], float], names: Sequence[str],
             if (a, b) == (high_arm, low_arm) and size != "all":
                 points += [(size, means[a, size, k] - means[b, size, k]) for k in pairs]
     trend = None
-    if len({s for s, _ in points}) >= 2:
+    slope = statistics.trend([s for s, _ in points], [d for _, d in points])
+    if slope["mean"] is not None:  # two numeric sizes and three points at least
         trend = {"comparison": f"trend of {high_arm} - {low_arm} per doubling of size",
-                 "size": f"{min(s for s, _ in points)}..{max(s for s, _ in points)}",
-                 **statistics.trend([s for s, _ in points], [d for _, d in points])}
+                 "size": f"{min(s for s, _ in points)}..{max(s for s, _ in points)}", **slope}
     family = comparisons + ([trend] if trend else [])
     for item, adjusted in zip(family, statistics.holm([c["p"] for c in family]), strict=True):
         item["p_holm"] = adjusted
@@ -93,7 +93,7 @@ def verdict(comparisons: Sequence[Mapping[str, Any]], trend: Mapping[str, Any] |
         return VERDICTS[2], f"{better} is significantly better at every size (Holm-adjusted p < {ALPHA})"
     reason = "no size shows significant gaps of opposite signs"
     if trend is None:
-        reason += "; no trend test (it needs two numeric sizes)"
+        reason += "; no trend test (it needs two numeric sizes and three splits in all)"
     elif _significant(trend):
         reason += f"; the gap changes with size ({trend['mean']:+.4f} per doubling) but keeps its sign"
     else:
@@ -144,12 +144,12 @@ def write_outputs(out: Path, rows: list[dict[str, Any]], names: list[str], setti
         f"**Design**: {len(classes)} classes; {field} ranks the images (ties broken at random, study seed "
         f"{study_seed}); every strategy removes {fraction:g} of each class; test set: {test}, never pruned; "
         f"splits per size: {', '.join(f'{s}: {n}' for s, n in splits.items())}; seeds {list(seeds)}.\n\n"
-        f"## Verdict: {word}\n\n{reason}.\n\n"
+        f"## Verdict: {word}\n\n{reason[0].upper() + reason[1:]}.\n\n"
         f"## Top-1 on the test set (mean ± std over splits)\n\n"
         + report.markdown_table("strategy \\ size", names, [str(s) for s in sizes],
                                 {(n, str(s)): report.format_mean_std(per_size[n, s]) for n in names for s in sizes})
         + "\n## Comparisons (difference in top-1, 95% interval)\n\n"
-        + report.markdown_rows(["comparison", "size", "difference [95% CI]", "p", "p (Holm)", "difference"],
+        + report.markdown_rows(["comparison", "size", "difference [95% CI]", "p", "p (Holm)", "verdict"],
                                table_rows, "llrrrl")
         + f"\np (Holm): Holm-adjusted over all {len(table_rows)} comparisons in this table (family-wise "
         f"error {ALPHA:g}); the intervals are unadjusted 95% t-intervals. \"resolved\": Holm-adjusted p < "

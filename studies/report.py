@@ -47,6 +47,15 @@ def format_estimate(est: Mapping[str, Any], digits: int = 4) -> str:
     return f"{fmt(est['mean'], digits, True)} [{fmt(est['low'], digits, True)}, {fmt(est['high'], digits, True)}]"
 
 
+def holm_word(item: Mapping[str, Any], better: str, worse: str, alpha: float = 0.05) -> str:
+    """The verdict on one Holm-adjusted comparison: ``better`` / ``worse`` when resolved."""
+    if item.get("p_holm") is None:
+        return "not testable (one replicate)"
+    if item["p_holm"] >= alpha:
+        return "no difference resolved"
+    return better if item["mean"] > 0 else worse
+
+
 def describe_difference(name: str, baseline: str, diff: Mapping[str, Any], unit: str = "pairs") -> str:
     """One line: the paired gap, its 95% interval and whether it is bigger than the noise."""
     if diff["mean"] is None:

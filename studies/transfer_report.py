@@ -20,11 +20,7 @@ SCRATCH = "scratch"
 
 
 def _word(item: Mapping[str, Any]) -> str:
-    if item.get("p_holm") is None:
-        return "not testable (one seed)"
-    if item["p_holm"] >= ALPHA:
-        return "no difference resolved"
-    return "pre-training helps" if item["mean"] > 0 else "pre-training hurts"
+    return report.holm_word(item, "pre-training helps", "pre-training hurts", ALPHA)
 
 
 def compare(rows: Sequence[Mapping[str, Any]], arms: Sequence[str], downs: Sequence[str]) -> list[dict[str, Any]]:
@@ -56,7 +52,7 @@ def write_outputs(out: Path, rows: list[dict[str, Any]], pre_rows: list[dict[str
     pseeds = sorted({r["pretrain_seed"] for r in pre_rows})
     fseeds = sorted({r["seed"] for r in rows})
     spread = (f"over {len(pseeds)} pre-training seeds x {len(fseeds)} fine-tuning seeds: it covers both "
-              "pre-training and fine-tuning variation" if len(pseeds) > 1 else
+              "pre-training and fine-tuning variation; scratch over the fine-tuning seeds" if len(pseeds) > 1 else
               f"over {len(fseeds)} fine-tuning seeds from one pre-trained model per set: it leaves "
               "pre-training variation out (give --pretrain-seeds to cover it)")
     lines = [[c["arm"], c["downstream"], report.format_estimate(c),

@@ -245,3 +245,12 @@ def test_premise_without_predictions_says_so(tmp_path: Path) -> None:
     assert checked["runs"] == 0
     assert "Not available: no run wrote predictions.csv" in premise.write_premise(tmp_path, checked, "area", ["a"])
     assert json.loads(json.dumps(checked)) == checked  # results.json can hold it
+
+
+def test_pruning_without_a_trend_test_still_has_a_verdict() -> None:
+    # one split per size: no interval anywhere, and two points make no slope with an error
+    means = pruning_report.split_means(_rows({10: [0.1], 40: [-0.1]}))
+    comparisons, trend = pruning_report.compare(means, NAMES, [10, 40])
+    assert trend is None and all(c["p_holm"] is None for c in comparisons)
+    word, reason = pruning_report.verdict(comparisons, trend, "max-area - min-area")
+    assert word == "no evidence of a flip" and "no trend test" in reason
