@@ -56,10 +56,9 @@ def make_source(name: str, images: int):
     kwargs = dict(classes=CLASSES, seed=0, params_from=None, workers=1, backend="inline")
     kwargs.update({k: v for k, v in dict(instances=per_class, image_size=None, points=None).items()
                    if spec.takes(k)})
-    if name == "exfractaldb":  # 1000 images per class = 25 models x 40 views (the defaults)
-        views = 40
-        kwargs["instances_3d"] = max(1, -(-per_class // views))
-        kwargs["views"] = views
+    if name == "exfractaldb":  # images per class = models x views (1000 = 25 x 40, the defaults)
+        views = min(40, per_class)
+        kwargs.update(instances=None, instances_3d=max(1, per_class // views), views=views)
     return spec.make_source(**kwargs)
 
 

@@ -22,7 +22,10 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import bench_parser, machine, median_cpu_seconds, results_file  # noqa: E402
 from benchmarks.reference import exfractaldb_official as ref  # noqa: E402
-from fdsl.generators import exfractaldb, exfractaldb_tables  # noqa: E402
+from fdsl.generators import exfractaldb  # noqa: E402
+from fdsl.generators.exfractaldb import params as ex_params  # noqa: E402
+from fdsl.generators.exfractaldb import source as ex_source  # noqa: E402
+from fdsl.generators.exfractaldb import tables  # noqa: E402
 
 RESULTS = results_file("exfractaldb")
 
@@ -42,30 +45,30 @@ def main() -> None:
 
     def ref_candidates_run() -> None:
         for k in range(ref_candidates):
-            params, probs, rng = exfractaldb.sample_candidate(seed, k)
-            ref.accepted(params, probs, rng.random(10_000), 0.05)
+            params, probs, rng = ref.sample_candidate(seed, k)
+            ref.accepted(ref.normalized_cloud(params, probs, rng.random(10_000)), 0.05)
 
     def our_candidates_run() -> None:
-        exfractaldb._SearchChunk(seed, 10_000, 0.05)((0, ref_candidates))
+        ex_params._SearchChunk(seed, 10_000, 0.05)((0, ref_candidates))
 
     ref_candidate = median_cpu_seconds(ref_candidates_run, 1) / ref_candidates
     our_candidate = median_cpu_seconds(our_candidates_run, 3) / ref_candidates
     ref_search = ref_candidate * per_class
 
     classes = exfractaldb.search_classes(1, seed=seed, workers=1, backend="inline")
-    ours_model = median_cpu_seconds(lambda: exfractaldb.variant_cloud(classes, 0, 1, seed, points))
-    matrices, shifts, probs = classes.system(0, exfractaldb_tables.instance_table("paper25")[1])
+    ours_model = median_cpu_seconds(lambda: ex_source.variant_cloud(classes, 0, 1, seed, points))
+    matrices, shifts, probs = classes.system(0, tables.instance_table("paper25")[1])
     params = np.c_[matrices.reshape(len(probs), 9), shifts]
     uniforms = np.random.default_rng(0).random(points)
-    ref_model = median_cpu_seconds(lambda: ref.normalize_center(ref.chaos_game(params, probs, uniforms)), 1)
+    ref_model = median_cpu_seconds(lambda: ref.normalized_cloud(params, probs, uniforms), 1)
 
-    source = exfractaldb.make_source(classes=1, instances=variants * views, seed=seed, image_size=224,
+    source = exfractaldb.make_source(classes=1, instances=None, seed=seed, image_size=224,
                                      points=points, params_from=None, workers=1, backend="inline",
                                      instances_3d=variants, views=views)
     source.render(0, 2)
     ours_image = median_cpu_seconds(lambda: source.render(0, source.num_items()), 3) / source.num_items()
-    cloud = exfractaldb.variant_cloud(classes, 0, 0, seed, points)
-    angles = [exfractaldb.view_angles(seed, 0, 0, v, True) for v in range(10)]
+    cloud = ex_source.variant_cloud(classes, 0, 0, seed, points)
+    angles = [ex_source.view_angles(seed, 0, 0, v, True) for v in range(10)]
     ref_view = median_cpu_seconds(lambda: [ref.render_view(cloud, *a, 224) for a in angles], 1) / len(angles)
     ref_image = ref_view + ref_model / views
 

@@ -28,7 +28,8 @@ from benchmarks.common import machine  # noqa: E402
 from benchmarks.reference import fractaldb_official as ref  # noqa: E402
 from fdsl.datasets import build  # noqa: E402
 from fdsl.datasets.jobs import run_tasks  # noqa: E402
-from fdsl.generators import cli, fractaldb  # noqa: E402
+from fdsl.generators import fractaldb  # noqa: E402
+from fdsl.generators.generate import generate  # noqa: E402
 from fdsl.generators.kernels import ifs2d  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "fractaldb.md"
@@ -49,7 +50,7 @@ def best_time(fn, repeats: int) -> float:
 def bench_search(classes: int, repeats: int) -> dict[str, float]:
     fractaldb.search_classes(1, seed=12345)  # compile / load the kernels outside the timing
     seconds = best_time(lambda: fractaldb.search_classes(classes, seed=0, workers=1), repeats)
-    candidates = fractaldb.search_classes(classes, seed=0)[-1].candidate + 1
+    candidates = int(fractaldb.search_classes(classes, seed=0).candidate[-1]) + 1
     # The reference on 20k-point orbits of the first candidates, scaled to 100k points.
     sample = [c for c in (ref.sample_candidate(0, k) for k in range(8)) if c is not None][:4]
     per_candidate = best_time(lambda: [ref.search_fill_rate(*c, 0, 0, 20_000) for c in sample], 1)
@@ -60,7 +61,7 @@ def bench_search(classes: int, repeats: int) -> dict[str, float]:
             "ref_s_per_class": per_candidate * candidates / classes}
 
 
-def bench_render(params: list[fractaldb.ClassParams], repeats: int) -> dict[str, float]:
+def bench_render(params: fractaldb.ClassParams, repeats: int) -> dict[str, float]:
     source = fractaldb.FractalDBSource(params, instances=1000, seed=0, image_size=SIZE, points=POINTS,
                                        color="gray", search={}, params_sha256=None)
     source.render(0, 4)  # warm-up
@@ -79,17 +80,16 @@ def bench_render(params: list[fractaldb.ClassParams], repeats: int) -> dict[str,
     paste_ms = 1e3 * best_time(pastes, repeats) / 10
     classes = min(2, len(params))
     whole = best_time(lambda: fractaldb.FractalDBSource(
-        params[:classes], instances=1000, seed=0, image_size=SIZE, points=POINTS, color="gray",
+        params.head(classes), instances=1000, seed=0, image_size=SIZE, points=POINTS, color="gray",
         search={}, params_sha256=None).render(0, 1000 * classes), 1)
     return {"points_ms": points_ms, "paste_ms": paste_ms,
             "render_ms": points_ms + paste_ms, "render_shared_ms": points_ms / 10 + paste_ms,
             "source_ms_per_image": 1e3 * whole / (1000 * classes)}
 
 
-def bench_reference_render(params: list[fractaldb.ClassParams], points: int) -> float:
+def bench_reference_render(params: fractaldb.ClassParams, points: int) -> float:
     """Seconds per render of the reference port at ``points``, scaled to 200k points."""
-    p = params[0]
-    seconds = best_time(lambda: ref.render(p.maps, p.probs, seed=0, label=0, variant=2, render_index=0,
+    seconds = best_time(lambda: ref.render(*params.system(0), seed=0, label=0, variant=2, render_index=0,
                                              size=SIZE, points=points), 1)
     return seconds * POINTS / points
 
@@ -135,12 +135,12 @@ def bench_pipeline(classes: int, instances: int, workers: int = 2) -> dict[str, 
     figures: dict[str, float] = {}
     try:
         params_file = out / "classes.npz"
-        params_file.write_bytes(fractaldb.params_to_npz(fractaldb.search_classes(classes, seed=0), {}))
+        params_file.write_bytes(fractaldb.search_classes(classes, seed=0).to_npz())
         source = fractaldb.make_source(classes=classes, instances=instances, seed=0, params_from=params_file)
         tasks = build.plan_tasks(source.num_items(), 10_000)
         for label, backend, n in (("", "local", workers), ("inline_", "inline", 1)):
             result, wall, cpu = _measured(
-                cli.generate, "fractaldb", out / f"data-{backend}", classes=classes, instances=instances,
+                generate, "fractaldb", out / f"data-{backend}", classes=classes, instances=instances,
                 seed=0, workers=n, backend=backend, params_from=params_file, shard_size=10_000)
             _, r_wall, r_cpu = _measured(
                 run_tasks, _RenderOnly(source), tasks, _count, backend=backend, workers=n,
@@ -204,7 +204,7 @@ def main() -> None:
 
     search = bench_search(search_classes, 1 if args.quick else 2)
     params = fractaldb.search_classes(search_classes, seed=0)
-    render = bench_render(params[:4], repeats)
+    render = bench_render(params.head(4), repeats)
     ref_render_s = bench_reference_render(params, ref_points)
     pipe = bench_pipeline(pipe_classes, 1000)
     text = "\n".join([

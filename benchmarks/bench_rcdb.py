@@ -17,6 +17,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.common import bench_parser, machine, median_cpu_seconds, results_file  # noqa: E402
 from benchmarks.reference import rcdb_official as ref  # noqa: E402
 from fdsl.generators import rcdb  # noqa: E402
+from fdsl.generators.rcdb.params import sample_image  # noqa: E402
+from fdsl.generators.rcdb.source import draw_image  # noqa: E402
 
 RESULTS = results_file("rcdb")
 
@@ -30,11 +32,11 @@ def main() -> None:
     source = rcdb.make_source(classes=classes, instances=our_per_class, seed=seed, image_size=size,
                               params_from=None, workers=1)
     source.render(0, 1)  # compile / load the kernels
-    params = source.classes
-    draws = [(rcdb.sample_image(seed, c, i, int(params.vertices[c]), int(params.contours[c])),
+    params = source.params
+    draws = [(sample_image(seed, c, i, int(params.vertices[c]), int(params.contours[c])),
               float(params.perlin[c]), float(params.offset[c])) for c in range(classes) for i in range(ref_per_class)]
     ref_image = median_cpu_seconds(lambda: [ref.draw_image(d, p, o, size) for d, p, o in draws], 1) / len(draws)
-    ours_same = median_cpu_seconds(lambda: [rcdb.draw_image(d, p, o, size) for d, p, o in draws]) / len(draws)
+    ours_same = median_cpu_seconds(lambda: [draw_image(d, p, o, size) for d, p, o in draws]) / len(draws)
     batch = 1000  # one render() call per 1000 images, as with --shard-size 1000
 
     def render_all() -> None:

@@ -97,7 +97,8 @@ def child_end_to_end(models: int, views: int, size: int, repeats: int) -> dict:
     import statistics
 
     from fdsl.render import renderer as renderer_module
-    from fdsl.render.cli import make_source, render_shapenet
+    from fdsl.render.build import render_shapenet
+    from fdsl.render.source import make_source
 
     source = make_source(models_per_class=models, views=views, image_size=size)
     renderer = renderer_module.get_renderer(size, math.radians(source.fov_deg))

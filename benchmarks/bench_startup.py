@@ -19,6 +19,7 @@ and the job's total. CPU counts this process and its finished children (search w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import statistics
@@ -55,11 +56,10 @@ def child(name: str) -> dict:
     def mark(phase: str) -> None:
         marks.append((phase, time.perf_counter() - t0, _cpu()))
 
-    from fdsl.generators import cli, registry
+    from fdsl.generators import cli, generate, registry
 
     mark("imports")
     real_get, real_parse = registry.get_generator, cli.build_parser
-    wrapped: set[str] = set()
 
     def build_parser():
         parser = real_parse()
@@ -67,13 +67,13 @@ def child(name: str) -> dict:
         return parser
 
     def get_generator(db: str):
-        module = real_get(db)
-        if db not in wrapped and hasattr(module, "make_source"):
-            wrapped.add(db)
-            make = module.make_source
+        spec = real_get(db)
 
-            def make_source(**kwargs):
-                source = make(**kwargs)
+        def prepare_source(**kwargs):
+            factory = spec.prepare_source(**kwargs)
+
+            def make_source():
+                source = factory()
                 mark("search")
                 render = type(source).render
                 first = [True]
@@ -89,12 +89,13 @@ def child(name: str) -> dict:
                 type(source).render = timed_render
                 return source
 
-            module.make_source = make_source
-        return module
+            return make_source
 
-    cli.build_parser, cli.get_generator, registry.get_generator = build_parser, get_generator, get_generator
+        return dataclasses.replace(spec, prepare_source=prepare_source)
+
+    cli.build_parser, generate.get_generator = build_parser, get_generator
     args = ["--db", name, "--classes", "1", "--instances", str(IMAGES)]
-    if name == "exfractaldb":
+    if name == "exfractaldb":  # its --instances must equal --instances-3d x --views
         args += ["--instances-3d", "25", "--views", "40"]
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
         status = cli.main([*args, "--out", str(Path(tmp) / "out")])

@@ -32,8 +32,11 @@ from benchmarks.reference import exfractaldb_official as ref_ex  # noqa: E402
 from benchmarks.reference import fractaldb_official as ref_fdb  # noqa: E402
 from benchmarks.reference import rcdb_official as ref_rc  # noqa: E402
 from fdsl.generators import exfractaldb, fractaldb, rcdb  # noqa: E402
-from fdsl.generators import exfractaldb_tables as tables  # noqa: E402
+from fdsl.generators.exfractaldb import tables  # noqa: E402
+from fdsl.generators.fractaldb.source import VARIANTS, WEIGHTS  # noqa: E402
 from fdsl.generators.kernels import ifs2d  # noqa: E402
+from fdsl.generators.rcdb.params import sample_image  # noqa: E402
+from fdsl.generators.rcdb.source import draw_image  # noqa: E402
 
 FDB_VARIANTS = (2, 12, 0, 24)  # identity, c x 0.2, a x 0.2, f x 1.8
 EX_VARIANTS = 5
@@ -61,11 +64,11 @@ def table(title: str, columns: dict[str, tuple]) -> str:
 
 def dropped_first_100(source: fractaldb.FractalDBSource, label: int, variant: int) -> np.ndarray:
     """fdsl's earlier FractalDB render: the first 100 orbit points dropped before the frame."""
-    params, size, n = source.params[label], source.image_size, source.points
-    cum = params.cumulative()
+    (maps, _), size, n = source.params.system(label), source.image_size, source.points
+    cum = source.params.cumulative(label)
     xs, ys, box = np.empty(n), np.empty(n), np.empty(4)
     key = np.uint64(ifs2d.stream_key(source.seed, ifs2d.TAG_POINTS, label))
-    kept = ifs2d.orbit(np.ascontiguousarray(params.maps * fractaldb.WEIGHTS[variant]), cum,
+    kept = ifs2d.orbit(np.ascontiguousarray(maps * WEIGHTS[variant]), cum,
                        ifs2d.selection_table(cum), key, xs, ys, box)
     ifs2d.box_of(xs, ys, 100, kept, box)
     px, py = np.empty(n, np.int32), np.empty(n, np.int32)
@@ -88,11 +91,11 @@ def fractaldb_rows(classes: int, variants: int, many: int) -> str:
         for variant in FDB_VARIANTS[:variants]:
             ours.append(source.canvas(label, variant, 0)[::-1].copy())
             reseeded.append(other.canvas(label, variant, 0)[::-1].copy())
-            official.append(ref_fdb.render_official_rng(params[label].maps, params[label].probs,
-                                                        variant=variant, mask_seed=label)[..., 0])
+            official.append(ref_fdb.render_official_rng(*params.system(label), variant=variant,
+                                                        mask_seed=label)[..., 0])
     all_ours, before, moved, wider = [], [], 0, 0
     for label in range(many):
-        for variant in range(fractaldb.VARIANTS):
+        for variant in range(VARIANTS):
             now, old = source.canvas(label, variant, 0)[::-1].copy(), dropped_first_100(source, label, variant)
             all_ours.append(now)
             before.append(old)
@@ -115,10 +118,11 @@ def exfractaldb_rows(classes: int) -> str:
     found = exfractaldb.search_classes(classes, seed=0, workers=1, backend="inline")
 
     def ours(**kwargs) -> list[np.ndarray]:
-        views = kwargs["views"]
-        source = exfractaldb.ExFractalSource(found, seed=0, per_class=EX_VARIANTS * views, image_size=224,
-                                             roll=kwargs.pop("roll", True), search={}, **kwargs)
-        return list(source.render(0, source.num_items()).images)
+        source = exfractaldb.ExFractalDBSource(found, seed=0, image_size=224, roll=kwargs.pop("roll", True),
+                                               search={}, **kwargs)
+        first = EX_VARIANTS * source.views  # the images of the first EX_VARIANTS models of each class
+        return [im for c in range(classes) for im in
+                source.render(c * source.per_class, c * source.per_class + first).images]
 
     paper = ours(instances_3d=25, views=40, points=10_000)
     preset = ours(instances_3d=145, views=12, points=10_000, instance_table="released145", views_mode="ring",
@@ -146,9 +150,9 @@ def rcdb_rows(classes: int) -> str:
     ours, port = [], []
     for label in range(classes):
         for instance in range(3):
-            draws = rcdb.sample_image(0, label, instance, int(params.vertices[label]), int(params.contours[label]))
+            draws = sample_image(0, label, instance, int(params.vertices[label]), int(params.contours[label]))
             perlin, offset = float(params.perlin[label]), float(params.offset[label])
-            ours.append(rcdb.draw_image(draws, perlin, offset, 512))
+            ours.append(draw_image(draws, perlin, offset, 512))
             port.append(ref_rc.draw_image(draws, perlin, offset, 512))
     same = sum(np.array_equal(a, b) for a, b in zip(ours, port, strict=True))
     return table(f"RCDB, {classes} classes x 3 images, 512 px (lit = not white; {same}/{len(ours)} images "

@@ -1,4 +1,5 @@
-"""fdsl.datasets: the shard format, the builder, and (lazily, since they import torch) the loaders.
+"""fdsl.datasets: the shard format, the builder, and (lazily, since they import torch) the loaders,
+for every set fdsl makes (FractalDB, ExFractalDB, RCDB, LineDB, renders, imports) and the studies.
 
 ``from fdsl.datasets import ShardDataset, ShardLoader`` imports torch on
 first use only, so generator worker processes that import ``fdsl.datasets.shards`` stay light.

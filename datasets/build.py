@@ -18,7 +18,8 @@ import math
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from fdsl.atomic import (
+    LOCK_NAME,
     check_free_space,
     disk_full_guard,
     folder_lock,
@@ -37,7 +39,7 @@ from fdsl.datasets._heap import reuse_freed_memory
 from fdsl.datasets.format import COMPRESSIONS, get_format
 from fdsl.datasets.format.hdf5.writer import MARGIN
 from fdsl.datasets.jobs import default_workers, run_tasks
-from fdsl.datasets.outfolder import prepare_folder
+from fdsl.datasets.outfolder import check_folder, prepare_folder
 from fdsl.errors import FdslError
 from fdsl.sources import RenderedBatch, ShardSource  # noqa: F401  (re-exported for old imports)
 
@@ -239,7 +241,7 @@ def _check_settings(shard_size: int, storage: str, compression: str) -> None:
 
 
 def build_dataset(
-    source: ShardSource,
+    source: ShardSource | Callable[[], ShardSource],
     out: str | Path,
     *,
     shard_size: int = 10_000,
@@ -251,19 +253,56 @@ def build_dataset(
 ) -> BuildResult:
     """Render every item of ``source`` into ``out`` (resuming what a previous run finished).
 
-    The run holds an exclusive lock on ``out`` (a second run into it is refused in one line), and
-    removes the temporary files that killed runs left. Raises FdslError (one line) for bad
-    settings, an unwritable, locked, mismatched or tampered folder, a full disk, or a shard that
-    keeps failing.
+    ``source`` may be a zero-argument factory of the source instead, for one whose making is long
+    work (a category search): it is called holding the lock, so a run refused for its settings or
+    its folder, or one finding the folder busy, does none of that work. The run holds an
+    exclusive lock on ``out`` (a second run into it is refused in one line), and removes the
+    temporary files that killed runs left; a run that stops before it writes a manifest leaves no
+    lock file or folder of its own behind. Raises FdslError (one line) for bad settings, an
+    unwritable, locked, mismatched or tampered folder, a full disk, or a shard that keeps failing.
     """
     _check_settings(shard_size, storage, compression)
     workers = workers or default_workers()
-    check_size(source, shard_size, workers)
+    if hasattr(source, "render"):
+        check_size(source, shard_size, workers)
     out = Path(out)
-    with folder_lock(out):
+    check_folder(out, overwrite)
+    with _undone_if_nothing_written(out), folder_lock(out):
+        if not hasattr(source, "render"):
+            source = source()
+            check_size(source, shard_size, workers)
         with disk_full_guard(out):
             return _build_locked(source, out, shard_size, workers, backend,
                                  compression, storage, overwrite)
+
+
+@contextmanager
+def _undone_if_nothing_written(out: Path) -> Iterator[None]:
+    """On an exception before the run wrote a manifest, remove the lock file and the folders this
+    run created, so a refused or failed start leaves the folder as it was."""
+    created = [p for p in (out, *out.parents) if not p.exists()]
+    lock = out / LOCK_NAME
+    had_lock = lock.exists()
+    before = _stamp(mf.manifest_path(out))
+    try:
+        yield
+    except BaseException:
+        if not had_lock and _stamp(mf.manifest_path(out)) == before:
+            for path in (lock, *created):  # the lock file, then the folders deepest first
+                try:
+                    path.unlink() if path is lock else path.rmdir()
+                except OSError:  # not there, or a folder that is not empty: keep the rest
+                    if path is not lock:
+                        break
+        raise
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 def _build_locked(source: ShardSource, out: Path, shard_size: int, workers: int, backend: str,

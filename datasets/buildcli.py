@@ -6,7 +6,7 @@ Kept apart from ``build.py`` so that the library never imports CLI code.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +55,11 @@ def build_kwargs(args: argparse.Namespace | dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def build_from_options(source: ShardSource, out: str | Path, *, strict: bool = False, **options: Any) -> BuildResult:
-    """Run the builder on ``source`` with the shared settings among ``options``: others are
-    ignored (parsed CLI options), or refused with ``strict`` (a library call's ``**build``)."""
+def build_from_options(source: ShardSource | Callable[[], ShardSource], out: str | Path, *, strict: bool = False,
+                       **options: Any) -> BuildResult:
+    """Run the builder on ``source`` (or a factory of it, called under the folder lock: see
+    ``build_dataset``) with the shared settings among ``options``: others are ignored (parsed CLI
+    options), or refused with ``strict`` (a library call's ``**build``)."""
     unknown = sorted(set(options) - set(BUILD_OPTIONS))
     if strict and unknown:
         raise TypeError(f"unexpected build option(s): {', '.join(unknown)}; known: {', '.join(BUILD_OPTIONS)}")

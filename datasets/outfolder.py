@@ -37,15 +37,23 @@ def describe_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     return ", ".join(diffs)
 
 
+def check_folder(out: Path, overwrite: bool) -> None:
+    """Refuse, reading only, a folder no run may build into: one that is not empty and holds no
+    fdsl manifest (unless ``overwrite``). Called before the lock, so such a refusal creates
+    nothing; ``prepare_folder`` checks again holding the lock."""
+    if out.is_dir() and not overwrite and not mf.manifest_path(out).exists():
+        others = [p for p in out.iterdir() if p.name not in OWN_FILES and not p.name.startswith(".")]
+        if others:
+            raise ConfigMismatchError(f"{out} is not empty and holds no fdsl manifest; "
+                                      "choose an empty folder or pass --overwrite")
+
+
 def prepare_folder(out: Path, identity: dict[str, Any], overwrite: bool) -> dict[int, dict[str, Any]]:
     """Check ``out`` against ``identity`` (call it holding the folder lock); return the shard
     entries that verify and can be kept."""
     ensure_writable(out)
     if not mf.manifest_path(out).exists():
-        others = [p for p in out.iterdir() if p.name not in OWN_FILES and not p.name.startswith(".")]
-        if others and not overwrite:
-            raise ConfigMismatchError(f"{out} is not empty and holds no fdsl manifest; "
-                                      "choose an empty folder or pass --overwrite")
+        check_folder(out, overwrite)
         return {}
     try:
         old = mf.read_manifest(out)

@@ -111,19 +111,33 @@ def folder_lock(folder: str | Path, *, wait: bool = False) -> Iterator[Path]:
     folder = Path(folder)
     ensure_writable(folder)
     path = folder / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
+            os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise FolderLockedError(
                     f"{folder} is in use by another fdsl run; wait for it to finish or choose "
                     f"another output folder") from None
             raise
+        # A run refused before writing anything removes the lock file it made; a lock taken on
+        # that removed file guards nothing, so take the lock again on the file now in place.
+        if _same_file(fd, path):
+            break
+        os.close(fd)
+    try:
         yield path
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def free_bytes(folder: str | Path) -> int:

@@ -1,7 +1,11 @@
-"""fdsl.generators: formula-driven data sets, one registered generator per module.
+"""fdsl.generators: formula-driven data sets, one package per generator.
 
-``fdsl.generators.registry`` maps ``--db`` names to ``GeneratorSpec``s; ``OnTheFlyFractalDataset``
-(which imports torch) loads on first use, so importing a generator stays light.
+``fractaldb/``, ``exfractaldb/``, ``rcdb/`` and ``linedb/`` each hold ``__init__.py`` (the
+registration), ``params.py`` (class parameters) and ``source.py`` (the ShardSource); the contract
+they keep is in ``fdsl.generators.registry``, which maps ``--db`` names to ``GeneratorSpec``s.
+``generate.generate`` is the body of ``gen-fractal``; ``rebuild.source_from_folder`` turns a
+generated set's folder back into its source. ``OnTheFlyFractalDataset`` (which imports torch)
+loads on first use, so importing a generator stays light.
 """
 
 from __future__ import annotations

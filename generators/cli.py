@@ -1,7 +1,7 @@
 """``gen-fractal``: generate a registered formula-driven data set into HDF5 shards (or official PNGs).
 
-The data sets, their flags and their defaults come from the generator registry
-(``fdsl.generators.registry``); this module only parses, checks sizes and hands over to the builder.
+A thin wrapper over ``fdsl.generators.generate.generate``: the data sets, their flags and their
+defaults come from the generator registry (``fdsl.generators.registry``); this module only parses.
 """
 
 from __future__ import annotations
@@ -10,104 +10,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from fdsl.cli import OneLineParser, positive_int, run_cli, setup_logging
-from fdsl.errors import FdslError
 from fdsl.generators import limits
-from fdsl.generators.registry import COMMON_SETTINGS, GeneratorSpec, generators, get_generator
+from fdsl.generators.generate import generate
+from fdsl.generators.registry import COMMON_SETTINGS, GeneratorSpec, generators
 
-if TYPE_CHECKING:
-    from fdsl.datasets.build import BuildResult
-
-
-def check_writable(out: Path) -> list[Path]:
-    """Create ``out`` and write a probe file in it, so an unusable folder fails before a long
-    category search; returns the folders it created (deepest first). FdslError (one line)."""
-    from fdsl.atomic import ensure_writable
-
-    created = [p for p in (out, *out.parents) if not p.exists()]
-    ensure_writable(out)
-    return created
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
-
-
-def _flag(setting: str) -> str:
-    return "--" + setting.replace("_", "-")
-
-
-def _settings(spec: GeneratorSpec, common: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-    """The keyword arguments of ``spec.make_source`` for these settings; FdslError for a setting
-    or option that does not apply to the generator."""
-    wrong = [k for k, v in common.items() if v is not None and not spec.takes(k)]
-    wrong += sorted(set(options) - set(spec.option_names))
-    if wrong:
-        verb = "does" if len(wrong) == 1 else "do"
-        raise FdslError(f"{', '.join(_flag(k) for k in wrong)} {verb} not apply to --db {spec.name}")
-    return {k: v for k, v in common.items() if spec.takes(k)} | options
-
-
-def _default(spec: GeneratorSpec, setting: str, value: Any) -> Any:
-    """``value``, or the spec's numeric default for it (None when it has none)."""
-    if value is not None:
-        return value
-    default = spec.defaults.get(setting)
-    return default if isinstance(default, int) else None
-
-
-def generate(
-    db: str,
-    out: str | Path,
-    *,
-    classes: int,
-    instances: int | None = None,
-    seed: int = 0,
-    workers: int | None = None,
-    image_size: int | None = None,
-    points: int | None = None,
-    shard_size: int = 10_000,
-    compression: str = "lz4",
-    fmt: str = "hdf5",
-    overwrite: bool = False,
-    params_from: str | Path | None = None,
-    backend: str = "local",
-    **options: Any,
-) -> BuildResult:
-    """Generate data set ``db`` into ``out`` and return the build summary.
-
-    ``classes`` and ``instances`` (images per class) size the data set; ``None`` settings take
-    the data set's official defaults; ``options`` are the generator's own flags (dest names).
-    Sizes are checked (``fdsl.generators.limits``) before any work or file. Re-running the same
-    call resumes; different settings into the same folder raise ConfigMismatchError unless
-    ``overwrite``.
-    """
-    if classes <= 0:
-        raise FdslError(f"--classes must be positive, got {classes}")
-    spec = get_generator(db)
-    kwargs = _settings(spec, {"instances": instances, "image_size": image_size, "points": points}, options)
-    from fdsl.datasets.build import build_dataset
-    from fdsl.datasets.jobs import default_workers
-
-    workers = workers or default_workers()
-    limits.check_job(classes=classes, instances=_default(spec, "instances", instances),
-                     image_size=_default(spec, "image_size", image_size), points=_default(spec, "points", points),
-                     workers=workers, shard_size=shard_size, channels=3 if options.get("color") == "color" else 1)
-    created = check_writable(Path(out))
-    try:
-        source = spec.make_source(classes=classes, seed=seed, params_from=Path(params_from) if params_from else None,
-                                  workers=workers, backend=backend, **kwargs)
-    except BaseException:
-        _remove_empty(created)  # a bad setting or an interrupted search leaves no empty folder behind
-        raise
-    return build_dataset(source, out, shard_size=shard_size, workers=workers, backend=backend,
-                         compression=compression, storage=fmt, overwrite=overwrite)
+__all__ = ["build_parser", "generate", "main"]
 
 
 def _default_help(setting: str, specs: dict[str, GeneratorSpec]) -> str:

@@ -1,14 +1,35 @@
-"""The generator registry behind ``gen-fractal --db NAME``: one registered spec per generator.
+"""The generator registry behind ``gen-fractal --db NAME``, and the contract every generator keeps.
 
-A generator is one module that ends with a registration::
+A generator is one package ``generators/<db>/`` plus one line naming it in ``BUILTIN_MODULES``
+below (as timm lists its model modules):
+
+- ``params.py``: ``ClassParams``, the parameters of every class of a data set in one object (the
+  ``ClassParams`` protocol below: ``len()``, ``head(n)``, ``to_npz()``), how they are drawn
+  (``sample_candidate(seed, k) -> ClassParams | None`` and ``search_classes(classes, *, seed,
+  workers, backend, ...) -> ClassParams`` for a category search, ``sample_classes(classes, seed)``
+  otherwise) and ``load_class_params(path) -> ClassParams``, which reads the ``classes.npz`` the
+  source stored (FdslError, one line, for a file it cannot use);
+- ``source.py``: the ``ShardSource`` (``<Db>Source(params, *, seed, ...)``, its ``params`` the
+  ``ClassParams``) and ``source_from_config(config, params) -> <Db>Source``, which rebuilds the
+  source of a data set from its manifest's config and its class parameters;
+- ``__init__.py``: the algorithm in its docstring, the generator's flags (``add_arguments``),
+  ``prepare_source`` and ``make_source``, and the registration::
 
     SPEC = register_generator(GeneratorSpec(
         name="linedb", description="random straight lines ...",
         defaults={"instances": 1000, "image_size": 512},   # the common settings it takes
         add_arguments=add_arguments,                       # its own flags, on an argument group
-        make_source=make_source))                          # options -> ShardSource
+        prepare_source=prepare_source,                     # settings -> checked -> source factory
+        load_class_params=params.load_class_params,        # classes.npz -> ClassParams
+        source_from_config=source.source_from_config))     # (manifest config, ClassParams) -> source
 
-and one line naming the module in ``BUILTIN_MODULES`` below (as timm lists its model modules).
+- kernels: Numba kernels in ``generators/kernels/`` (shared) or beside the three files (the
+  generator's own, e.g. device kernels).
+
+``prepare_source`` checks every setting first and returns a zero-argument factory that does the
+long work (a category search), so ``gen-fractal`` refuses bad input before it locks the output
+folder and searches only once it holds the lock. ``fdsl.generators.rebuild.source_from_folder``
+turns any generator's data set folder back into its source with the last two entries.
 The spec's option names are read from the flags ``add_arguments`` defines, so no list is kept by
 hand. Modules load on the first lookup; none of them imports h5py, torch or the builder.
 """
@@ -20,8 +41,9 @@ import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol, Self, runtime_checkable
 
 from fdsl.errors import FdslError
 from fdsl.sources import ShardSource
@@ -34,9 +56,28 @@ BUILTIN_MODULES = (
     "fdsl.generators.linedb",
 )
 
-# Settings every generator may take, passed to make_source as keyword arguments (None = the
+# Settings every generator may take, passed to prepare_source as keyword arguments (None = the
 # generator's default); a generator takes those named in its spec's ``defaults``.
 COMMON_SETTINGS = ("instances", "image_size", "points")
+
+
+SourceFactory = Callable[[], ShardSource]
+
+
+@runtime_checkable
+class ClassParams(Protocol):
+    """The parameters of every class of a data set, as one object (each generator's
+    ``params.ClassParams``; class ``c`` is label ``c``)."""
+
+    def __len__(self) -> int:
+        """The number of classes."""
+
+    def head(self, classes: int) -> Self:
+        """The first ``classes`` classes."""
+
+    def to_npz(self) -> bytes:
+        """The ``classes.npz`` bytes (reproducible); the generator's ``load_class_params`` reads
+        them back."""
 
 
 def _no_arguments(group: argparse._ArgumentGroup) -> None:
@@ -48,21 +89,29 @@ class GeneratorSpec:
     """One generator, as ``gen-fractal`` and the library see it.
 
     name: the ``--db`` value. description: one line for ``--help``.
-    make_source: ``make_source(*, classes, seed, params_from, workers, backend, <common settings
-        named in defaults>, **options) -> ShardSource``; ``None`` for a setting means its default;
-        raises FdslError (one line) for bad values.
+    prepare_source: ``prepare_source(*, classes, seed, params_from, workers, backend, <common
+        settings named in defaults>, **options) -> SourceFactory``; ``None`` for a setting means
+        its default. It checks every setting (and reads ``params_from``) at once, raising
+        FdslError (one line) for bad values, and returns a zero-argument callable that does the
+        long work (a category search) and returns the ``ShardSource``.
     add_arguments: adds the generator's own flags to an argparse group; every flag's default
-        must be None (= not given), and its dest is the keyword ``make_source`` receives.
+        must be None (= not given), and its dest is the keyword ``prepare_source`` receives.
     defaults: the common settings (``COMMON_SETTINGS``) it takes, with the default shown in
         ``--help`` (a number, or a short text such as "instances-3d x views"); a common setting
         missing here is refused for this generator.
+    load_class_params: ``load_class_params(path) -> ClassParams`` of a stored ``classes.npz``.
+    source_from_config: ``source_from_config(config, params) -> ShardSource``: the source whose
+        ``config()`` is ``config`` (a manifest's), drawing classes ``params``.
+        These two are what ``fdsl.generators.rebuild`` needs; None for a generator without.
     """
 
     name: str
     description: str
-    make_source: Callable[..., ShardSource]
+    prepare_source: Callable[..., SourceFactory]
     add_arguments: Callable[[argparse._ArgumentGroup], None] = _no_arguments
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    load_class_params: Callable[[Path], ClassParams] | None = None
+    source_from_config: Callable[[Mapping[str, Any], Any], ShardSource] | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.defaults) - set(COMMON_SETTINGS)
@@ -86,6 +135,25 @@ class GeneratorSpec:
         """Whether the common setting ``setting`` applies to this generator."""
         return setting in self.defaults
 
+    def make_source(self, **settings: Any) -> ShardSource:
+        """``prepare_source(**settings)()``: check the settings, then make the source."""
+        return self.prepare_source(**settings)()
+
+
+def checked_sizes(db: str, *, seed: int, instances: int | None, image_size: int | None, default_instances: int,
+                  default_image_size: int, min_image_size: int) -> tuple[int, int]:
+    """(instances, image_size), ``None`` taking the defaults; FdslError (one line) for a negative
+    seed, a non-positive instance count or an image side under ``min_image_size``."""
+    if seed < 0:
+        raise FdslError(f"--seed must be >= 0 for {db}, got {seed}")
+    size = default_image_size if image_size is None else image_size
+    if size < min_image_size:
+        raise FdslError(f"--image-size must be at least {min_image_size} for {db}, got {size}")
+    per_class = default_instances if instances is None else instances
+    if per_class <= 0:
+        raise FdslError(f"--instances must be positive, got {per_class}")
+    return per_class, size
+
 
 _REGISTRY: dict[str, GeneratorSpec] = {}
 _loaded = False
@@ -94,7 +162,7 @@ _loaded = False
 def register_generator(spec: GeneratorSpec) -> GeneratorSpec:
     """Register ``spec`` under ``spec.name`` and return it (a name registers once)."""
     known = _REGISTRY.get(spec.name)
-    if known is not None and known.make_source is not spec.make_source:
+    if known is not None and known.prepare_source is not spec.prepare_source:
         raise ValueError(f"a generator named {spec.name!r} is already registered")
     _REGISTRY[spec.name] = spec
     return spec
@@ -126,4 +194,4 @@ def get_generator(name: str) -> GeneratorSpec:
 
 
 def _module_of(spec: GeneratorSpec) -> str:
-    return getattr(spec.make_source, "__module__", "")
+    return getattr(spec.prepare_source, "__module__", "")

@@ -1,18 +1,15 @@
 """``render-shapenet``: render ShapeNetCore models (or the built-in procedural set) into shards.
 
-A thin wrapper: ``fdsl.render.source.make_source`` picks the models (``shapenet.shapenet_models``
-or ``procedural.procedural_models``) and ``fdsl.datasets.buildcli.build_from_options`` runs the
-builder with the shared flags.
+A thin wrapper over ``fdsl.render.build.render_shapenet``: this module parses the flags and
+prints the summary.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from fdsl.cli import (
     OneLineParser,
@@ -21,65 +18,15 @@ from fdsl.cli import (
     positive_int,
     run_cli,
 )
-from fdsl.datasets.build import BuildResult
-from fdsl.datasets.buildcli import add_build_arguments, build_from_options, parse_options
-from fdsl.datasets.jobs import default_workers
+from fdsl.datasets.buildcli import add_build_arguments, parse_options
+from fdsl.render.build import render_shapenet
 from fdsl.render.procedural import DEFAULT_MODELS_PER_CLASS
-from fdsl.render.source import (
-    DEFAULT_FOV_DEG,
-    DEFAULT_MAX_FACES,
-    IMAGE_SIZES,
-    MSAA_CHOICES,
-    RenderSource,  # noqa: F401  (re-exported)
-    make_source,
-)
+from fdsl.render.source import DEFAULT_FOV_DEG, DEFAULT_MAX_FACES, IMAGE_SIZES, MSAA_CHOICES
 from fdsl.render.viewpoints import VIEWPOINTS
 
-log = logging.getLogger(__name__)
-
-__all__ = ["build_parser", "main", "make_source", "render_shapenet"]
+__all__ = ["build_parser", "main", "render_shapenet"]
 
 image_side = number(int, low=IMAGE_SIZES[0], high=IMAGE_SIZES[1])
-
-
-def render_shapenet(
-    out: str | Path,
-    *,
-    shapenet_root: str | Path | None = None,
-    classes: str | Sequence[str] | None = None,
-    models_per_class: int | None = None,
-    views: int = 100,
-    viewpoints: str = "fibonacci",
-    image_size: int = 224,
-    max_faces: int = DEFAULT_MAX_FACES,
-    seed: int = 0,
-    msaa: int = 0,
-    fov_deg: float = DEFAULT_FOV_DEG,
-    workers: int | None = None,
-    shard_size: int | None = None,
-    **build: Any,
-) -> BuildResult:
-    """Render every selected model from ``views`` viewpoints into shards at ``out``.
-
-    Without ``shapenet_root`` the built-in procedural set is rendered. ``classes`` (names or
-    synsets, a list or a comma-separated string) defaults to the viewpoint study's nine;
-    ``models_per_class`` (None: every model of a ShapeNet class, 100 procedural ones) is sampled
-    deterministically by ``seed``. Each image carries label, synset, model_id, view, azimuth,
-    elevation, distance, silhouette ``area`` and the camera pose (pose_00..pose_15, row-major
-    camera-to-world). Broken models are skipped and listed in ``out/failures.jsonl``. Re-running
-    the same call resumes. ``build`` holds the other shared builder settings (``backend``,
-    ``compression``, ``fmt``: ``png`` writes ``<label>.<class>/<model_id>/<view>.png`` plus
-    ``metadata.csv``, ``overwrite``).
-    """
-    source = make_source(shapenet_root=shapenet_root, classes=classes, models_per_class=models_per_class,
-                         views=views, viewpoints=viewpoints, image_size=image_size, max_faces=max_faces,
-                         seed=seed, msaa=msaa, fov_deg=fov_deg)
-    workers = workers or default_workers()
-    # One single-threaded Mesa rasteriser per worker beats workers that fight over cores.
-    source.rasterizer_threads = 0 if workers > 1 else None
-    if shard_size is None:
-        shard_size = views * max(1, 2_000 // views)  # whole models; ~300 MB of 224 px RGB per worker
-    return build_from_options(source, out, strict=True, shard_size=shard_size, workers=workers, **build)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,18 +11,21 @@ from helpers import assert_same_bytes_for_1_and_2_workers
 
 from fdsl.errors import FdslError
 from fdsl.generators import cli, fractaldb, rcdb
+from fdsl.generators.generate import generate
+from fdsl.generators.rcdb import params as rcdb_params
+from fdsl.generators.rcdb import source as rcdb_source
 
 
-def _rcdb(**kw) -> rcdb.RcdbSource:
+def _rcdb(**kw) -> rcdb.RCDBSource:
     return rcdb.make_source(**{"classes": 2, "instances": 3, "seed": 1, "image_size": 96, **kw})
 
 
 def test_broken_segments_remove_the_fraction_of_each_contour():
-    keep = rcdb.broken_segments(0, 0, 0, vertices=10, contours=50, fraction=0.3)
+    keep = rcdb_params.broken_segments(0, 0, 0, vertices=10, contours=50, fraction=0.3)
     assert keep.shape == (50, 10) and np.all(keep.sum(axis=1) == 7)
     assert len({tuple(row) for row in keep.tolist()}) > 10  # chosen per contour
-    assert rcdb.broken_segments(0, 0, 0, 10, 50, 1.0).sum() == 0
-    assert rcdb.broken_segments(0, 0, 0, 3, 4, 0.5).sum(axis=1).tolist() == [1] * 4  # round(1.5) = 2 removed
+    assert rcdb_params.broken_segments(0, 0, 0, 10, 50, 1.0).sum() == 0
+    assert rcdb_params.broken_segments(0, 0, 0, 3, 4, 0.5).sum(axis=1).tolist() == [1] * 4  # round(1.5) = 2 removed
 
 
 def test_broken_contours_ink_less_and_zero_is_the_closed_drawing():
@@ -33,9 +36,9 @@ def test_broken_contours_ink_less_and_zero_is_the_closed_drawing():
     inked_half = (half.images < 255).sum(axis=(1, 2))
     assert np.all(inked_half < inked_closed)
     # One contour (no overlaps): about half of its pixels go with half of its segments.
-    one = rcdb.sample_image(0, 0, 0, vertices=40, contours=1)
-    half_one = rcdb.sample_image(0, 0, 0, vertices=40, contours=1, broken_fraction=0.5)
-    ratio = (rcdb.draw_image(half_one, 1.0, 0.05, 512) < 255).sum() / (rcdb.draw_image(one, 1.0, 0.05, 512) < 255).sum()
+    one = rcdb_params.sample_image(0, 0, 0, vertices=40, contours=1)
+    half_one = rcdb_params.sample_image(0, 0, 0, vertices=40, contours=1, broken_fraction=0.5)
+    ratio = (rcdb_source.draw_image(half_one, 1.0, 0.05, 512) < 255).sum() / (rcdb_source.draw_image(one, 1.0, 0.05, 512) < 255).sum()
     assert 0.35 < ratio < 0.65, ratio
     assert np.all(_rcdb(broken_fraction=1.0).render(0, 6).images == 255)
     np.testing.assert_array_equal(_rcdb(broken_fraction=0.5).render(2, 4).images, half.images[2:4])
@@ -54,7 +57,7 @@ def test_broken_fraction_through_the_cli(tmp_path, hashes, capsys):
     err = capsys.readouterr().err.strip()
     assert err == "gen-fractal: error: --broken-fraction must be in [0, 1], got 1.5"
     with pytest.raises(FdslError, match="--broken-fraction does not apply to --db linedb"):
-        cli.generate("linedb", tmp_path / "x", classes=1, broken_fraction=0.5)
+        generate("linedb", tmp_path / "x", classes=1, broken_fraction=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -86,4 +89,4 @@ def test_fractaldb_with_few_points_renders_whole_fractals(two_classes, points):
 def test_fractaldb_few_points_through_the_cli_is_worker_independent(tmp_path):
     common = dict(classes=1, instances=6, seed=3, image_size=32, points=1000, shard_size=2,
                   fill_rate=0.05, search_points=20_000)
-    assert_same_bytes_for_1_and_2_workers(cli.generate, "fractaldb", tmp_path, **common)
+    assert_same_bytes_for_1_and_2_workers(generate, "fractaldb", tmp_path, **common)

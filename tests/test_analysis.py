@@ -1,6 +1,6 @@
 """Run analysis: confusion matrix and per-class accuracy against a direct count, the contact sheet of
-confident mistakes, Grad-CAM on a model whose answer is known, attention rollout's weights against
-the model's own attention."""
+confident mistakes, Grad-CAM and attention rollout on hand-built networks whose maps are worked out
+by hand, attention rollout's weights against the model's own attention."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from fdsl.train.analysis import (  # noqa: E402
     _normalise_maps,
     grad_cam,
     per_class_accuracy,
+    rollout_matrix,
     where_model_looks,
     write_run_analysis,
 )
@@ -66,7 +67,9 @@ def test_confusion_and_per_class_accuracy_match_a_direct_count(name: str, tmp_pa
         assert result["per_class_top1"][c] == pytest.approx(direct)
         assert report["per_class_top1"][c] == pytest.approx(direct)
     assert report["top1"] == pytest.approx(float((preds == labels).mean()))
-    assert result["where_model_looks"] == ("attention rollout" if name.startswith("vit") else "Grad-CAM")
+    # the layers the maps come from: 12 blocks of ViT-Tiny; at 32 px ResNet-18's layer2 (4 x 4)
+    assert result["where_model_looks"] == ("attention rollout over blocks 0-11" if name.startswith("vit")
+                                           else "Grad-CAM on layer2")
     for png in ("confusion.png", "misclassified.png", "attention_maps.png"):
         assert (tmp_path / png).read_bytes()[:8] == PNG
     assert not list(tmp_path.glob(".*tmp*"))  # atomic writes leave no temporary files
@@ -109,7 +112,7 @@ def test_grad_cam_picks_a_stage_wide_enough_on_small_images() -> None:
     model = build_model("resnet18", 3, 16).eval()
     x = torch.randn(2, 3, 16, 16)
     method, maps = where_model_looks(model, x)
-    assert method == "Grad-CAM" and maps.shape == (2, 16, 16)
+    assert method == "Grad-CAM on layer1" and maps.shape == (2, 16, 16)
     assert float(maps.amax((1, 2)).min()) == pytest.approx(1) and float(maps.amin((1, 2)).max()) == 0
     # layer4 is 1 x 1 at 16 px; layer1 (4 x 4) is the deepest stage wide enough: its Grad-CAM
     acts: list[torch.Tensor] = []
@@ -136,8 +139,112 @@ def test_rollout_uses_the_models_own_attention() -> None:
     rebuilt = attn.proj((weights @ v).transpose(1, 2).reshape(b, n, d))
     assert torch.allclose(rebuilt, attn(x), atol=1e-5)  # the hook sees what the forward computes
     method, maps = where_model_looks(model, torch.randn(2, 3, 32, 32))
-    assert method == "attention rollout" and maps.shape == (2, 32, 32)
+    assert method == "attention rollout over blocks 0-11" and maps.shape == (2, 32, 32)
     assert float(maps.amin((1, 2)).max()) == 0 and float(maps.amax((1, 2)).min()) == pytest.approx(1)
+
+
+class _ConvLinear(nn.Module):
+    """Identity 1x1 conv ``features`` (2 channels), global average pool, fc = [[2, -1], [-1, 1]]."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Conv2d(2, 2, 1, bias=False)
+        self.fc = nn.Linear(2, 2, bias=False)
+        with torch.no_grad():
+            self.features.weight.copy_(torch.eye(2).view(2, 2, 1, 1))
+            self.fc.weight.copy_(torch.tensor([[2.0, -1.0], [-1.0, 1.0]]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x).mean((2, 3)))
+
+
+def test_grad_cam_of_a_hand_set_network() -> None:
+    x = torch.zeros(2, 2, 4, 4)
+    x[0, 0] = torch.tensor([[1, 0, 0, 0], [0, 2, 0, 0], [0, 0, 0, 0], [0, 0, 0, 3.0]])
+    x[0, 1] = torch.tensor([[0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 4, 0], [0, 0, 0, 1.0]])
+    x[1, 1] = torch.tensor([[0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [2, 0, 0, 4.0]])
+    # Image 0: pooled (6/16, 6/16), logits (6/16, 0) -> class 0; d logit_0 / d A_k = fc[0, k] / 16, so
+    # alpha = (2, -1) / 16 and the map is relu(2 x_0 - x_1) / 16 = relu([[2,0,0,0],[0,3,0,0],
+    # [0,0,-4,0],[0,0,0,5]]) / 16, scaled by its maximum 5 / 16.
+    # Image 1: logits (-7/16, 7/16) -> class 1; alpha = (-1, 1) / 16: the map is x_1 / 4.
+    method, maps = where_model_looks(_ConvLinear(), x)
+    assert method == "Grad-CAM on features"
+    expected = torch.tensor([[[0.4, 0, 0, 0], [0, 0.6, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]],
+                             [[0, 0.25, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0.5, 0, 0, 1]]])
+    assert torch.allclose(maps, expected, atol=1e-6)
+
+
+def test_rollout_through_identity_attention_is_the_identity() -> None:
+    eye = torch.eye(5).expand(2, 3, 5, 5)  # batch 2, 3 heads, 5 tokens
+    assert torch.equal(rollout_matrix([eye, eye]), torch.eye(5).expand(2, 5, 5))
+
+
+def test_rollout_of_two_known_blocks_is_their_product() -> None:
+    a1 = torch.tensor([[0.5, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    a2 = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])  # swaps tokens 0 and 2
+    # (0.5 a2 + 0.5 I) (0.5 a1 + 0.5 I) = [[.5, 0, .5], [0, 1, 0], [.5, 0, .5]] [[.75, .25, 0],
+    # [0, 1, 0], [0, 0, 1]]
+    expected = torch.tensor([[0.375, 0.125, 0.5], [0.0, 1.0, 0.0], [0.375, 0.125, 0.5]])
+    assert torch.allclose(rollout_matrix([a1.view(1, 1, 3, 3), a2.view(1, 1, 3, 3)])[0], expected)
+    # heads are averaged first: heads (a2, I) -> 0.5 (0.5 a2 + 0.5 I) + 0.5 I
+    both = torch.stack([a2, torch.eye(3)]).unsqueeze(0)
+    assert torch.allclose(rollout_matrix([both])[0], torch.tensor([[0.75, 0.0, 0.25], [0.0, 1.0, 0.0],
+                                                                   [0.25, 0.0, 0.75]]))
+
+
+class _Attention(nn.Module):
+    """One head, dim 2: q = (sqrt 2, 0) for every token, k_j = (x_j[feature], 0), so every query
+    attends with softmax(x_j[feature]) -- the probabilities whose logs the tokens carry."""
+
+    def __init__(self, feature: int) -> None:
+        super().__init__()
+        self.num_heads = 1
+        self.qkv = nn.Linear(2, 6)
+        with torch.no_grad():
+            self.qkv.weight.zero_()
+            self.qkv.bias.zero_()
+            self.qkv.bias[0] = 2 ** 0.5
+            self.qkv.weight[2, feature] = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class _Block(nn.Module):
+    def __init__(self, feature: int) -> None:
+        super().__init__()
+        self.attn = _Attention(feature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(x)
+
+
+class _TwoBlockViT(nn.Module):
+    """A class token and a 2 x 2 patch grid whose tokens carry log p1 and log p2."""
+
+    P1 = (0.2, 0.4, 0.2, 0.1, 0.1)
+    P2 = (0.2, 0.1, 0.1, 0.2, 0.4)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([_Block(0), _Block(1)])
+        self.register_buffer("tokens", torch.tensor([self.P1, self.P2]).log().T.unsqueeze(0))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.tokens.expand(images.shape[0], -1, -1)
+        for block in self.blocks:
+            x = block(x)
+        return x[:, 0]
+
+
+def test_rollout_through_a_hand_set_two_block_transformer() -> None:
+    # Each block attends with P_i = 1 p_i^T (every row p_i), and P2 P1 = P1, so the rollout is
+    # (0.5 P2 + 0.5 I)(0.5 P1 + 0.5 I) = 0.5 P1 + 0.25 P2 + 0.25 I. The class token's row over the
+    # patches: 0.5 (.4, .2, .1, .1) + 0.25 (.1, .1, .2, .4) = (.225, .125, .1, .15), scaled to [0, 1]
+    # with min .1 and span .125.
+    method, maps = where_model_looks(_TwoBlockViT(), torch.zeros(1, 3, 2, 2))
+    assert method == "attention rollout over blocks 0-1"
+    assert torch.allclose(maps[0], torch.tensor([[1.0, 0.2], [0.0, 0.4]]), atol=1e-6)
 
 
 def test_contact_sheet_keeps_the_most_confident_mistakes(tmp_path: Path) -> None:

@@ -13,8 +13,10 @@ from helpers import assert_same_bytes_for_1_and_2_workers
 
 from fdsl.generators import cli as gen_cli
 from fdsl.generators import exfractaldb, fractaldb
-from fdsl.generators import exfractaldb_tables as tables
-from fdsl.generators.kernels import ifs2d
+from fdsl.generators.exfractaldb import tables
+from fdsl.generators.fractaldb import params as fdb_params
+from fdsl.generators.generate import generate
+from fdsl.generators.kernels import ifs2d, ifs3d
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.reference import exfractaldb_official as ref_ex  # noqa: E402
@@ -44,16 +46,16 @@ def official_pixels(maps, probs, points: int, size: int = 362, key: int = 12345)
 
 def far_attractor() -> fractaldb.ClassParams:
     """Two half-size maps whose attractor is the anti-diagonal segment (10, 11)-(11, 10): far from
-    the origin, and the corner (10, 10) of its own box stays empty."""
+    the origin, and the corner (10, 10) of its own box stays empty (one class, candidate 0)."""
     maps = np.array([[0.5, 0, 0, 0.5, 5.0, 5.5], [0.5, 0, 0, 0.5, 5.5, 5.0]])
-    return fractaldb.ClassParams(maps, np.array([0.5, 0.5]))
+    return fractaldb.ClassParams.from_systems([(maps, np.array([0.5, 0.5]))], [0])
 
 
 # --------------------------------------------------------------------------- FractalDB orbit
 
 
 def test_far_attractor_puts_the_origin_patch_at_the_frame_corner():
-    source = fractaldb.FractalDBSource([far_attractor()], instances=1000, seed=0, image_size=128,
+    source = fractaldb.FractalDBSource(far_attractor(), instances=1000, seed=0, image_size=128,
                                        points=3000, color="gray", search={}, params_sha256=None)
     canvas = source.canvas(0, 2, 0)  # variant 2 is the identity
     # The official keeps the origin: its patch is pasted at (pad + 1, pad + 1) of the raw canvas.
@@ -67,9 +69,9 @@ def test_far_attractor_puts_the_origin_patch_at_the_frame_corner():
 
 
 def test_orbit_keeps_the_origin_and_every_point_like_the_official():
-    params = far_attractor()
-    kept, px, py = kernel_pixels(params.maps, params.probs, 5000)
-    theirs = official_pixels(params.maps, params.probs, 5000)
+    maps, probs = far_attractor().system(0)
+    kept, px, py = kernel_pixels(maps, probs, 5000)
+    theirs = official_pixels(maps, probs, 5000)
     assert kept == 5000 and (px[0], py[0]) == (PAD, PAD)
     assert np.array_equal(px, theirs[0]) and np.array_equal(py, theirs[1])
 
@@ -120,9 +122,9 @@ def test_flat_axis_scales_like_the_official():
 
 def test_search_fill_rate_uses_the_official_orbit():
     params = far_attractor()
-    need = fractaldb.fill_needed(1e-6)
-    count = fractaldb.candidate_fill(fractaldb.ClassParams(params.maps, params.probs, 0), 0, 5000, need)
-    expected = ref_fdb.search_fill_rate(params.maps, params.probs, 0, 0, points=5000)
+    need = fdb_params.fill_needed(1e-6)
+    count = fdb_params.candidate_fill(params, 0, 5000, need)
+    expected = ref_fdb.search_fill_rate(*params.system(0), 0, 0, points=5000)
     assert count / 512**2 == expected
 
 
@@ -187,7 +189,7 @@ def _one_class_npz(tmp_path) -> Path:
     return path
 
 
-def _make(path: Path, **kwargs) -> exfractaldb.ExFractalSource:
+def _make(path: Path, **kwargs) -> exfractaldb.ExFractalDBSource:
     args = dict(classes=1, instances=None, seed=0, image_size=64, points=None, params_from=path, workers=1)
     return exfractaldb.make_source(**{**args, **kwargs})
 
@@ -235,5 +237,27 @@ def test_help_documents_the_fidelity_switches(capsys):
 @pytest.mark.slow
 def test_released_code_preset_bytes_do_not_depend_on_workers(tmp_path):
     path = _one_class_npz(tmp_path)
-    common = dict(classes=1, instances=30, image_size=48, params_from=path, preset="released-code", shard_size=7)
-    assert_same_bytes_for_1_and_2_workers(gen_cli.generate, "exfractaldb", tmp_path, **common)
+    common = dict(classes=1, instances_3d=3, views=10, image_size=48, params_from=path, preset="released-code",
+                  shard_size=7)
+    assert_same_bytes_for_1_and_2_workers(generate, "exfractaldb", tmp_path, **common)
+
+
+def test_models_are_the_released_instance_py_clouds_with_one_point_more(tmp_path):
+    source = _make(_one_class_npz(tmp_path), instance_table="released145", instances_3d=145, views=12,
+                   views_mode="ring", image_size=224)
+    params = source.params
+    for variant in (0, 6, 50):
+        ours = source.cloud(0, variant)
+        weights = tables.instance_table("released145")[variant]
+        rng = np.random.default_rng([0, 2, 0, variant])  # the model's stream, as fdsl draws it
+        theirs = ref_ex.instance_cloud(params.params[0, :3], params.probs[0, :3], weights, rng)
+        assert ours.shape == (10_000, 3) and theirs.shape == (9_999, 3)  # --point_num 10000: 9,999 iterates
+        shift = theirs - ours[:9999]  # the centring (sums / 10,000) and the box of one point fewer
+        assert 0 < np.abs(shift).max() < 1e-3
+        # sub-pixel: the released ring views of both clouds differ in under 1% of their lit pixels
+        angles = np.array([tables.ring_view(np.random.default_rng(view), view, 12) for view in range(12)])
+        bases = np.stack([ifs3d.camera_basis(*a) for a in angles])
+        mine, official = np.zeros((2, 12, 224, 224), np.uint8)
+        ifs3d.project_views(ours, bases, mine)
+        ifs3d.project_views(theirs, bases, official)
+        assert 0 < np.count_nonzero(mine != official) <= 0.01 * np.count_nonzero(official)

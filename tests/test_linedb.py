@@ -11,10 +11,12 @@ from helpers import assert_same_bytes_for_1_and_2_workers
 from fdsl.datasets import cli as inspect_cli
 from fdsl.errors import FdslError
 from fdsl.generators import cli, linedb
+from fdsl.generators.generate import generate
 from fdsl.generators.kernels import raster
+from fdsl.generators.linedb import source as linedb_source
 
 
-def _source(**kw) -> linedb.LineSource:
+def _source(**kw) -> linedb.LineDBSource:
     return linedb.make_source(**{"classes": 3, "instances": 4, "seed": 0, "image_size": 48, **kw})
 
 
@@ -33,7 +35,7 @@ def test_default_counts_step_16_and_images_draw_that_many_lines():
 def test_image_is_the_lines_drawn_by_the_rasteriser():
     src = _source(classes=1, line_counts=[5], image_size=32)
     image = src.render(2, 3).images[0]
-    rng = np.random.default_rng([0, linedb.TAG_IMAGE, 0, 2])
+    rng = np.random.default_rng([0, linedb_source.TAG_IMAGE, 0, 2])
     ends, greys = rng.integers(0, 32, (5, 4)), rng.integers(0, 256, 5)
     expected = np.full((32, 32), 255, np.uint8)
     for (x0, y0, x1, y1), grey in zip(ends, greys, strict=True):
@@ -63,6 +65,7 @@ def test_given_counts_and_shuffled_control():
     (dict(line_counts=[1, 2, 10**9]), "exceeds the limit"),
     (dict(image_size=4), "at least 8"),
     (dict(seed=-1), "--seed must be >= 0"),
+    (dict(line_counts="paper"), "--line-counts paper gives the paper's 7 classes"),
 ])
 def test_bad_settings_are_one_line(kw, message):
     with pytest.raises(FdslError, match=message) as info:
@@ -79,15 +82,28 @@ def test_cli_flags(tmp_path):
     assert config["line_counts"] == [5, 9] and config["shuffle_counts"] is True
 
 
+def test_paper_preset_gives_the_papers_counts(tmp_path, capsys):
+    out = tmp_path / "paper"
+    argv = ["--db", "linedb", "--classes", "7", "--instances", "1", "--image-size", "16", "--workers", "1",
+            "--out", str(out), "--line-counts", "paper"]
+    assert cli.main(argv) == 0
+    config = json.loads((out / "manifest.json").read_text())["config"]
+    assert config["line_counts"] == [16, 32, 64, 128, 256, 512, 1000]
+    assert _source(classes=7).line_counts.tolist() == [16, 32, 48, 64, 80, 96, 112]  # the default: 16 x class
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "16, 32, 64, 128, 256, 512, 1000" in " ".join(capsys.readouterr().out.split())
+
+
 def test_bytes_independent_of_workers_resume_params_from_and_png(tmp_path, hashes):
     common = dict(classes=3, instances=5, seed=2, image_size=32, shard_size=4)
-    assert_same_bytes_for_1_and_2_workers(cli.generate, "linedb", tmp_path, **common)
-    result = cli.generate("linedb", tmp_path / "w1", workers=1, **common)  # complete: nothing to redo
+    assert_same_bytes_for_1_and_2_workers(generate, "linedb", tmp_path, **common)
+    result = generate("linedb", tmp_path / "w1", workers=1, **common)  # complete: nothing to redo
     assert result.shards_skipped == result.shards == 4
-    cli.generate("linedb", tmp_path / "p", workers=1, params_from=tmp_path / "w1" / "classes.npz", **common)
+    generate("linedb", tmp_path / "p", workers=1, params_from=tmp_path / "w1" / "classes.npz", **common)
     shards = {k: v for k, v in hashes(tmp_path / "w1").items() if k.endswith(".h5")}
     assert shards == {k: v for k, v in hashes(tmp_path / "p").items() if k.endswith(".h5")}
     assert inspect_cli.main([str(tmp_path / "w1"), "--grid", str(tmp_path / "grid.png")]) == 0
-    cli.generate("linedb", tmp_path / "png", classes=2, instances=2, image_size=16, workers=1, fmt="png")
+    generate("linedb", tmp_path / "png", classes=2, instances=2, image_size=16, workers=1, fmt="png")
     names = sorted(p.relative_to(tmp_path / "png").as_posix() for p in (tmp_path / "png").rglob("*.png"))
     assert names == ["00000/00000_0000.png", "00000/00000_0001.png", "00001/00001_0000.png", "00001/00001_0001.png"]

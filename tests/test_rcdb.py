@@ -14,8 +14,11 @@ from PIL import Image, ImageDraw
 
 from fdsl.datasets import cli as inspect_cli
 from fdsl.errors import FdslError
-from fdsl.generators import cli, rcdb
+from fdsl.generators import rcdb
+from fdsl.generators.generate import generate
 from fdsl.generators.kernels import perlin, raster
+from fdsl.generators.rcdb import params as rcdb_params
+from fdsl.generators.rcdb import source as rcdb_source
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.reference import rcdb_official as ref  # noqa: E402
@@ -25,15 +28,15 @@ def test_contours_draw_with_the_reference_perlin_noise():
     """RCDB's kernel draws with pnoise1 (the noise package's values, tests/test_perlin.py): moving
     a vertex's noise input by one lattice cell changes the image; at an integer input the noise is
     0 so the vertex moves by the offset alone."""
-    params = rcdb.sample_image(0, 0, 0, 5, 1)
+    params = rcdb_params.sample_image(0, 0, 0, 5, 1)
     inputs = np.full_like(params.noise_inputs, 1000.0)  # integers: noise 0, every vertex at -c
-    still = rcdb.ImageParams(50, 1.0, 1.0, 256.0, 256.0, np.array([0]), inputs, None)
-    img = rcdb.draw_image(still, 2.0, 0.0, 512)
+    still = rcdb_params.ImageParams(50, 1.0, 1.0, 256.0, 256.0, np.array([0]), inputs, None)
+    img = rcdb_source.draw_image(still, 2.0, 0.0, 512)
     # every vertex moved outward by c = 2 (noise * 2c - c = -c, minus that): radius 50 -> 52
     assert img[256, 256 + 52] == 0 and img[256, 256 + 50] == 255
-    moved = rcdb.ImageParams(50, 1.0, 1.0, 256.0, 256.0, np.array([0]), inputs + 0.5, None)
+    moved = rcdb_params.ImageParams(50, 1.0, 1.0, 256.0, 256.0, np.array([0]), inputs + 0.5, None)
     radius = 50 - (perlin.pnoise1(1000.5) * 4.0 - 2.0)
-    img = rcdb.draw_image(moved, 2.0, 0.0, 512)
+    img = rcdb_source.draw_image(moved, 2.0, 0.0, 512)
     assert img[256, int(256 + radius)] == 0 and int(radius) != 52
 
 
@@ -73,13 +76,13 @@ def test_images_match_reference_port(size):
         if params.vertices[label] * params.contours[label] > 12_000:
             continue  # keep the pure-Python port fast
         for instance in range(2):
-            draws = rcdb.sample_image(1, label, instance, int(params.vertices[label]), int(params.contours[label]))
-            ours = rcdb.draw_image(draws, params.perlin[label], params.offset[label], size)
+            draws = rcdb_params.sample_image(1, label, instance, int(params.vertices[label]), int(params.contours[label]))
+            ours = rcdb_source.draw_image(draws, params.perlin[label], params.offset[label], size)
             np.testing.assert_array_equal(ours, ref.draw_image(draws, params.perlin[label], params.offset[label], size))
             assert ours.min() < 255  # something was drawn
 
 
-def _source(**kw) -> rcdb.RcdbSource:
+def _source(**kw) -> rcdb.RCDBSource:
     args = dict(classes=3, instances=4, seed=0, image_size=64, params_from=None, workers=1)
     return rcdb.make_source(**{**args, **kw})
 
@@ -105,8 +108,8 @@ def _shard_images(folder: Path) -> np.ndarray:
 @pytest.mark.slow
 def test_generate_bytes_independent_of_workers_and_params_from(tmp_path):
     common = dict(classes=3, instances=5, seed=9, image_size=64, shard_size=4)
-    assert_same_bytes_for_1_and_2_workers(cli.generate, "rcdb", tmp_path, **common)
-    cli.generate("rcdb", tmp_path / "p", workers=1, params_from=tmp_path / "w1" / "classes.npz", **common)
+    assert_same_bytes_for_1_and_2_workers(generate, "rcdb", tmp_path, **common)
+    generate("rcdb", tmp_path / "p", workers=1, params_from=tmp_path / "w1" / "classes.npz", **common)
     np.testing.assert_array_equal(_shard_images(tmp_path / "p"), _shard_images(tmp_path / "w1"))
     assert "params_sha256" in (tmp_path / "p" / "manifest.json").read_text()
     assert inspect_cli.main([str(tmp_path / "w1"), "--grid", str(tmp_path / "grid.png")]) == 0
@@ -114,7 +117,7 @@ def test_generate_bytes_independent_of_workers_and_params_from(tmp_path):
 
 
 def test_png_layout(tmp_path):
-    cli.generate("rcdb", tmp_path / "png", classes=2, instances=2, image_size=32, workers=1, fmt="png")
+    generate("rcdb", tmp_path / "png", classes=2, instances=2, image_size=32, workers=1, fmt="png")
     names = sorted(p.relative_to(tmp_path / "png").as_posix() for p in (tmp_path / "png").rglob("*.png"))
     assert names == ["00000/00000_0000.png", "00000/00000_0001.png", "00001/00001_0000.png", "00001/00001_0001.png"]
 
@@ -127,10 +130,10 @@ def test_params_from_values_outside_the_sampling_ranges_are_refused(tmp_path, na
     arrays = {k: getattr(params, k).copy() for k in ("vertices", "contours", "perlin", "offset")}
     path = tmp_path / "classes.npz"
     path.write_bytes(rcdb.ClassParams(**arrays).to_npz())
-    assert rcdb.load_class_params(path, 2).vertices.tolist() == params.vertices.tolist()
+    assert rcdb.load_class_params(path).vertices.tolist() == params.vertices.tolist()
     arrays[name] = arrays[name].astype(np.float64 if isinstance(value, float) else np.int64)
     arrays[name][1] = value
     path.write_bytes(rcdb.ClassParams(**arrays).to_npz())
     with pytest.raises(FdslError, match=re.escape(f"{path}: {name} must be")) as info:
-        rcdb.load_class_params(path, 1)
+        rcdb.load_class_params(path)
     assert "\n" not in str(info.value)

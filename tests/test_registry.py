@@ -5,23 +5,27 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fdsl import __version__
 from fdsl.errors import FdslError
 from fdsl.generators import cli, limits, registry
+from fdsl.generators.generate import generate
 from fdsl.generators.registry import GeneratorSpec, register_generator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import assert_refused_in_one_line, exit_code  # noqa: E402
+from helpers import assert_refused_in_one_line, edit_manifest, exit_code  # noqa: E402
 from toy_source import ToySource  # noqa: E402
 
 HEAVY = ("h5py", "torch", "fdsl.datasets.build", "fdsl.datasets.shards", "fdsl.datasets.jobs", "ray")
 
 
-@pytest.mark.parametrize("module", [m.rsplit(".", 1)[1] for m in registry.BUILTIN_MODULES] + ["registry"])
+@pytest.mark.parametrize("module", [m.rsplit(".", 1)[1] for m in registry.BUILTIN_MODULES]
+                         + ["registry", "generate", "rebuild"])
 def test_importing_a_generator_imports_no_h5py_builder_or_torch(module):
     code = (f"import sys, fdsl.generators.{module}\n"
             f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
@@ -46,8 +50,8 @@ def _toy_arguments(group: argparse._ArgumentGroup) -> None:
 
 
 def _toy_source(*, classes: int, seed: int, params_from, workers, backend, instances=None,
-                toy_size=None) -> ToySource:
-    return ToySource(classes=classes, per_class=instances or 2, size=toy_size or 8, seed=seed)
+                toy_size=None) -> Callable[[], ToySource]:
+    return lambda: ToySource(classes=classes, per_class=instances or 2, size=toy_size or 8, seed=seed)
 
 
 @pytest.fixture
@@ -56,7 +60,7 @@ def toy(monkeypatch):
     registry.generators()
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     return register_generator(GeneratorSpec(name="toy", description="test images", defaults={"instances": 2},
-                                            add_arguments=_toy_arguments, make_source=_toy_source))
+                                            add_arguments=_toy_arguments, prepare_source=_toy_source))
 
 
 def test_a_registered_generator_gets_the_cli_flags_help_and_checks(toy, tmp_path, capsys):
@@ -74,15 +78,15 @@ def test_a_registered_generator_gets_the_cli_flags_help_and_checks(toy, tmp_path
         assert_refused_in_one_line(capsys, cli.main, ["--db", "toy", "--classes", "1", "--out", str(tmp_path / "no"), *flags], message)
     assert not (tmp_path / "no").exists()
     with pytest.raises(FdslError, match="--toy-size does not apply to --db fractaldb"):
-        cli.generate("fractaldb", tmp_path / "no", classes=1, toy_size=3)
+        generate("fractaldb", tmp_path / "no", classes=1, toy_size=3)
 
 
 def test_spec_mistakes_are_caught_at_registration(toy):
     with pytest.raises(ValueError, match="already registered"):
-        register_generator(GeneratorSpec(name="toy", description="", make_source=lambda **kw: None))
+        register_generator(GeneratorSpec(name="toy", description="", prepare_source=lambda **kw: None))
     with pytest.raises(ValueError, match="unknown settings"):
-        GeneratorSpec(name="x", description="", make_source=_toy_source, defaults={"colour": 1})
-    eager = GeneratorSpec(name="y", description="", make_source=_toy_source,
+        GeneratorSpec(name="x", description="", prepare_source=_toy_source, defaults={"colour": 1})
+    eager = GeneratorSpec(name="y", description="", prepare_source=_toy_source,
                           add_arguments=lambda group: group.add_argument("--y-size", type=int, default=3))
     with pytest.raises(ValueError, match=r"flags \['y_size'\] must default to None"):
         eager.option_names  # noqa: B018
@@ -125,7 +129,7 @@ _LINEDB = ["--db", "linedb", "--classes", "2"]
 
 @pytest.mark.parametrize("argv, message", [
     (_EXFRACTALDB + ["--views", "0"], "--views must be positive"),
-    (_EXFRACTALDB + ["--instances", "7"], "exceeds --instances-3d x --views"),
+    (_EXFRACTALDB + ["--instances", "7"], "--instances 7 does not fit --db exfractaldb"),
     (_EXFRACTALDB + ["--variance-threshold", "1.5"], "--variance-threshold"),
     (_EXFRACTALDB + ["--instances-3d", "146"], "at most 145"),
     (_EXFRACTALDB + ["--params-from", "/nonexistent/classes.npz"], "not an ExFractalDB classes.npz"),
@@ -154,3 +158,35 @@ def test_memory_estimate_scales_with_workers_and_sizes():
     with pytest.raises(FdslError, match="4 worker"):
         limits.check_job(classes=1, instances=1, image_size=512, points=None, workers=4, shard_size=10_000,
                          memory=4 * one)
+
+
+# Small settings of each built-in generator, for the uniform per-generator API below.
+_SMALL = {
+    "fractaldb": dict(instances=4, image_size=32, points=500, search_points=20_000, fill_rate=0.04),
+    "exfractaldb": dict(instances_3d=2, views=2, image_size=32, points=500, search_points_3d=1000),
+    "rcdb": dict(instances=3, image_size=32),
+    "linedb": dict(instances=3, image_size=16),
+}
+
+
+@pytest.mark.parametrize("db", list(_SMALL))
+def test_every_generator_rebuilds_its_source_from_its_folder(tmp_path, db):
+    from fdsl.datasets.format import open_dataset
+    from fdsl.datasets.manifest import read_manifest
+    from fdsl.generators.rebuild import source_from_folder
+
+    spec = registry.get_generator(db)
+    out = tmp_path / db
+    generate(db, out, classes=2, seed=3, workers=1, **_SMALL[db])
+    params = spec.load_class_params(out / "classes.npz")
+    assert isinstance(params, registry.ClassParams) and len(params) == 2 and len(params.head(1)) == 1
+    (tmp_path / "again.npz").write_bytes(params.to_npz())  # what to_npz writes, load_class_params reads
+    assert spec.load_class_params(tmp_path / "again.npz").to_npz() == params.to_npz()
+    source = source_from_folder(out)
+    assert source.config() == read_manifest(out)["config"] and source.params.to_npz() == params.to_npz()
+    reader = open_dataset(out)
+    stored = reader.read_images(np.arange(len(reader)))
+    np.testing.assert_array_equal(source.render(0, source.num_items()).images, stored)
+    edit_manifest(out, lambda m: m["generator"].update(version="0"))
+    with pytest.raises(FdslError, match=f"made by {db} version 0"):
+        source_from_folder(out)

@@ -24,9 +24,10 @@ from fdsl.datasets import shards  # noqa: E402
 from fdsl.errors import FdslError  # noqa: E402
 from fdsl.render import procedural, shapenet  # noqa: E402
 from fdsl.render import source as render_source  # noqa: E402
-from fdsl.render.cli import main, make_source, render_shapenet  # noqa: E402
+from fdsl.render.build import render_shapenet  # noqa: E402
+from fdsl.render.cli import main  # noqa: E402
 from fdsl.render.renderer import MeshPart, get_renderer  # noqa: E402
-from fdsl.render.source import POSE_FIELDS, normalise_parts  # noqa: E402
+from fdsl.render.source import POSE_FIELDS, make_source, normalise_parts  # noqa: E402
 from fdsl.render.viewpoints import camera_distance, look_at, look_at_origin, make_views  # noqa: E402
 
 SIZE = 64

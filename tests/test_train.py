@@ -352,13 +352,13 @@ def test_finetune_on_image_folder_with_new_head(pretrained: tuple[Path, dict], t
 
 
 def test_recipes_and_override_precedence(tmp_path: Path) -> None:
-    assert set(RECIPES) == {"fractaldb-resnet", "fdsl-vit", "finetune"}
+    assert set(RECIPES) == {"fractaldb-resnet", "fdsl-vit", "fdsl-vit-21k", "finetune"}
     paper = resolve_config("fractaldb-resnet")
     assert (paper.model, paper.lr, paper.momentum, paper.weight_decay, paper.batch_size,
             paper.epochs, paper.mean) == ("resnet50", 0.01, 0.9, 1e-4, 256, 90, [0.2] * 3)
     vit = resolve_config("fdsl-vit")
     assert (vit.optimizer, vit.schedule, vit.warmup_epochs, vit.mixup, vit.cutmix, vit.hflip,
-            vit.label_smoothing, vit.random_erasing) == ("adamw", "cosine", 5, 0.8, 1.0, 0.0, 0.1, 0.25)
+            vit.label_smoothing, vit.random_erasing) == ("adamw", "cosine_iter", 5, 0.8, 1.0, 0.0, 0.1, 0.25)
     yaml_file = tmp_path / "c.yaml"
     yaml_file.write_text("lr: 0.3\nepochs: 7\nbatch_size: 64\n")
     config = resolve_config("finetune", config_file=yaml_file, flags={"epochs": 5, "lr": None},

@@ -8,7 +8,8 @@
   confidence (true class, predicted class, probability);
 - ``attention_maps.png``: where the model looks for a few held-out images, one per class first:
   Grad-CAM on the last ResNet stage at least ``MIN_CAM_SIDE`` pixels wide, attention rollout
-  (Abnar & Zuidema 2020) through every block of a ViT. FDSL-trained ViTs are reported to attend to contours.
+  (Abnar & Zuidema 2020) through every block of a ViT; the title names the layers used. FDSL-trained
+  ViTs are reported to attend to contours.
 
 The models are read through hooks only; nothing in them changes.
 """
@@ -64,8 +65,17 @@ def grad_cam(model: nn.Module, inputs: torch.Tensor,
     Of ``layers`` (deepest first) the first whose activation is at least ``MIN_CAM_SIDE`` pixels
     on a side is used: a ResNet's last stage is 1 x 1 on small images and would show nothing. The
     gradient is taken with respect to that activation only, so no parameter's ``.grad`` is
-    touched. None when the prediction goes through none of the layers.
+    touched. The map is relu(sum_k alpha_k A_k), alpha_k the spatial mean of d score / d A_k,
+    upsampled bilinearly and scaled to [0, 1]. None when the prediction goes through none of the
+    layers.
     """
+    found = grad_cam_layer(model, inputs, layers)
+    return None if found is None else found[0]
+
+
+def grad_cam_layer(model: nn.Module, inputs: torch.Tensor,
+                   layers: nn.Module | list[nn.Module]) -> tuple[torch.Tensor, nn.Module] | None:
+    """``grad_cam``'s maps and the layer they were taken from."""
     layers = [layers] if isinstance(layers, nn.Module) else list(layers)
     captured: dict[int, torch.Tensor] = {}
     handles = [layer.register_forward_hook(
@@ -87,7 +97,7 @@ def grad_cam(model: nn.Module, inputs: torch.Tensor,
         return None
     activation = captured[pick].detach()
     cam = F.relu((grad.mean((2, 3), keepdim=True) * activation).sum(1))
-    return _normalise_maps(cam, tuple(inputs.shape[-2:]))
+    return _normalise_maps(cam, tuple(inputs.shape[-2:])), layers[pick]
 
 
 def _attention_weights(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -99,11 +109,30 @@ def _attention_weights(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.softmax(q @ k.transpose(-2, -1) * (d // heads) ** -0.5, dim=-1)
 
 
+def rollout_matrix(weights: list[torch.Tensor]) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema 2020) of per-block attention ``weights`` (each
+    [B, heads, N, N], rows summing to 1, first block first): [B, N, N].
+
+    Each block's attention is averaged over its heads, the residual path is added as
+    ``A = 0.5 * mean_heads + 0.5 * I`` (rows renormalised to 1), and the blocks are multiplied
+    with the last on the left: ``R = A_L ... A_2 A_1``. Row i of R says how much of token i's
+    final representation flows from each input token.
+    """
+    tokens = weights[0].shape[-1]
+    eye = torch.eye(tokens, device=weights[0].device, dtype=weights[0].dtype)
+    rollout = eye.expand(weights[0].shape[0], -1, -1)
+    for attention in weights:
+        a = 0.5 * attention.mean(1) + 0.5 * eye
+        rollout = (a / a.sum(-1, keepdim=True)) @ rollout
+    return rollout
+
+
 def attention_rollout(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor | None:
     """Attention rollout from the class token to the patches: [B, H, W] in [0, 1].
 
-    Each block's head-averaged attention, with the residual path as 0.5 * identity, is multiplied
-    through the blocks. None when the token count is not a class token plus a square patch grid.
+    ``rollout_matrix`` of every block's attention (as the model computes it, read through
+    hooks); the class token's row over the patch tokens, as a patch grid, upsampled bilinearly
+    and scaled to [0, 1]. None when the token count is not a class token plus a square patch grid.
     """
     weights: list[torch.Tensor] = []
     hooks = [block.attn.register_forward_pre_hook(
@@ -119,24 +148,23 @@ def attention_rollout(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor | 
     side = math.isqrt(tokens - 1)
     if side * side != tokens - 1:
         return None
-    eye = torch.eye(tokens, device=inputs.device)
-    rollout = eye.expand(inputs.shape[0], -1, -1)
-    for attention in weights:
-        a = 0.5 * attention.mean(1) + 0.5 * eye
-        rollout = (a / a.sum(-1, keepdim=True)) @ rollout
-    grid = rollout[:, 0, 1:].reshape(-1, side, side)
+    grid = rollout_matrix(weights)[:, 0, 1:].reshape(-1, side, side)
     return _normalise_maps(grid, tuple(inputs.shape[-2:]))
 
 
 def where_model_looks(model: nn.Module, inputs: torch.Tensor) -> tuple[str, torch.Tensor] | None:
-    """("attention rollout" | "Grad-CAM", maps [B, H, W]) for a ViT or a CNN; None if neither fits."""
+    """(method naming the layers used, maps [B, H, W]) for a ViT or a CNN; None if neither fits:
+    "attention rollout over blocks 0-11" or "Grad-CAM on layer3"."""
     blocks = getattr(model, "blocks", None)
     if blocks is not None and all(hasattr(getattr(b, "attn", None), "qkv") for b in blocks):
         maps = attention_rollout(model, inputs)
-        return None if maps is None else ("attention rollout", maps)
+        return None if maps is None else (f"attention rollout over blocks 0-{len(blocks) - 1}", maps)
     layers = _cam_layers(model)
-    maps = grad_cam(model, inputs, layers) if layers else None
-    return None if maps is None else ("Grad-CAM", maps)
+    found = grad_cam_layer(model, inputs, layers) if layers else None
+    if found is None:
+        return None
+    names = {id(module): name for name, module in model.named_modules()}
+    return f"Grad-CAM on {names.get(id(found[1]), type(found[1]).__name__)}", found[0]
 
 
 # ---------------------------------------------------------------- one pass over the held-out set
@@ -254,7 +282,7 @@ def _maps_png(inputs: torch.Tensor, maps: torch.Tensor, labels: list[int], preds
         axes[i].set_title(f"{classes[true]} (pred {classes[pred]})", fontsize=8)
         axes[len(labels) + i].imshow(picture, cmap="gray")
         axes[len(labels) + i].imshow(maps[i].cpu().numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
-    fig.suptitle(f"{method} of {model_name}")
+    fig.suptitle(f"{model_name}: {method}")
     fig.tight_layout()
     return figure_png(fig)
 

@@ -1,13 +1,16 @@
 """Device-side augmentation: uint8 batches in, normalised float batches and soft targets out.
 
-Every random transform is a kornia module applied to the whole batch on the training device
-(random crop, random-resized crop, flip, rotation, colour jitter, random erasing, and kornia's
-``RandomMixUpV2`` / ``RandomCutMixV2`` for batch mixing), so loader workers only read bytes. Random
+Every random transform is applied to the whole batch on the training device: kornia modules
+(random crop, random-resized crop, flip, rotation, colour jitter, and ``RandomMixUpV2`` /
+``RandomCutMixV2`` for batch mixing) and fdsl's timm-equivalent RandAugment and random erasing,
+so loader workers only read bytes. Random
 numbers come from torch's global generators, whose states the checkpoints save.
 
 Pipeline: ``prepare`` (to float in [0, 1], grey -> 3 channels, resize the short side to the base
-size) -> ``plain`` (centre crop + normalise: the un-augmented view, also used for evaluation) or
-``augment`` (crop, flip, rotate, jitter, normalise, erase, mixup/cutmix).
+size with ``interpolation``) -> ``plain`` (centre crop + normalise: the un-augmented view, also
+used for evaluation) or ``augment`` (crop, flip, rotate, jitter, RandAugment
+(``fdsl.train.randaugment``), normalise, erase (``fdsl.train.erasing``), mixup/cutmix), timm's
+order.
 
 ``select_for_augmentation`` picks the samples self-paced augmentation augments (Takase et al.);
 ``build_candidate`` turns a name such as ``"erasing:0.5"`` or ``"flip+erasing"`` into config
@@ -26,6 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from fdsl.errors import FdslError
+from fdsl.train.erasing import RandomErasing
+from fdsl.train.randaugment import DeviceRandAugment
 from fdsl.train.recipes import TrainConfig
 
 
@@ -153,7 +158,8 @@ class DeviceAugment:
         self.mean = torch.tensor(config.mean, device=device).expand(channels).view(1, -1, 1, 1)
         self.std = torch.tensor(config.std, device=device).expand(channels).view(1, -1, 1, 1)
         size = (self.size, self.size)
-        crops = {"random_resized": K.RandomResizedCrop(size, scale=tuple(config.rrc_scale)),
+        crops = {"random_resized": K.RandomResizedCrop(size, scale=tuple(config.rrc_scale),
+                                                       resample=config.interpolation.upper()),
                  "random": K.RandomCrop(size, cropping_mode="slice")}
         self.crop = crops.get(config.train_crop)
         jitter, rotation = config.color_jitter, config.rotation
@@ -162,7 +168,9 @@ class DeviceAugment:
             (K.RandomHorizontalFlip(p=config.hflip), config.hflip > 0),
             (K.RandomRotation(rotation, p=1.0), rotation > 0),
             (K.ColorJitter(jitter, jitter, jitter, 0.0, p=1.0), jitter > 0)) if on]
-        self.erase = (K.RandomErasing(scale=(0.02, 1 / 3), p=config.random_erasing)
+        self.randaugment = (DeviceRandAugment(config.auto_augment, config.mean, config.interpolation)
+                            if config.auto_augment else None)
+        self.erase = (RandomErasing(config.random_erasing, config.erasing_mode)
                       if config.random_erasing > 0 else None)
         self.mix = BatchMix(config.mixup, config.cutmix, config.mix_prob)
 
@@ -175,7 +183,10 @@ class DeviceAugment:
         if min(h, w) != self.base:
             scale = self.base / min(h, w)
             size = (max(self.size, round(h * scale)), max(self.size, round(w * scale)))
-            x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+            x = F.interpolate(x, size=size, mode=self.config.interpolation, antialias=True,
+                              align_corners=False)
+            if self.config.interpolation == "bicubic":  # the cubic kernel overshoots
+                x = x.clamp_(0.0, 1.0)
         return x.contiguous()
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
@@ -190,6 +201,8 @@ class DeviceAugment:
         x = center_crop(x, self.size) if self.crop is None else self.crop(x)
         for module in self.geometric:
             x = module(x)
+        if self.randaugment is not None:
+            x = self.randaugment(x)
         x = self.normalize(x)
         if self.erase is not None:
             x = self.erase(x)

@@ -8,7 +8,9 @@ the run folder (``fdsl.train.checkpoint``, ``fdsl.train.outputs``):
 - ``checkpoint.pt``: model, optimiser, schedule, epoch, RNG states of every rank, config (after
   every epoch; loads with ``torch.load(weights_only=True)``);
 - ``model.safetensors``: the weights alone, torchvision/timm keys;
-- ``metrics.jsonl``: one record per epoch; ``curves.png``; ``summary.json`` (also returned).
+- ``metrics.jsonl``: one record per epoch; ``curves.png``; ``summary.json`` (also returned);
+- ``predictions.csv``: per held-out image label, prediction, probability of the true class and
+  metadata (``fdsl.train.predictions``), when the run has a held-out set.
 
 Multi-GPU: ``torchrun --nproc_per_node N train-classifier ...`` (see ``fdsl.train.distributed``);
 ``batch_size`` is global. Rank 0 alone writes files and logs epoch lines.
@@ -40,6 +42,7 @@ from fdsl.train.models import canonical_name
 from fdsl.train.plots import read_metrics
 from fdsl.train.recipes import TrainConfig, resolve_config, save_config
 from fdsl.train.splits import Splits, open_splits, pruned
+from fdsl.train.symmetry import without_flips_if_asymmetric
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +123,7 @@ def train_classifier(
     config = resolve_run_config(recipe, model=model, config_file=config_file, overrides=overrides,
                                 **fields)
     ctx, dev = setup_distributed(device)
+    config = without_flips_if_asymmetric(config, data, announce=ctx.main)
     if config.batch_size % ctx.world_size:
         raise FdslError(f"batch size {config.batch_size} is not divisible by {ctx.world_size} processes")
     out = Path(out)
@@ -177,9 +181,17 @@ def _train(out: Path, config: TrainConfig, splits: Splits, extra: dict[str, Any]
 
     src, train_idx, val_idx = splits.train_src, splits.train_idx, splits.val_idx
     per_rank_batch = config.batch_size // ctx.world_size
-    train_loader = src.loader(train_idx, batch_size=per_rank_batch, shuffle=True,
-                              workers=config.workers, seed=config.seed, rank=ctx.rank,
-                              world_size=ctx.world_size, drop_last=len(train_idx) > config.batch_size)
+    if config.aug_repeats:
+        from fdsl.train.repeat_sampler import repeated_loader
+
+        train_loader = repeated_loader(src, train_idx, repeats=config.aug_repeats,
+                                       batch_size=per_rank_batch, workers=config.workers,
+                                       seed=config.seed, rank=ctx.rank, world_size=ctx.world_size)
+    else:
+        train_loader = src.loader(train_idx, batch_size=per_rank_batch, shuffle=True,
+                                  workers=config.workers, seed=config.seed, rank=ctx.rank,
+                                  world_size=ctx.world_size,
+                                  drop_last=len(train_idx) > config.batch_size)
     # Evaluation: each rank reads its own disjoint slice (no padding), sums are all-reduced.
     val_loader = (splits.val_src.loader(val_idx[ctx.rank::ctx.world_size], batch_size=per_rank_batch,
                                         shuffle=False, workers=config.workers, seed=config.seed)
@@ -227,6 +239,10 @@ def _train(out: Path, config: TrainConfig, splits: Splits, extra: dict[str, Any]
     if ctx.main:
         ckpt.save_weights(trainer.raw, out / ckpt.WEIGHTS)
         summary.update(_analysis(out, trainer, splits, config))
+        from fdsl.train.predictions import write_run_predictions
+
+        predictions = write_run_predictions(out, trainer, splits, config)
+        summary["predictions"] = None if predictions is None else str(predictions)
         outputs.write_summary(out, summary)
     return summary
 

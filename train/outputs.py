@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 METRICS, SUMMARY, CURVES = "metrics.jsonl", "summary.json", "curves.png"
 RUN_OUTPUTS = ("checkpoint.pt", "model.safetensors", METRICS, SUMMARY, CURVES, "config.yaml",
-               "config.json")
+               "config.json", "predictions.csv")
 
 
 class DiskFullError(FdslError):

@@ -2,12 +2,14 @@
 
 Per optimiser step: an optional linear warm-up (LinearLR), then ``step`` (MultiStepLR at fractions
 of the run), ``cosine`` (CosineAnnealingLR down to ``min_lr``) or ``constant``, chained with
-SequentialLR. ``plateau`` is ReduceLROnPlateau, stepped once per epoch with the held-out loss
+SequentialLR. ``cosine_iter`` is timm's ``CosineLRScheduler`` stepped per iteration, as the FDSL
+ViT scripts run it (``TimmCosineLR``). ``plateau`` is ReduceLROnPlateau, stepped once per epoch with the held-out loss
 after the warm-up. Resume is exact: the optimiser's and the schedulers' state_dicts hold all.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +17,32 @@ import torch
 from torch.optim import lr_scheduler as sched
 
 from fdsl.train.recipes import TrainConfig
+
+
+class TimmCosineLR(sched.LRScheduler):
+    """timm 0.4.12's ``CosineLRScheduler(t_in_epochs=False)`` with one cycle, as a torch scheduler.
+
+    Update ``t`` (0-based, counted in optimiser steps) runs at ``warmup_lr + t (peak - warmup_lr) /
+    warmup`` while t < warmup, else ``min_lr + (peak - min_lr) (1 + cos(pi t / total)) / 2``: the
+    cosine spans the whole run from t = 0 (timm's ``warmup_prefix=False``), so it has already
+    left the peak when the warm-up ends; after ``total`` steps the rate stays at ``min_lr``.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, *, total: int, warmup: int,
+                 warmup_lr: float, min_lr: float) -> None:
+        self.total, self.warmup = max(total, 1), warmup
+        self.warmup_lr, self.min_lr = warmup_lr, min_lr
+        super().__init__(optimizer)
+
+    def rate(self, t: int, peak: float) -> float:
+        if t < self.warmup:
+            return self.warmup_lr + t * (peak - self.warmup_lr) / self.warmup
+        if t >= self.total:
+            return self.min_lr
+        return self.min_lr + 0.5 * (peak - self.min_lr) * (1 + math.cos(math.pi * t / self.total))
+
+    def get_lr(self) -> list[float]:
+        return [self.rate(self.last_epoch, peak) for peak in self.base_lrs]
 
 
 class LRSchedule:
@@ -28,6 +56,13 @@ class LRSchedule:
         warmup = round(config.warmup_epochs * spe)
         self.warmup_iters = warmup if warmup > 1 else 0
         main: sched.LRScheduler | None = None
+        if config.schedule == "cosine_iter":
+            # timm's warm-up is part of the schedule itself, not a LinearLR before it
+            main = TimmCosineLR(optimizer, total=config.epochs * spe, warmup=warmup,
+                                warmup_lr=config.warmup_lr, min_lr=config.min_lr)
+            self.per_step, self.steps_after_warmup, self.plateau = main, True, None
+            self.warmup_iters, self.iteration = warmup, 0
+            return
         if config.schedule == "step":
             # Milestones count from the end of the warm-up inside SequentialLR.
             edges = [round(f * config.epochs) * spe - self.warmup_iters for f in config.step_at]

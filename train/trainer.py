@@ -19,12 +19,13 @@ from torch import nn
 from tqdm import tqdm
 
 from fdsl.train.augment import DeviceAugment, one_hot, select_for_augmentation, soft_cross_entropy
-from fdsl.train.checkpoint import load_checkpoint, seed_everything
+from fdsl.train.checkpoint import seed_everything
 from fdsl.train.distributed import Dist, all_reduce
-from fdsl.train.models import build_model, load_backbone
+from fdsl.train.models import build_model
 from fdsl.train.optim import build_optimizer
 from fdsl.train.recipes import TrainConfig
 from fdsl.train.scheduler import LRSchedule
+from fdsl.train.weights_import import load_starting_weights
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ def build_trainer(config: TrainConfig, num_classes: int, base: int, device: torc
     seed_everything(config.seed, 0)
     net = build_model(config.model, num_classes, config.image_size, config.drop_path)
     if finetune_from is not None:
-        load_backbone(net, load_checkpoint(finetune_from)["model"], str(finetune_from))
+        load_starting_weights(net, finetune_from)
         log.info("loaded the backbone of %s; new %d-way head", finetune_from, num_classes)
     net.to(device)
     if wanted(config.channels_last, device):

@@ -1,13 +1,24 @@
-"""Plain-Python/NumPy port of the official ExFractalDB algorithms, for benchmarks and tests.
+"""Plain-Python/NumPy port of the official ExFractalDB scripts, for benchmarks and tests.
 
-- ``chaos_game``: the official ``ifs_function.calculate`` loop (pure Python, one point at a time,
-  first map whose cumulative probability reaches the draw), fed with given uniforms.
-- ``normalize_center``: the official ``min_max(axis=None)`` then ``centoroid``.
-- ``search``: the official category-search loop over fdsl's candidate stream (so the accepted
-  candidates must match ``fdsl.generators.exfractaldb.search_classes``).
-- ``render_view``: what the official OpenGL pass computes for 1 px points, in NumPy: glm-style
-  ``lookAt`` and ``perspective`` (fovy 45, near 1, far 100) 4x4 matrices, clip test, perspective
-  divide, viewport transform, pixel = floor of the window coordinate; returned top row first.
+Ported from ``masora1030/CVPR2022-Pretrained-ViT-PyTorch`` (docs/FIDELITY.md lists the commits):
+``3dfractal_render/IteratedFunctionSystem.py`` (``calculate``), ``3dfractal_render/code/
+category_search.py`` (the search: ``min_max``, ``centoroid``, the variance test) and
+``3dfractal_render/instance.py``, operation for operation, with the same quirks:
+
+- ``calculate(iteration)`` draws ``iteration`` uniforms but iterates ``iteration - 1`` times from
+  the origin, which it does not store: ``point_num`` 10,000 gives 9,999 points;
+- a map is the first whose running probability sum reaches the draw; when rounding leaves the
+  draw above the last sum, no map is chosen and the previous point is stored again (at the first
+  step the script fails);
+- ``centoroid`` divides the coordinate sums by ``point_num`` (10,000), not by the 9,999 points;
+- the acceptance checks NaN on y only, then the three population variances.
+
+Random numbers are not the script's (it seeds nothing): ``sample_candidate`` re-implements fdsl's
+candidate stream from its definition (``default_rng([seed, 1, k])``: the map count, the maps, then
+the uniforms of its cloud), so that the port and fdsl judge the same candidates and tests can
+see each documented difference. ``render_view`` is what the OpenGL pass computes for 1 px points,
+in NumPy (glm-style ``lookAt`` and ``perspective``: fovy 45, near 1, far 100; pixel = floor of the
+window coordinate; top row first); ``ring_render`` is the released ``render.py``'s ring of views.
 """
 
 from __future__ import annotations
@@ -16,57 +27,85 @@ import math
 
 import numpy as np
 
-from fdsl.generators.exfractaldb import sample_candidate
+POINT_NUM = 10_000  # --point_num of category_search.py and instance.py
+NORMALIZE = 1.0  # --normalize
 
 
-def chaos_game(params: np.ndarray, probs: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
-    """params float64 [N, 12] (a..l), probs [N], uniforms [n] -> points float64 [n, 3]."""
-    functions = [dict(zip("abcdefghijkl", row, strict=True)) for row in params.tolist()]
-    cumulative, total = [], 0.0
-    for p in probs.tolist():
-        total += p
-        cumulative.append(total)
-    x = y = z = 0.0
+def sample_candidate(seed: int, k: int) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
+    """Candidate ``k`` of fdsl's stream: (params float64 [N, 12], probs [N], the stream, which goes on
+    with the candidate's cloud). Probabilities as category_search.py: |det| summed map by map."""
+    rng = np.random.default_rng([seed, 1, k])
+    n = int(rng.integers(2, 8))
+    params = rng.uniform(-1.0, 1.0, (n, 12))
+    dets = [abs(np.linalg.det(np.array(row[:9], dtype=float).reshape(3, 3))) for row in params]
+    total = 0.0
+    for det in dets:
+        total += det
+    return params, np.array([det / total for det in dets]), rng
+
+
+def calculate(params: np.ndarray, probs: np.ndarray, rand: np.ndarray) -> np.ndarray:
+    """``ifs_function.calculate(len(rand))`` with the draws ``rand``: params float64 [N, 12] (a..l,
+    already weighted), probs [N] -> points float64 [3, len(rand) - 1] (rows x, y, z)."""
+    functions = [dict(zip("abcdefghijkl", row, strict=True)) for row in np.asarray(params, float).tolist()]
+    select_function, temp_proba = [], 0.0
+    for proba in np.asarray(probs, float).tolist():
+        temp_proba += proba
+        select_function.append(temp_proba)
+    prev_x = prev_y = prev_z = 0.0
+    next_x = next_y = next_z = None
     xs, ys, zs = [], [], []
-    for u in uniforms.tolist():
-        f = functions[-1]
-        for j, c in enumerate(cumulative):
-            if u <= c:
+    for i in range(len(rand) - 1):
+        for j in range(len(select_function)):
+            if rand[i] <= select_function[j]:
                 f = functions[j]
+                next_x = prev_x * f["a"] + prev_y * f["b"] + prev_z * f["c"] + f["j"]
+                next_y = prev_x * f["d"] + prev_y * f["e"] + prev_z * f["f"] + f["k"]
+                next_z = prev_x * f["g"] + prev_y * f["h"] + prev_z * f["i"] + f["l"]
                 break
-        x, y, z = (x * f["a"] + y * f["b"] + z * f["c"] + f["j"],
-                   x * f["d"] + y * f["e"] + z * f["f"] + f["k"],
-                   x * f["g"] + y * f["h"] + z * f["i"] + f["l"])
-        xs.append(x)
-        ys.append(y)
-        zs.append(z)
-    return np.array([xs, ys, zs], dtype=float).T
+        if next_x is None:
+            raise UnboundLocalError("the official calculate fails: no map chosen at its first step")
+        xs.append(next_x), ys.append(next_y), zs.append(next_z)
+        prev_x, prev_y, prev_z = next_x, next_y, next_z
+    return np.array((xs, ys, zs), dtype=float)
 
 
-def normalize_center(points: np.ndarray) -> np.ndarray:
-    """Joint min-max to [-1, 1], then centre each axis: float64 [n, 3] -> float64 [n, 3]."""
-    lo, hi = points.min(), points.max()
-    scaled = (points - lo) / (hi - lo) * 2.0 - 1.0
-    return scaled - scaled.mean(axis=0)
+def min_max(x: np.ndarray) -> np.ndarray:
+    """``min_max(args, x, axis=None)``: every coordinate jointly to [-normalize, normalize]."""
+    lo = x.min(axis=None, keepdims=True)
+    hi = x.max(axis=None, keepdims=True)
+    return ((x - lo) / (hi - lo)) * (NORMALIZE - (-NORMALIZE)) - NORMALIZE
 
 
-def accepted(params: np.ndarray, probs: np.ndarray, uniforms: np.ndarray, threshold: float) -> bool:
-    """The official acceptance test of one candidate."""
+def centoroid(point: np.ndarray, point_num: int = POINT_NUM) -> np.ndarray:
+    """``centoroid``: each row minus its sum (Python's ``sum``) divided by ``point_num``."""
+    centre = [sum(point[0]) / point_num, sum(point[1]) / point_num, sum(point[2]) / point_num]
+    return np.array([(point[axis] - centre[axis]).tolist() for axis in range(3)])
+
+
+def normalized_cloud(params: np.ndarray, probs: np.ndarray, rand: np.ndarray,
+                     point_num: int = POINT_NUM) -> np.ndarray:
+    """calculate -> min_max -> centoroid, as both scripts do: float64 [3, len(rand) - 1]."""
     with np.errstate(all="ignore"):
-        if not np.all(np.isfinite(probs)):
-            return False
-        points = chaos_game(params, probs, uniforms)
-        if not np.all(np.isfinite(points)) or points.max() == points.min():
-            return False
-        return bool(np.all(normalize_center(points).var(axis=0) > threshold))
+        return centoroid(min_max(calculate(params, probs, rand)), point_num)
 
 
-def search(seed: int, classes: int, points: int, threshold: float) -> list[int]:
-    """Indices k of the first ``classes`` accepted candidates of fdsl's candidate stream."""
+def accepted(point: np.ndarray, variance: float) -> bool:
+    """category_search.py's test of a normalised cloud [3, n]: no NaN in y, then each population
+    variance above ``variance``."""
+    with np.errstate(all="ignore"):
+        var_point = np.var(point, axis=1)
+    arr = np.isnan(point).any(axis=1)
+    return (not arr[1]) and var_point[0] > variance and var_point[1] > variance and var_point[2] > variance
+
+
+def search(seed: int, classes: int, point_num: int = POINT_NUM, variance: float = 0.05) -> list[int]:
+    """Indices k of the first ``classes`` candidates of fdsl's stream that category_search.py
+    accepts (``calculate(point_num)`` on the candidate's next ``point_num`` uniforms)."""
     found, k = [], 0
     while len(found) < classes:
         params, probs, rng = sample_candidate(seed, k)
-        if accepted(params, probs, rng.random(points), threshold):
+        if accepted(normalized_cloud(params, probs, rng.random(point_num), point_num), variance):
             found.append(k)
         k += 1
     return found
@@ -118,17 +157,12 @@ def render_view(points: np.ndarray, azimuth: float, elevation: float, roll: floa
 
 
 def instance_cloud(params: np.ndarray, probs: np.ndarray, weights: np.ndarray, rng: np.random.Generator,
-                   point_num: int = 10_000) -> np.ndarray | None:
-    """The released ``instance.py`` for one row of the weights table: ``calculate(point_num)``
-    (``point_num - 1`` iterates from the origin, the origin itself not stored), joint min-max to
-    [-1, 1], centroid = sums / ``point_num``; None where it writes no PLY (NaN in y)."""
-    uniforms = rng.random(point_num)[: point_num - 1]
-    with np.errstate(all="ignore"):
-        points = chaos_game(params * weights, probs, uniforms)
-        lo, hi = points.min(), points.max()
-        scaled = (points - lo) / (hi - lo) * 2.0 - 1.0
-        centred = scaled - scaled.sum(axis=0) / point_num
-    return None if np.isnan(centred[:, 1]).any() else centred
+                   point_num: int = POINT_NUM) -> np.ndarray | None:
+    """The released ``instance.py`` for one row of the weights table: parameters times ``weights``,
+    ``calculate(point_num)`` on ``point_num`` draws of ``rng``, min_max, centoroid; float64
+    [point_num - 1, 3] as written to the PLY, or None where it writes none (NaN in y)."""
+    point = normalized_cloud(np.asarray(params, float) * weights, probs, rng.random(point_num), point_num)
+    return None if np.isnan(point).any(axis=1)[1] else point.T
 
 
 def ring_render(points: np.ndarray, view: int, views: int, jitter_degrees: float, size: int = 224) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Same loop structure as the official script: Python lists of vertex coordinates, one Python noise
 call per vertex and axis, Pillow's ``ImageDraw.line`` per segment. It takes the same pre-drawn
-random numbers as fdsl's kernel (``fdsl.generators.rcdb.ImageParams``), so both must give the same
+random numbers as fdsl's kernel (``fdsl.generators.rcdb.params.ImageParams``), so both must give the same
 pixels. ``pnoise1`` comes from the C ``noise`` package the official script imports, when it is
 installed (``pip install noise``), else from ``fdsl.generators.kernels.perlin.pnoise1`` (equal to
 it, tested in tests/test_perlin.py), called once per value like the C function.
@@ -15,7 +15,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fdsl.generators.rcdb import OFFICIAL_SIZE, ImageParams
+from fdsl.generators.rcdb.params import OFFICIAL_SIZE, ImageParams
 
 try:
     from noise import pnoise1

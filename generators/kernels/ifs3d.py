@@ -175,8 +175,3 @@ def project_views(points: np.ndarray, bases: np.ndarray, images: np.ndarray,
     _project_views(xs, ys, zs, cameras, float(distance), Z_NEAR, Z_FAR, images, lit)
     return lit
 
-
-def project_points(points: np.ndarray, basis: np.ndarray, img: np.ndarray,
-                   distance: float = CAMERA_DISTANCE, fovy_degrees: float = FOVY_DEGREES) -> int:
-    """One view of project_views: ``basis`` float64 [3, 3], ``img`` uint8 [H, W]; lit pixels."""
-    return int(project_views(points, basis[None], img[None], distance, fovy_degrees)[0])

@@ -65,8 +65,6 @@ def _released145() -> list[list[float]]:
 
 
 TABLES = {"paper25": np.array(_paper25()), "released145": np.array(_released145())}
-# Rows of each table that make up its data set by default (the rest are spares).
-TABLE_INSTANCES = {"paper25": 25, "released145": 145}
 
 
 def instance_table(name: str) -> np.ndarray:

@@ -8,9 +8,10 @@ accepted when the filling rate (non-zero pixels / 512^2) is >= ``fill_rate``. Th
 first ``classes`` accepted candidates in k order, whatever the number of workers.
 
 Rendering (the official ``make_fractaldb.py`` with patch_gray, 362 px, 200k points): 25 parameter
-variants in the official weights-file order (variant v scales parameter v // 4 (a..f) by
-0.2, 0.6, 1.4 or 1.8 in every map, with the identity as variant 2; probabilities are not
-renormalised) x 10 renders (different random patches on the same points) x 4 flips. Image ``i`` of
+variants in the official weights-file order, each scaling one parameter in every map
+(probabilities are not renormalised): variants 0..4 scale a by 0.2, 0.6, 1 (the identity), 1.4
+and 1.8; variants 5..24 scale b, c, d, e, f in turn by 0.2, 0.6, 1.4 and 1.8 (variant v >= 5:
+parameter 1 + (v - 5) // 4, factor (v - 5) % 4 of those four) x 10 renders (different random patches on the same points) x 4 flips. Image ``i`` of
 a class is variant ``i // 40``, render ``(i // 4) % 10``, flip ``i % 4``. Other ``--instances``
 values set the renders per variant to ceil(instances / 100), as the official ``--instance`` flag
 does (k renders of all 25 variants x 4 flips), so 100 instances are one render of every variant.
@@ -41,42 +42,36 @@ axes scale exactly as the official's NumPy code scales them (docs/FIDELITY.md).
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 from typing import Any
 
 from fdsl.errors import FdslError
-from fdsl.generators.fractaldb_search import (
+from fdsl.generators.classfile import first_classes
+from fdsl.generators.fractaldb.params import (
     DEFAULT_FILL_RATE,
     DEFAULT_SEARCH_POINTS,
     MIN_POINTS,
     PAD,
     SEARCH_SIZE,
     ClassParams,
-    candidate_fill,
-    fill_needed,
+    check_reachable,
     load_class_params,
-    load_official_csvs,
     params_digest,
-    params_to_npz,
-    sample_candidate,
     search_classes,
 )
-from fdsl.generators.fractaldb_source import (
+from fdsl.generators.fractaldb.source import (
     COLOR_MODES,
     FLIPS,
     VARIANTS,
-    WEIGHTS,
     FractalDBSource,
-    flip_image,
-    hue_palette,
-    item_layout,
+    source_from_config,
 )
 from fdsl.generators.limits import MAX_POINTS, at_most
 from fdsl.generators.registry import GeneratorSpec, register_generator
 
-__all__ = ["ClassParams", "FractalDBSource", "SPEC", "WEIGHTS", "candidate_fill", "fill_needed", "flip_image",
-           "hue_palette", "item_layout", "load_class_params", "load_official_csvs", "make_source",
-           "params_digest", "params_to_npz", "sample_candidate", "search_classes"]
+__all__ = ["SPEC", "ClassParams", "FractalDBSource", "load_class_params", "make_source", "prepare_source",
+           "search_classes", "source_from_config"]
 
 DEFAULTS = {"image_size": 362, "points": 200_000, "instances": 1000, "fill_rate": DEFAULT_FILL_RATE,
             "search_points": DEFAULT_SEARCH_POINTS, "color": "gray"}
@@ -113,18 +108,27 @@ def _check(classes: int, seed: int, instances: int, image_size: int, points: int
     if search_points < MIN_POINTS:
         raise FdslError(f"--search-points must be >= {MIN_POINTS}, got {search_points}")
     at_most("--search-points", search_points, MAX_POINTS)
+    check_reachable(fill_rate, search_points)
     if color not in COLOR_MODES:
         raise FdslError(f"--color must be one of {', '.join(COLOR_MODES)}, got {color!r}")
 
 
-def make_source(*, classes: int, instances: int | None = None, seed: int = 0,
-                image_size: int | None = None, points: int | None = None,
-                params_from: str | Path | None = None, workers: int = 1, backend: str = "local",
-                fill_rate: float | None = None, search_points: int | None = None,
-                color: str | None = None) -> FractalDBSource:
-    """The FractalDB source: searches ``classes`` classes (or reads them from ``params_from``, a
-    ``classes.npz`` of an earlier run or a folder of the official CSVs: no search, the config
-    records the parameters' sha256).
+def _searched(classes: int, seed: int, fill_rate: float, search_points: int, workers: int, backend: str,
+              **source: Any) -> FractalDBSource:
+    params = search_classes(classes, seed=seed, fill_rate=fill_rate, search_points=search_points,
+                            workers=workers, backend=backend)
+    search = {"fill_rate": fill_rate, "search_points": search_points, "size": SEARCH_SIZE, "pad": PAD}
+    return FractalDBSource(params, seed=seed, search=search, params_sha256=None, **source)
+
+
+def prepare_source(*, classes: int, instances: int | None = None, seed: int = 0,
+                   image_size: int | None = None, points: int | None = None,
+                   params_from: str | Path | None = None, workers: int = 1, backend: str = "local",
+                   fill_rate: float | None = None, search_points: int | None = None,
+                   color: str | None = None) -> functools.partial[FractalDBSource]:
+    """Check the settings and return the factory of the FractalDB source, which searches
+    ``classes`` classes (or takes them from ``params_from``, a ``classes.npz`` of an earlier run
+    or a folder of the official CSVs, read now: no search, the config records their sha256).
 
     ``None`` takes the official default (1000 instances, 362 px, 200k points, fill rate 0.2,
     100k search points, gray). FdslError (one line) for bad values.
@@ -133,31 +137,21 @@ def make_source(*, classes: int, instances: int | None = None, seed: int = 0,
                 "fill_rate": fill_rate, "search_points": search_points, "color": color}
     s = {k: DEFAULTS[k] if v is None else v for k, v in settings.items()}
     _check(classes, seed, s["instances"], s["image_size"], s["points"], s["fill_rate"], s["search_points"], s["color"])
-    if params_from is not None:
-        if fill_rate is not None or search_points is not None:
-            raise FdslError("--fill-rate and --search-points do not apply with --params-from "
-                            "(the classes are read, not searched)")
-        path = Path(params_from)
-        params = load_class_params(path)
-        if classes > len(params):
-            raise FdslError(f"--classes {classes} but {path} holds only {len(params)} classes")
-        params = params[:classes]
-        digest = params_digest(path)
-        search: dict[str, Any] = {"from_file": path.name}
-    else:
-        params = search_classes(classes, seed=seed, fill_rate=s["fill_rate"],
-                                search_points=s["search_points"], workers=workers, backend=backend)
-        digest = None
-        search = {"fill_rate": s["fill_rate"], "search_points": s["search_points"],
-                  "size": SEARCH_SIZE, "pad": PAD}
-    return FractalDBSource(params, instances=s["instances"], seed=seed, image_size=s["image_size"],
-                           points=s["points"], color=s["color"], search=search, params_sha256=digest)
+    source = {"instances": s["instances"], "image_size": s["image_size"], "points": s["points"], "color": s["color"]}
+    if params_from is None:
+        return functools.partial(_searched, classes, seed, s["fill_rate"], s["search_points"], workers, backend,
+                                 **source)
+    if fill_rate is not None or search_points is not None:
+        raise FdslError("--fill-rate and --search-points do not apply with --params-from "
+                        "(the classes are read, not searched)")
+    path = Path(params_from)
+    params = first_classes(load_class_params(path), classes, path)
+    return functools.partial(FractalDBSource, params, seed=seed, search={"from_file": path.name},
+                             params_sha256=params_digest(path), **source)
 
 
 SPEC = register_generator(GeneratorSpec(
-    name="fractaldb",
-    description="2-D IFS fractals drawn with random 3x3 patches (Kataoka et al., ACCV 2020)",
-    defaults={k: DEFAULTS[k] for k in ("instances", "image_size", "points")},
-    add_arguments=add_arguments,
-    make_source=make_source,
-))
+    "fractaldb", "2-D IFS fractals drawn with random 3x3 patches (Kataoka et al., ACCV 2020)",
+    prepare_source, add_arguments, defaults={k: DEFAULTS[k] for k in ("instances", "image_size", "points")},
+    load_class_params=load_class_params, source_from_config=source_from_config))
+make_source = SPEC.make_source  # settings -> the source, made now (searched if need be)

@@ -1,5 +1,6 @@
 """FractalDB rendering: the ShardSource that draws each class's 25 parameter variants with
-random 3x3 patches (see ``fdsl.generators.fractaldb`` for the algorithm and the random streams)."""
+random 3x3 patches (see ``fdsl.generators.fractaldb`` for the algorithm and the random streams),
+and ``source_from_config``, which rebuilds it from a data set's manifest config."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from fdsl.generators.fractaldb_search import NPZ_NAME, PAD, ClassParams, params_to_npz
+from fdsl.generators.classfile import NAME as NPZ_NAME
+from fdsl.generators.fractaldb.params import PAD, ClassParams
 from fdsl.generators.kernels import ifs2d
+from fdsl.generators.sourcebase import GeneratedSource
 from fdsl.sources import RenderedBatch
 
 NAME = "fractaldb"
@@ -85,16 +88,16 @@ class _VariantPoints:
     first: int  # index of the first kept point in the orbit (draw counter of its patch)
 
 
-class FractalDBSource:
+class FractalDBSource(GeneratedSource):
     """The ShardSource of FractalDB (picklable; the per-variant point cache is not pickled)."""
 
     name = NAME
     version = VERSION
 
-    def __init__(self, params: list[ClassParams], *, instances: int, seed: int, image_size: int,
+    def __init__(self, params: ClassParams, *, instances: int, seed: int, image_size: int,
                  points: int, color: str, search: Mapping[str, Any], params_sha256: str | None) -> None:
         self.params = params
-        self.instances, self.seed, self.image_size, self.points = instances, seed, image_size, points
+        self.per_class, self.seed, self.image_size, self.points = instances, seed, image_size, points
         self.color, self.search, self.params_sha256 = color, dict(search), params_sha256
         self.renders = max(1, math.ceil(instances / (VARIANTS * FLIPS)))
         self._points: _VariantPoints | None = None
@@ -109,21 +112,15 @@ class FractalDBSource:
         return state
 
     def config(self) -> dict[str, Any]:
-        return {"classes": len(self.params), "instances": self.instances, "seed": self.seed,
+        return {"classes": len(self.params), "instances": self.per_class, "seed": self.seed,
                 "image_size": self.image_size, "points": self.points, "color": self.color,
                 "pad": PAD, "keep_origin": True, "factors": list(FACTORS),
                 "renders_per_variant": self.renders, "search": self.search,
                 "params_sha256": self.params_sha256}
 
-    def class_names(self) -> list[str]:
-        return [f"{c:05d}" for c in range(len(self.params))]
-
-    def num_items(self) -> int:
-        return len(self.params) * self.instances
-
     def item_labels(self, items: np.ndarray) -> np.ndarray:
         """int64 labels of ``items`` (the class of each item index), without rendering."""
-        return np.asarray(items, dtype=np.int64) // self.instances
+        return np.asarray(items, dtype=np.int64) // self.per_class
 
     def image_shape(self) -> tuple[int, ...]:
         size = self.image_size
@@ -138,10 +135,9 @@ class FractalDBSource:
             self._scratch = (np.empty(self.points), np.empty(self.points),
                              np.empty(self.points, np.int32), np.empty(self.points, np.int32))
         xs, ys, px, py = self._scratch
-        params = self.params[label]
-        cum = params.cumulative()
+        cum = self.params.cumulative(label)
         key = np.uint64(ifs2d.stream_key(self.seed, ifs2d.TAG_POINTS, label))
-        maps = np.ascontiguousarray(params.maps * WEIGHTS[variant])
+        maps = np.ascontiguousarray(self.params.system(label)[0] * WEIGHTS[variant])
         box = np.empty(4)
         # The official keeps the origin and every point (a NaN orbit loses its last 100 finite ones).
         n = ifs2d.orbit(maps, cum, ifs2d.selection_table(cum), key, xs, ys, box)
@@ -174,12 +170,12 @@ class FractalDBSource:
                 "points_drawn": np.empty(count, np.int32)}
         labels = np.empty(count, np.int64)
         for k, item in enumerate(range(start, stop)):
-            label, instance = divmod(item, self.instances)
+            label, instance = divmod(item, self.per_class)
             variant, render, flip = item_layout(instance, self.renders)
             images[k] = flip_image(self.canvas(label, variant, render), flip)
             labels[k] = label
             meta["variant"][k], meta["render"][k], meta["flip"][k] = variant, render, flip
-            meta["n_maps"][k] = len(self.params[label].maps)
+            meta["n_maps"][k] = self.params.offsets[label + 1] - self.params.offsets[label]
             meta["points_drawn"][k] = self._drawn
         return RenderedBatch(images, labels, meta, np.arange(start, stop, dtype=np.int64))
 
@@ -189,5 +185,12 @@ class FractalDBSource:
                 f"_flip{int(metadata['flip'])}.png")
 
     def extra_files(self) -> dict[str, bytes]:
-        return {NPZ_NAME: params_to_npz(self.params, {f"search_{k}": v for k, v in self.search.items()}
-                                        | {"seed": self.seed})}
+        settings = {f"search_{k}": v for k, v in self.search.items()} | {"seed": self.seed}
+        return {NPZ_NAME: self.params.to_npz(settings)}
+
+
+def source_from_config(config: Mapping[str, Any], params: ClassParams) -> FractalDBSource:
+    """The source of a data set whose manifest config is ``config``, drawing classes ``params``."""
+    return FractalDBSource(params.head(config["classes"]), instances=config["instances"], seed=config["seed"],
+                           image_size=config["image_size"], points=config["points"], color=config["color"],
+                           search=config["search"], params_sha256=config["params_sha256"])
