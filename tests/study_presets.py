@@ -13,7 +13,7 @@ _CPU = {"workers": 0, "amp": False}
 PRUNING: dict[str, Any] = dict(
     sizes=(4, 8), splits=2, test_per_class=4, field="area", recipe="finetune",
     train=dict(model="resnet18", optimizer="sgd", lr=0.01, batch_size=16, epochs=1, schedule="constant",
-               image_size=16, resize_ratio=1.0, **_CPU))  # analysis on: it writes predictions.csv
+               image_size=16, resize_ratio=1.0, analysis=False, **_CPU))  # predictions.csv comes anyway
 
 TRANSFER: dict[str, Any] = dict(
     pretrain_recipe="fractaldb-resnet",

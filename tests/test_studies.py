@@ -160,6 +160,9 @@ def test_pruning_study_follows_the_protocol(views: Path, study: tuple[Path, dict
                  "Holm-adjusted over all 3 comparisons", "**Precision**", "**Left out**", "Premise check"):
         assert text in table, text
     assert result["verdict"] in ("flip supported", "no evidence of a flip", "direction consistent at all sizes")
+    # the premise check reads every run's predictions.csv: 3 classes x 10 test views, one per decile
+    assert result["premise"]["runs"] == 12 and result["premise"]["images"] == [36] * 10
+    assert "Lowest minus highest decile" in table and (out / "premise.png").is_file()
     gap = next(c for c in result["comparisons"] if c["comparison"] == "max-area - min-area")
     assert gap["n"] == 2 and gap["df"] == 1  # two splits: the seeds were averaged first
     csv_lines = (out / "results.csv").read_text().splitlines()
