@@ -1,6 +1,6 @@
 """What the studies read from a data set folder, through the data layer's one public reader
-(``open_dataset``, HDF5 and PNG alike): labels and metadata columns, whether the set declares
-itself mirror-symmetric, and a content hash of every image (to prove two sets disjoint)."""
+(``open_dataset``, HDF5 and PNG alike): labels and metadata columns, and a content hash of every
+image (to prove two sets disjoint)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ HASH_BATCH = 256  # images read per call while hashing
 
 
 def _reader(folder: str | Path) -> Any:
+    """The data set's reader (a context manager that closes its files)."""
     from fdsl.datasets.format import open_dataset
 
     if not (Path(folder) / "manifest.json").is_file():
@@ -27,33 +28,26 @@ def _reader(folder: str | Path) -> Any:
 def columns(folder: str | Path, fields: tuple[str, ...] = ()) -> tuple[list[str], dict[str, np.ndarray]]:
     """Class names and ``{"labels": int64 [N], field: [N] ...}`` in the loaders' row order;
     FdslError naming the recorded fields for a field the set lacks."""
-    reader = _reader(folder)
-    missing = [f for f in fields if f not in reader.metadata_fields]
-    if missing:
-        raise FdslError(f"{folder} records no {missing[0]!r}; it records "
-                        f"{', '.join(sorted(reader.metadata_fields)) or 'no metadata'}")
-    if len(reader) == 0:
-        raise FdslError(f"{folder}: the data set holds no images")
-    return list(reader.classes), {"labels": np.asarray(reader.labels), **reader.metadata(list(fields))}
+    with _reader(folder) as reader:
+        missing = [f for f in fields if f not in reader.metadata_fields]
+        if missing:
+            raise FdslError(f"{folder} records no {missing[0]!r}; it records "
+                            f"{', '.join(sorted(reader.metadata_fields)) or 'no metadata'}")
+        if len(reader) == 0:
+            raise FdslError(f"{folder}: the data set holds no images")
+        return list(reader.classes), {"labels": np.asarray(reader.labels), **reader.metadata(list(fields))}
 
 
 def metadata_fields(folder: str | Path) -> list[str]:
     """The per-image metadata fields the set records."""
-    return sorted(_reader(folder).metadata_fields)
-
-
-def mirror_symmetric(folder: str | Path) -> bool:
-    """False when the set's manifest config declares ``"mirror_symmetric": false`` (digits, text:
-    a horizontal flip makes another class or no class), else True."""
-    config = _reader(folder).manifest.get("config") or {}
-    return config.get("mirror_symmetric", True) is not False
+    with _reader(folder) as reader:
+        return sorted(reader.metadata_fields)
 
 
 def content_hashes(folder: str | Path, desc: str = "hashing images") -> list[bytes]:
     """SHA-256 of every image's pixels (with its shape), in row order."""
-    reader = _reader(folder)
     hashes: list[bytes] = []
-    with Progress(total=len(reader), desc=desc, unit="img") as bar:
+    with _reader(folder) as reader, Progress(total=len(reader), desc=desc, unit="img") as bar:
         for start in range(0, len(reader), HASH_BATCH):
             images = reader.read_images(range(start, min(start + HASH_BATCH, len(reader))))
             for image in images:

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from fdsl.errors import FdslError
-from fdsl.studies import data as study_data
 from fdsl.studies import runner
 from fdsl.studies.digits import import_digits
 from fdsl.studies.transfer_report import write_outputs
@@ -77,7 +76,9 @@ def _mirror_symmetric(name: str, value: str, declared_not: set[str]) -> bool:
         from fdsl.studies.digits import DigitsSource
 
         return DigitsSource().config().get("mirror_symmetric", True) is not False
-    return not (Path(value) / "manifest.json").is_file() or study_data.mirror_symmetric(value)
+    from fdsl.train.symmetry import declared_not_mirror_symmetric
+
+    return not declared_not_mirror_symmetric(value)
 
 
 def downstream_rows(labels: np.ndarray, classes: Sequence[str], test_fraction: float,
