@@ -110,8 +110,11 @@ def affinity_study(out: Path, cell: Callable[..., runner.Cell], run: Callable[[l
     fields = {"none": {}, **{c.name: c.fields for c in built}}
     short = {"epochs": spec["short_epochs"], "seed": seeds[0], "analysis": False}
     runs = out / runner.RUNS
-    first = [cell(f"full/none/seed{seeds[0]}", {"seed": seeds[0]}, "test")]
-    first += [cell(f"short/{slug(n)}", {**fields[n], **short}, "val") for n in names]
+    def row(name: str, phase: str, seed: int) -> dict[str, Any]:
+        return {"candidate": name, "phase": phase, "seed": seed, "evaluated_on": "val" if phase == "short" else "test"}
+
+    first = [cell(f"full/none/seed{seeds[0]}", {"seed": seeds[0]}, "test", row("none", "full", seeds[0]))]
+    first += [cell(f"short/{slug(n)}", {**fields[n], **short}, "val", row(n, "short", seeds[0])) for n in names]
     done = dict(zip([c.out for c in first], run(first), strict=True))
     short_rows = {n: done[str(runs / "short" / slug(n))] for n in names}
     measure = dict(device="cpu" if device == "cpu" else "auto", seed=seeds[0])
@@ -130,7 +133,7 @@ def affinity_study(out: Path, cell: Callable[..., runner.Cell], run: Callable[[l
                      "clean_val_accuracy": clean_full, "augmented_val_accuracy": aug_f})
     ranked = sorted(rows[1:], key=lambda r: -(r["score_short"] if r["score_short"] is not None else -np.inf))
     chosen = {r["candidate"] for r in (ranked if top is None else ranked[:top])} | {"none"}
-    full = [cell(f"full/{slug(n)}/seed{s}", {**fields[n], "seed": s}, "test")
+    full = [cell(f"full/{slug(n)}/seed{s}", {**fields[n], "seed": s}, "test", row(n, "full", s))
             for n in names if n in chosen for s in seeds]
     summaries = dict(zip([c.out for c in full], run(full), strict=True))
     for row in rows:
@@ -149,7 +152,8 @@ def affinity_study(out: Path, cell: Callable[..., runner.Cell], run: Callable[[l
                         ylabel="diversity, short runs (final-epoch loss ratio)", colour_label="final test top-1",
                         title="Affinity and Diversity")
     costs = _costs(rows)
-    return {"rows": rows, "correlations": correlations, "spearman": correlations["score_short"]["rho"],
+    runs = [{**r, "steps": _steps(r, batch_size)} for r in [*short_rows.values(), *summaries.values()]]
+    return {"rows": rows, "runs": runs, "correlations": correlations, "spearman": correlations["score_short"]["rho"],
             "table": _table(rows, ranked, correlations, costs, spec, len(seeds), clean_full, clean_short)}
 
 

@@ -83,8 +83,9 @@ def run_augment_study(data: str | Path, out: str | Path, *, candidates: Sequence
 
     Args:
         data: data set folder or ImageFolder tree.
-        out: study folder (``study.json``, ``split/``, ``runs/``, ``table.md``, ``results.csv``,
-            and ``scatter.png`` for the Affinity/Diversity study).
+        out: study folder (``study.json``, ``split/``, ``runs/``, ``table.md``, ``results.csv``
+            (one row per run), and ``candidates.csv`` (one row per candidate: every metric) and
+            ``scatter.png`` for the Affinity/Diversity study).
         candidates: augmentation names with optional strength, pairs joined by ``+``
             (``fdsl.train.augment.build_candidate``): ``["flip", "erasing:0.5", "flip+mixup"]``;
             8 by default.
@@ -130,10 +131,12 @@ def run_augment_study(data: str | Path, out: str | Path, *, candidates: Sequence
         files = {name: str(Path(runner.write_indices(out / "split" / f"{name}.json", rows)).resolve())
                  for name, rows in sets.items()}
 
-        def cell(folder: str, fields: Mapping[str, Any], evaluate: str = "test") -> runner.Cell:
+        def cell(folder: str, fields: Mapping[str, Any], evaluate: str = "test",
+                 row: Mapping[str, Any] | None = None) -> runner.Cell:
             merged = {**base, **fields, "train_indices": files["train"], "val_indices": files[evaluate]}
             resolve_config(spec["recipe"], sets=merged)  # a bad field fails here, before training
-            return runner.Cell(out=str(out / runner.RUNS / folder), data=data, recipe=spec["recipe"], row={},
+            return runner.Cell(out=str(out / runner.RUNS / folder), data=data, recipe=spec["recipe"],
+                               row=dict(row or {}),
                                overrides=merged, threads=runner.cell_threads(jobs, threads), device=device)
 
         def run(cells: list[runner.Cell]) -> list[dict[str, Any]]:
@@ -151,7 +154,9 @@ def run_augment_study(data: str | Path, out: str | Path, *, candidates: Sequence
             f"# Augmentation study ({'self-paced arms' if self_paced else 'affinity and diversity'})\n\n"
             f"data `{data}`, preset `{preset_name}`, seeds {list(seeds)}; images: {sizes} ({grouping}); "
             f"{result['seconds']:.0f} s\n\n{result['table']}"))
-        report.write_csv(out / "results.csv", result["rows"], columns=list(result["rows"][0]))
+        report.write_csv(out / "results.csv", result["runs"], columns=list(result["runs"][0]))
+        if not self_paced:
+            report.write_csv(out / "candidates.csv", result["rows"], columns=list(result["rows"][0]))
     log.info("augment study done in %.0f s: %s", result["seconds"], out / "table.md")
     return result
 
@@ -198,5 +203,5 @@ def _self_paced_study(cell: Any, run: Any, policy: Mapping[str, Any], seeds: Seq
                                            comparisons, "lrrrl")
              + f"\np (Holm): Holm-adjusted over the {len(family)} comparisons (family-wise error {ALPHA:g}); "
              f"intervals unadjusted.\n\nPolicy: {policy_text}.\n")
-    return {"rows": rows, "comparisons": tests, "table": table}
+    return {"rows": rows, "runs": rows, "comparisons": tests, "table": table}
 

@@ -29,7 +29,7 @@ RUNS = "runs"
 INDICES = "indices"
 # Files and folders a study writes; --overwrite removes exactly these (imported data sets stay).
 STUDY_OUTPUTS = (RUNS, INDICES, "split", "table.md", "results.csv", "results.png", "results.json",
-                 "difference.png", "premise.csv", "premise.png", "scatter.png")
+                 "difference.png", "premise.csv", "premise.png", "scatter.png", "candidates.csv")
 BACKENDS = ("local", "ray")
 
 

@@ -43,9 +43,11 @@ def compare(rows: Sequence[Mapping[str, Any]], arms: Sequence[str], downs: Seque
 def write_outputs(out: Path, rows: list[dict[str, Any]], pre_rows: list[dict[str, Any]], arms: list[str],
                   downs: list[str], train_per_class: int | None, *, flips: Mapping[str, bool],
                   normalisation: Mapping[str, Any]) -> dict[str, Any]:
-    """table.md and results.csv (every fine-tuning run); returns the study's results."""
-    report.write_csv(out / "results.csv", rows, ["downstream", "arm", "pretrain_seed", "seed", "top1",
-                                                 "train_images", "val_images", "epochs", "seconds", "run"])
+    """table.md and results.csv (every run: pre-training, then fine-tuning); returns the results."""
+    every = [{"stage": "pretrain", "arm": r["pretrain"], **r} for r in pre_rows] + \
+        [{"stage": "finetune", **r} for r in rows]
+    report.write_csv(out / "results.csv", every, ["stage", "downstream", "arm", "pretrain_seed", "seed", "top1",
+                                                  "train_images", "val_images", "epochs", "seconds", "run"])
     cell = {(a, d): report.format_mean_std([r["top1"] for r in rows if r["arm"] == a and r["downstream"] == d])
             for a in arms for d in downs}
     comparisons = compare(rows, arms, downs)

@@ -116,11 +116,16 @@ def test_affinity_diversity_study_writes_consistent_tables(study: tuple[Path, di
     assert set(corr) == {"affinity_short", "diversity_short", "score_short", "val_top1_short", "affinity",
                          "diversity"}
     assert all(c["n"] == 3 for c in corr.values()) and result["spearman"] == corr["score_short"]["rho"]
-    table = _read_csv(out / "results.csv")
+    table = _read_csv(out / "candidates.csv")
     assert [r["candidate"] for r in table] == ["none", *CANDIDATES]
     for r in table:
         assert float(r["affinity"]) == pytest.approx(rows[r["candidate"]]["affinity"])
         assert float(r["test_top1"]) == pytest.approx(rows[r["candidate"]]["test_top1"])
+    # results.csv: every run, the four short runs (validated) and the four full runs (tested)
+    runs = _read_csv(out / "results.csv")
+    assert sorted((r["phase"], r["candidate"], r["evaluated_on"]) for r in runs) == sorted(
+        [("short", n, "val") for n in ["none", *CANDIDATES]] + [("full", n, "test") for n in ["none", *CANDIDATES]])
+    assert all(Path(r["run"]).is_dir() and int(r["steps"]) >= 1 for r in runs)
     text = (out / "table.md").read_text()
     for part in ("**Claim**", "**Test**", "## Verdict", "| erasing:0.5 |", "Spearman rho [95% CI]",
                  "validation top-1 after the short run (baseline)", "fdsl's own, not Gontijo-Lopes'",

@@ -393,6 +393,8 @@ def test_transfer_study_with_digits(views: Path, tmp_path: Path) -> None:
     for fields in (config["recipe_fields"], scratch["recipe_fields"]):
         # digits are not mirror-symmetric; every arm sees the pre-training normalisation
         assert fields["hflip"] == 0.0 and fields["mean"] == [0.2, 0.2, 0.2] and fields["std"] == [0.5, 0.5, 0.5]
+    stages = [line.split(",")[:3] for line in (out / "results.csv").read_text().splitlines()[1:]]
+    assert stages[:2] == [["pretrain", "", "toy"]] * 2 and len(stages) == 2 + 6  # every run
     pre = json.loads((out / "runs/pretrain-toy-seed1/config.json").read_text())["recipe_fields"]
     assert pre["seed"] == 1
     (comparison,) = result["comparisons"]
