@@ -12,7 +12,7 @@ DEMO   := demo
 APT_PACKAGES := libegl1 libgl1-mesa-dri libegl-mesa0 libgl1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test setup system-packages lint bench gpu-check clean
+.PHONY: demo test setup system-packages lint bench gpu-check wheelhouse wheelhouse-gpu-node install-offline clean
 
 setup: system-packages $(STAMP)
 
@@ -45,10 +45,44 @@ bench: setup
 	for b in benchmarks/bench_*.py; do PYOPENGL_PLATFORM=egl $(BIN)/python $$b || exit 1; done
 	$(BIN)/python benchmarks/collect_results.py
 
-# On a CUDA machine (with a CUDA build of torch): GPU tests, training and EGL render throughput in
-# under 8 minutes, into benchmarks/results/gpu.md and gpu.json. Without a GPU: one line, exit 3.
+# On a CUDA machine (with a CUDA build of torch): GPU tests, kernels against the CPU, on-the-fly
+# generation, training, DDP and EGL render throughput in under 8 minutes, into
+# benchmarks/results/gpu.md and gpu.json. Without a GPU: one line, exit 3. OFFLINE=1 installs from
+# WHEELHOUSE into $(OFFLINE_VENV) (install-offline) instead of `setup`, which needs the network.
+ifeq ($(OFFLINE),1)
+gpu-check: install-offline
+	PYOPENGL_PLATFORM=egl $(OFFLINE_VENV)/bin/python benchmarks/gpu_check.py
+else
 gpu-check: setup
 	PYOPENGL_PLATFORM=egl $(BIN)/python benchmarks/gpu_check.py
+endif
+
+# Offline nodes (README: "Cluster / offline GPU node"). On a networked machine,
+#   make wheelhouse [PYVER=3.12] [WHEELHOUSE=wheelhouse] [SKIP="numpy numba ..."]
+# builds fdsl's wheel and manylinux x86_64 wheels of everything it needs but torch (tools/wheelhouse.py);
+# SKIP leaves out what the node has. `make wheelhouse-gpu-node` is the one for our GPU test machines
+# (Python 3.12, GPU_NODE_SKIP). On the node, whose python3 has a CUDA torch:
+#   make install-offline WHEELHOUSE=DIR   (a venv that sees python3's torch; pip --no-index)
+PYVER ?= $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+WHEELHOUSE ?= wheelhouse
+SKIP ?=
+GPU_NODE_SKIP := numpy numba llvmlite h5py matplotlib pillow pyyaml tqdm safetensors scipy scikit-learn \
+  numba-cuda cuda-bindings cuda-core cuda-pathfinder networkx imageio six packaging pytest pluggy iniconfig pygments
+OFFLINE_VENV := .venv-offline
+
+wheelhouse: $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python tools/wheelhouse.py --python-version $(PYVER) --out $(WHEELHOUSE) --skip "$(SKIP)"
+
+wheelhouse-gpu-node:
+	$(MAKE) wheelhouse PYVER=3.12 SKIP="$(GPU_NODE_SKIP)"
+
+install-offline:
+	@[ -f "$(WHEELHOUSE)/requirements.txt" ] || { echo "install-offline: $(WHEELHOUSE) is no wheelhouse;" \
+	  "make one with 'make wheelhouse' on a machine with network (README: Cluster / offline GPU node)" >&2; exit 2; }
+	[ -x $(OFFLINE_VENV)/bin/python ] || $(PYTHON) -m venv --system-site-packages $(OFFLINE_VENV)
+	$(OFFLINE_VENV)/bin/python -m pip install -q --no-index --find-links $(WHEELHOUSE) \
+	  -r $(WHEELHOUSE)/requirements.txt -e .
 
 # --overwrite: a demo folder made by an older fdsl is replaced; one made with these settings resumes.
 demo: setup

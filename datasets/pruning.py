@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from fdsl.atomic import write_bytes_atomic
 from fdsl.errors import FdslError
 
 MODES = ("random", "drop-smallest", "drop-largest")
@@ -76,7 +77,7 @@ def prune_dataset(dataset: Any, *, mode: str, keep_fraction: float, field: str |
         record = {"mode": mode, "keep_fraction": keep_fraction, "field": field, "seed": seed,
                   "num_images": len(dataset.labels), "num_kept": len(kept),
                   "source": str(getattr(dataset, "folder", "")), "indices": kept.tolist()}
-        Path(out).write_text(json.dumps(record, indent=1) + "\n")
+        write_bytes_atomic(Path(out), (json.dumps(record, indent=1) + "\n").encode())
     return kept
 
 

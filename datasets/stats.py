@@ -14,6 +14,7 @@ at (classes x D) whatever the data set size.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Callable
@@ -118,6 +119,16 @@ def _finite(values: np.ndarray) -> list[float | None]:
     return [float(v) if np.isfinite(v) else None for v in values]
 
 
+def _save_png(fig: Any, path: Path) -> None:
+    """A figure written atomically (fdsl.atomic); the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    png = io.BytesIO()
+    fig.savefig(png, dpi=100, format="png")
+    plt.close(fig)
+    write_bytes_atomic(path, png.getvalue())
+
+
 def _plots(stats: dict[str, Any], out: Path, title: str) -> list[Path]:
     import matplotlib
 
@@ -135,8 +146,7 @@ def _plots(stats: dict[str, Any], out: Path, title: str) -> list[Path]:
     ax.set_title(f"intra-class std per class: {title}")
     fig.tight_layout()
     bar = out / "intra_class_std.png"
-    fig.savefig(bar, dpi=100)
-    plt.close(fig)
+    _save_png(fig, bar)
     fig, ax = plt.subplots(figsize=(7, 6))
     image = ax.imshow(np.asarray(stats["class_mean_distance"], float), cmap="viridis")
     fig.colorbar(image, ax=ax, label="distance between class means")
@@ -146,8 +156,7 @@ def _plots(stats: dict[str, Any], out: Path, title: str) -> list[Path]:
     ax.set_title(f"class-mean distances: {title}")
     fig.tight_layout()
     heat = out / "class_mean_distance.png"
-    fig.savefig(heat, dpi=100)
-    plt.close(fig)
+    _save_png(fig, heat)
     return [bar, heat]
 
 

@@ -128,6 +128,15 @@ class Progress:
             self._last_line = now
             self._emit(now)
 
+    def write_line(self) -> None:
+        """Write a plain line now, whatever the interval (training's every ``--log-interval``
+        steps); nothing on a terminal, where the bar shows it, or when disabled."""
+        if self.disable or self._bar is not None:
+            return
+        now = self._clock()
+        self._last_line = now
+        self._emit(now)
+
     def _emit(self, now: float) -> None:
         self.lines += 1
         log.info("%s", progress_line(self.desc, self.n, self.total, now - self._start, self.unit,

@@ -183,7 +183,7 @@ def test_killed_study_resumes_and_changed_settings_are_refused(views: Path, stud
     (victim / "summary.json").unlink()
     again = run_pruning_study(views, out, **STUDY)
     resumed = json.loads((victim / "summary.json").read_text())
-    assert [json.loads(m)["epoch"] for m in (victim / "metrics.jsonl").read_text().splitlines()] == [0, 1]
+    assert [json.loads(m)["epoch"] for m in (victim / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     assert resumed["state_digest"] == original["state_digest"]  # resumed exactly where it stopped
     assert [r["top1"] for r in again["rows"]] == [r["top1"] for r in result["rows"]]
     assert others == {p: p.stat().st_mtime_ns for p in others}  # finished cells were only read

@@ -24,10 +24,9 @@ from fdsl.datasets.build import RenderedBatch, build_dataset  # noqa: E402
 from fdsl.errors import FdslError  # noqa: E402
 from fdsl.train import cli  # noqa: E402
 from fdsl.train.augment import (  # noqa: E402
+    BatchMix,
     DeviceAugment,
-    mix_batch,
     one_hot,
-    random_crop,
     select_for_augmentation,
 )
 from fdsl.train.checkpoint import load_checkpoint  # noqa: E402
@@ -108,7 +107,7 @@ def test_tiny_run_learns_and_writes_outputs(pretrained: tuple[Path, dict]) -> No
     assert summary["num_classes"] == 4 and summary["val_images"] == 24  # 10% of 60 per class
     assert summary["top1"] >= 0.6, summary  # chance is 0.25
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [m["epoch"] for m in metrics] == [0, 1, 2]
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]  # epochs count from 1, as in the log
     assert metrics[-1]["val_top1"] == summary["top1"]
     assert metrics[0]["lr"] == pytest.approx(0.05) and metrics[1]["lr"] == pytest.approx(0.005)
     assert json.loads((run / "summary.json").read_text())["top1"] == summary["top1"]
@@ -118,7 +117,7 @@ def test_tiny_run_learns_and_writes_outputs(pretrained: tuple[Path, dict]) -> No
     assert saved["classes"] == Patterns().class_names()
     # Loadable with torch's safe default, RNG states included.
     checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
-    assert checkpoint["epoch"] == 2 and len(checkpoint["rng"]) == 1
+    assert checkpoint["epoch"] == 3 and len(checkpoint["rng"]) == 1  # the last finished epoch
     assert set(checkpoint["rng"][0]) >= {"python", "numpy", "torch"}
     assert checkpoint["model"]["fc.weight"].shape == (4, 512)
     assert checkpoint["config"]["lr"] == 0.05 and checkpoint["train_images"] == summary["train_images"] == 216
@@ -145,7 +144,7 @@ def test_resume_is_bit_exact(shards: Path, tmp_path: Path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert full["state_digest"] == resumed["state_digest"] and full["top1"] == resumed["top1"]
     lines = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(x)["epoch"] for x in lines] == [0, 1]
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
     with pytest.raises(FdslError, match="already holds a run"):
         train_classifier(shards, tmp_path / "full", **settings)
     (tmp_path / "full" / ".checkpoint.pt.tmp-99999").write_bytes(b"half")  # as a SIGKILL leaves it
@@ -288,21 +287,22 @@ def test_self_paced_batch_mixes_augmented_and_original() -> None:
     assert select_for_augmentation(losses, threshold=0.0, ratio=0.0).all()
 
 
-def test_mix_batch_targets_match_pixels() -> None:
+def test_batch_mix_targets_match_pixels() -> None:
     torch.manual_seed(1)
     x = torch.stack([torch.zeros(1, 8, 8), torch.ones(1, 8, 8)])
-    target = one_hot(torch.tensor([0, 1]), 2)
     for mixup, cutmix in ((0.4, 0.0), (0.0, 1.0)):
-        mixed, soft = mix_batch(x, target, mixup, cutmix, 1.0)
+        mixed, soft = BatchMix(mixup, cutmix, 1.0)(x, torch.tensor([0, 1]), 2)
         # sample 0 mixes with sample 1 (the reversed batch): its mean pixel is the share of class 1
         assert float(mixed[0].mean()) == pytest.approx(float(soft[0, 1]), abs=1e-6)
         assert torch.allclose(soft.sum(1), torch.ones(2))
 
 
 def test_random_crop_takes_integer_windows() -> None:
-    x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).reshape(2, 1, 6, 6)
+    config = TrainConfig(image_size=4, train_crop="random", mean=[0.0], std=[1.0])
+    augment = DeviceAugment(config, 2, 6, torch.device("cpu"))
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).reshape(2, 3, 6, 6)
     torch.manual_seed(0)
-    out = random_crop(x, 4)
+    out, _ = augment.augment(x, torch.tensor([0, 1]))
     for b in range(2):
         found = [(t, left) for t in range(3) for left in range(3)
                  if torch.equal(out[b], x[b, :, t:t + 4, left:left + 4])]
@@ -616,7 +616,7 @@ def test_split_by_unknown_field_exits_2(shards: Path, tmp_path: Path, capsys: py
 def test_rng_states_round_trip_through_a_safe_checkpoint() -> None:
     import random
 
-    from fdsl.train.checkpoint import rng_states, set_rng_states
+    from fdsl.train.seeding import rng_states, set_rng_states
 
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     states = _torch_round_trip({"rng": rng_states()})["rng"]  # as resume reads them
@@ -649,7 +649,8 @@ def test_finetune_reads_safetensors_and_refuses_pickled_code(pretrained: tuple[P
 
 
 def test_config_round_trip_and_print_config(pretrained: tuple[Path, dict], shards: Path,
-                                            tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+                                            tmp_path: Path, capsys: pytest.CaptureFixture,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     import yaml
 
     run, summary = pretrained
@@ -660,13 +661,18 @@ def test_config_round_trip_and_print_config(pretrained: tuple[Path, dict], shard
     printed = yaml.safe_load(capsys.readouterr().out)
     assert code == 0 and printed == resolve_config("fdsl-vit", flags={"lr": 0.5}, sets={"epochs": 7}).to_dict()
     assert printed["model"] == "vit_tiny_patch16_224" and printed["optimizer"] == "adamw"
-    # Rerunning a finished run's config.yaml repeats it exactly.
-    again = tmp_path / "again"
-    code, err = _main(["--data", str(shards), "--out", str(again), "--config", str(run / "config.yaml")],
-                      capsys)
+    # A finished run's config.yaml alone reruns it exactly, from any folder, into a fresh folder
+    # beside the run (its data paths are in it); --out chooses another.
+    monkeypatch.chdir(tmp_path)
+    code, err = _main(["--config", str(run / "config.yaml"), "--no-analysis"], capsys)
     assert code == 0, err
-    assert json.loads((again / "config.json").read_text())["recipe_fields"] == saved
+    again = run.with_name(f"{run.name}-rerun")
+    assert json.loads((again / "config.json").read_text())["recipe_fields"] == dict(saved, analysis=False)
     assert json.loads((again / "summary.json").read_text())["state_digest"] == summary["state_digest"]
+    code, err = _main(["--config", str(again / "config.yaml"), "--out", "third", "--epochs", "1"], capsys)
+    assert code == 0, err
+    third = json.loads((tmp_path / "third" / "config.json").read_text())
+    assert third["data"] == str(shards.resolve()) and third["recipe_fields"]["epochs"] == 1
 
 
 def test_version_flag(capsys: pytest.CaptureFixture) -> None:
@@ -674,7 +680,8 @@ def test_version_flag(capsys: pytest.CaptureFixture) -> None:
 
     with pytest.raises(SystemExit) as exc:
         cli.main(["--version"])
-    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"train-classifier {fdsl.__version__}"
+    # the one format of every fdsl command
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"train-classifier (fdsl {fdsl.__version__})"
 
 
 def test_second_run_on_a_locked_folder_is_refused(shards: Path, tmp_path: Path,
@@ -708,7 +715,7 @@ def test_disk_full_while_writing_the_checkpoint(shards: Path, tmp_path: Path,
     assert "disk full while writing checkpoint.pt into " + str(run) in err and "MiB needed" in err
     assert not (run / "checkpoint.pt").exists()
     assert not [p.name for p in run.iterdir() if ".tmp-" in p.name]  # no temporary file left
-    assert json.loads((run / "metrics.jsonl").read_text())["epoch"] == 0  # written before
+    assert json.loads((run / "metrics.jsonl").read_text())["epoch"] == 1  # written before
 
 
 def test_tensorboard_flag(shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -16,7 +16,6 @@ The models are read through hooks only; nothing in them changes.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -29,13 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fdsl.atomic import write_bytes_atomic
+from fdsl.train.figures import confusion_png, maps_png, misclassified_png
+from fdsl.train.outputs import write_file
 
 log = logging.getLogger(__name__)
 
 SHEET_SIZE = 16  # images on the misclassified contact sheet
 MAP_IMAGES = 4  # images whose attention / Grad-CAM maps are drawn
-ANNOTATE_UP_TO = 20  # classes up to which the confusion plot prints counts and names
 MIN_CAM_SIDE = 4  # Grad-CAM uses the deepest stage at least this many pixels on a side
 
 
@@ -202,91 +201,6 @@ class _Collector:
         return (self.picked + self.spare)[:MAP_IMAGES]
 
 
-# ---------------------------------------------------------------- figures
-
-
-def _as_picture(image: np.ndarray) -> np.ndarray:
-    """uint8 or float [C, H, W] -> [H, W] or [H, W, 3] for imshow."""
-    picture = np.moveaxis(image, 0, -1)
-    return picture[..., 0] if picture.shape[-1] == 1 else picture
-
-
-def pyplot() -> Any:
-    """matplotlib.pyplot on the Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def figure_png(fig: Any) -> bytes:
-    """A figure as PNG bytes (for an atomic write); the figure is closed."""
-    plt = pyplot()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def _confusion_png(matrix: np.ndarray, classes: list[str], title: str) -> bytes:
-    plt = pyplot()
-    k = len(classes)
-    side = min(4 + 0.4 * k, 14)
-    fig, ax = plt.subplots(figsize=(side, side))
-    rows = matrix / np.maximum(matrix.sum(1, keepdims=True), 1)
-    ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
-    if k <= ANNOTATE_UP_TO:
-        ax.set_xticks(range(k), classes, rotation=90)
-        ax.set_yticks(range(k), classes)
-        for (i, j), count in np.ndenumerate(matrix):
-            if count:
-                ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
-                        color="white" if rows[i, j] > 0.5 else "black")
-    ax.set(xlabel="predicted class", ylabel="true class", title=title)
-    fig.tight_layout()
-    return figure_png(fig)
-
-
-def _grid(count: int, columns: int = 4) -> tuple[Any, np.ndarray]:
-    plt = pyplot()
-    rows = max(1, math.ceil(count / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    return fig, axes.flatten()
-
-
-def _misclassified_png(wrong: list[tuple[float, np.ndarray, int, int]], classes: list[str]) -> bytes:
-    fig, axes = _grid(len(wrong))
-    if not wrong:
-        axes[0].text(0.5, 0.5, "no held-out image misclassified", ha="center", va="center")
-    for ax, (conf, image, true, pred) in zip(axes, wrong, strict=False):
-        ax.imshow(_as_picture(image), cmap="gray", vmin=0, vmax=255)
-        ax.set_title(f"{classes[true]} -> {classes[pred]}\np={conf:.2f}", fontsize=8)
-    fig.suptitle("most confidently misclassified held-out images (true -> predicted)")
-    fig.tight_layout()
-    return figure_png(fig)
-
-
-def _maps_png(inputs: torch.Tensor, maps: torch.Tensor, labels: list[int], preds: list[int],
-              classes: list[str], method: str, model_name: str) -> bytes:
-    fig, axes = _grid(2 * len(labels), columns=len(labels))
-    shown = inputs.detach().float().cpu()
-    low = shown.amin((2, 3), keepdim=True)
-    shown = ((shown - low) / (shown.amax((2, 3), keepdim=True) - low).clamp_min(1e-12)).numpy()
-    for i, (true, pred) in enumerate(zip(labels, preds, strict=True)):
-        picture = _as_picture(shown[i])
-        axes[i].imshow(picture, cmap="gray")
-        axes[i].set_title(f"{classes[true]} (pred {classes[pred]})", fontsize=8)
-        axes[len(labels) + i].imshow(picture, cmap="gray")
-        axes[len(labels) + i].imshow(maps[i].cpu().numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1)
-    fig.suptitle(f"{model_name}: {method}")
-    fig.tight_layout()
-    return figure_png(fig)
-
-
 # ---------------------------------------------------------------- the public function
 
 
@@ -330,10 +244,9 @@ def write_run_analysis(out: Path, model: nn.Module, loader: Iterable[tuple[torch
         seen = int(matrix.sum())
         report = {"classes": classes, "matrix": matrix.tolist(), "per_class_top1": per_class,
                   "top1": float(np.trace(matrix) / seen) if seen else None, "images": seen}
-        write_bytes_atomic(out / "confusion.json", (json.dumps(report) + "\n").encode())
-        write_bytes_atomic(out / "confusion.png", _confusion_png(matrix, classes,
-                                                                 f"{model_name}: held-out confusion"))
-        write_bytes_atomic(out / "misclassified.png", _misclassified_png(collector.wrong, classes))
+        write_file(out / "confusion.json", (json.dumps(report) + "\n").encode())
+        write_file(out / "confusion.png", confusion_png(matrix, classes, f"{model_name}: held-out confusion"))
+        write_file(out / "misclassified.png", misclassified_png(collector.wrong, classes))
         method = _write_maps(out, model, collector.map_images(), classes, prepare, device, model_name)
     finally:
         model.train(was_training)
@@ -354,6 +267,6 @@ def _write_maps(out: Path, model: nn.Module, picked: list[tuple[np.ndarray, int]
     method, maps = found
     with torch.no_grad():
         preds = model(inputs).argmax(1).tolist()
-    write_bytes_atomic(out / "attention_maps.png", _maps_png(
+    write_file(out / "attention_maps.png", maps_png(
         inputs, maps, [label for _, label in picked], preds, classes, method, model_name))
     return method

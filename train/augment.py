@@ -61,13 +61,6 @@ def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
     return x[..., top:top + size, left:left + size]
 
 
-def random_crop(x: torch.Tensor, size: int) -> torch.Tensor:
-    """An independent integer-offset ``size`` x ``size`` crop per sample: [B,C,H,W] -> [B,C,s,s]."""
-    if x.shape[-2:] == (size, size):
-        return x
-    return K.RandomCrop((size, size), cropping_mode="slice")(x)
-
-
 # ---------------------------------------------------------------- self-paced selection
 
 
@@ -135,12 +128,6 @@ class BatchMix:
             partner, keep = mixed[:, 1].long(), 1.0 - mixed[:, 2]
         keep = keep.to(target).view(-1, 1)
         return x, target * keep + one_hot(partner.to(labels.device), num_classes) * (1.0 - keep)
-
-
-def mix_batch(x: torch.Tensor, target: torch.Tensor, mixup: float, cutmix: float,
-              prob: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``BatchMix`` for one-hot ``target`` [B, K] (kept for callers that hold targets, not labels)."""
-    return BatchMix(mixup, cutmix, prob)(x, target.argmax(1), target.shape[1])
 
 
 # ---------------------------------------------------------------- the transforms of a run

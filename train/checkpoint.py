@@ -1,4 +1,4 @@
-"""Checkpoints and RNG state: what a run saves after each epoch and how it is read back.
+"""Checkpoint and weight files: what a run saves after each epoch and how such files are read.
 
 ``checkpoint.pt`` loads with ``torch.load(weights_only=True)``: tensors, numbers, strings, lists
 and dicts only (RNG states included). ``model.safetensors`` holds the weights alone, under the
@@ -10,12 +10,10 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import random
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -26,41 +24,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 WEIGHTS = "model.safetensors"
-# Fields a resumed run may change: they do not alter what is computed.
-RUNTIME_FIELDS = {"workers", "compile", "save_every", "tensorboard", "analysis"}
-
-
-def seed_everything(seed: int, *parts: int) -> None:
-    """Seed python, numpy and torch (CPU and CUDA) from (seed, *parts)."""
-    value = int(np.random.SeedSequence([seed, *parts]).generate_state(1)[0])
-    random.seed(value)
-    np.random.seed(value)
-    torch.manual_seed(value)
-
-
-def rng_states() -> dict[str, Any]:
-    """The RNG states of python, numpy and torch (and CUDA when present), as plain lists and
-    tensors so that ``torch.load(weights_only=True)`` reads them."""
-    version, words, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    states: dict[str, Any] = {
-        "python": [version, list(words), gauss],
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
-        "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: Mapping[str, Any]) -> None:
-    """Restore what ``rng_states`` returned."""
-    version, words, gauss = states["python"]
-    random.setstate((version, tuple(words), gauss))
-    kind, keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 def state_digest(model: nn.Module) -> str:
@@ -94,6 +57,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     Pickles are read with ``weights_only=True``: a downloaded file cannot run code.
     """
     path = Path(path)
+    if path.is_dir():
+        raise FdslError(f"checkpoint {path} is a folder; name the file in it (checkpoint.pt, "
+                        "model.safetensors, ...)")
     if not path.is_file():
         raise FdslError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
@@ -129,25 +95,3 @@ def save_weights(model: nn.Module, path: Path) -> None:
     # Copies: safetensors refuses tensors that share storage (tied weights in some timm models).
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     write_file(path, save(tensors))
-
-
-def check_resume(config: Mapping[str, Any], saved: Mapping[str, Any], out: Path) -> None:
-    """Refuse to continue a run with settings that change what is computed."""
-    for key, value in saved.items():
-        if key not in RUNTIME_FIELDS and config.get(key) != value:
-            raise FdslError(f"--resume: {key} is {config.get(key)!r} but the run in {out} used {value!r}; "
-                            "resume with the same settings or use another --out")
-
-
-def check_resume_data(saved: Mapping[str, Any], classes: list[str], train_images: int,
-                      data: str | Path, out: Path) -> None:
-    """Refuse to continue a run on other data; a moved data folder with the same content is fine."""
-    if "classes" in saved and list(saved["classes"]) != list(classes):
-        raise FdslError(f"--resume: {data} has other classes than the data the run in {out} was trained on "
-                        f"({saved.get('data')})")
-    if "train_images" in saved and saved["train_images"] != train_images:
-        raise FdslError(f"--resume: {data} gives {train_images} training images, the run in {out} had "
-                        f"{saved['train_images']} (from {saved.get('data')})")
-    if saved.get("data_resolved") not in (None, str(Path(data).resolve())):
-        log.warning("--resume: data is now %s (the run started on %s); same classes and size, going on",
-                    data, saved["data_resolved"])

@@ -1,7 +1,9 @@
 """Process group, device choice and the collectives the trainer needs.
 
 Launch with ``torchrun --nproc_per_node N``: RANK, WORLD_SIZE and LOCAL_RANK come from the
-environment (nccl on CUDA, gloo on CPU). One process without them is rank 0 of 1.
+environment (nccl on CUDA, gloo on CPU). One process without them is rank 0 of 1. A run that
+torchrun launched joins the process group and trains under DDP even with one process, so a
+1-GPU ``torchrun`` run exercises the same path as a multi-GPU one.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Dist:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    launched: bool = False  # started by torchrun (a process group is joined, DDP used)
 
     @property
     def main(self) -> bool:
@@ -34,9 +37,10 @@ class Dist:
 def setup_distributed(device_flag: str) -> tuple[Dist, torch.device]:
     """Read the torchrun environment, pick the device and join the process group if needed."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    ctx = Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")))
+    launched = world > 1 or "TORCHELASTIC_RUN_ID" in os.environ
+    ctx = Dist(int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0")), launched)
     device = pick_device(device_flag, ctx.local_rank)
-    if world > 1 and not dist.is_initialized():
+    if launched and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return ctx, device
 
@@ -79,3 +83,12 @@ def gather_objects(obj: Any) -> list[Any]:
     found: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(found, obj)
     return found
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank (``obj`` itself in a single process)."""
+    if not dist.is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

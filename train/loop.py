@@ -1,8 +1,17 @@
 """``train_classifier``: the orchestration behind ``train-classifier``.
 
-It resolves the config, locks the run folder, opens the data and its splits
-(``fdsl.train.splits``), builds the trainer (``fdsl.train.trainer``), runs the epochs and writes
-the run folder (``fdsl.train.checkpoint``, ``fdsl.train.outputs``):
+A run is prepared in one pass, each stage once, in this order; nothing is created or changed
+before every input has been checked, so a refused run leaves no trace:
+
+1. config (``fdsl.train.runconfig``, ``fdsl.train.recipes``): recipe < a saved run's or
+   ``--config`` fields < flags < ``--set``; the data paths of a saved run;
+2. run folder (``fdsl.train.rundir``): checked, not yet created;
+3. data and splits (``fdsl.train.splits``, ``fdsl.train.data``): rows of each side, pruning, loaders;
+4. resume state (``fdsl.train.resume``): the checkpoint a resumed run continues from;
+5. model, optimiser and schedule (``fdsl.train.trainer``);
+6. train: claim the run folder (create, lock, clean), then the epochs.
+
+The run folder receives:
 
 - ``config.yaml`` / ``config.json``: the resolved configuration (``--config`` reruns it);
 - ``checkpoint.pt``: model, optimiser, schedule, epoch, RNG states of every rank, config (after
@@ -18,30 +27,30 @@ Multi-GPU: ``torchrun --nproc_per_node N train-classifier ...`` (see ``fdsl.trai
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fdsl import atomic
 from fdsl.errors import FdslError
 from fdsl.train import checkpoint as ckpt
-from fdsl.train import outputs
+from fdsl.train import metrics, seeding
 from fdsl.train.checkpoint import CHECKPOINT, load_checkpoint
 from fdsl.train.distributed import (
     Dist,
-    barrier,
     broadcast_buffers,
+    broadcast_object,
     gather_objects,
     setup_distributed,
 )
-from fdsl.train.models import canonical_name
-from fdsl.train.plots import read_metrics
-from fdsl.train.recipes import TrainConfig, resolve_config, save_config
-from fdsl.train.splits import Splits, open_splits, pruned
+from fdsl.train.figures import curves_png
+from fdsl.train.outputs import DiskFullError, write_file
+from fdsl.train.recipes import TrainConfig, save_config
+from fdsl.train.resume import ResumeState, load_resume_state
+from fdsl.train.runconfig import resolve_run, resolve_run_config
+from fdsl.train.rundir import CURVES, claim_run_folder, plan_run_folder
+from fdsl.train.splits import Splits, make_loaders, open_splits
 from fdsl.train.symmetry import without_flips_if_asymmetric
 
 log = logging.getLogger(__name__)
@@ -50,192 +59,157 @@ log = logging.getLogger(__name__)
 __all__ = ["CHECKPOINT", "load_checkpoint", "resolve_run_config", "train_classifier"]
 
 
-def resolve_run_config(recipe: str = "fractaldb-resnet", *, model: str | None = None,
-                       config_file: str | Path | None = None,
-                       overrides: Mapping[str, Any] | None = None, **fields: Any) -> TrainConfig:
-    """The config ``train_classifier`` would run with (``--print-config`` shows it)."""
-    flags = dict(fields)
-    if model is not None:
-        flags["model"] = model
-    config = resolve_config(recipe, config_file=config_file, flags=flags, sets=overrides)
-    config.model = canonical_name(config.model)
-    return config
-
-
-@contextlib.contextmanager
-def _run_folder(out: Path, ctx: Dist) -> Iterator[None]:
-    """Rank 0 creates ``out`` (a bad --out fails at once) and holds its lock for the whole run."""
-    if not ctx.main:
-        yield
-        return
-    atomic.ensure_writable(out, "the run folder")
-    with atomic.folder_lock(out):
-        yield
-
-
 def train_classifier(
-    data: str | Path,
-    out: str | Path,
+    data: str | Path | None = None,
+    out: str | Path | None = None,
     *,
-    recipe: str = "fractaldb-resnet",
+    recipe: str | None = None,
     model: str | None = None,
     finetune_from: str | Path | None = None,
     val_data: str | Path | None = None,
     device: str = "auto",
-    resume: bool = False,
+    resume: bool | str | Path = False,
     config_file: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     stop_after_epochs: int | None = None,
     overwrite: bool = False,
+    log_interval: int = 50,
+    progress: bool = True,
     **fields: Any,
 ) -> dict[str, Any]:
     """Train (or fine-tune) a classifier on a shard folder or ImageFolder tree; return the summary.
 
     Args:
-        data: training data folder (fdsl shards with manifest.json, or root/<class>/<image>).
-        out: run folder (created and locked for the run; a second run on it is refused).
-        recipe: preset name (``fractaldb-resnet``, ``fdsl-vit``, ``finetune``).
+        data: training data folder (fdsl shards with manifest.json, or root/<class>/<image>);
+            default: the data of the run named by ``resume`` or ``config_file``.
+        out: run folder (created and locked for the run; a second run on it is refused);
+            default: the run ``resume`` names, or a fresh folder beside the run whose
+            ``config.yaml`` is ``config_file`` (``RUN-rerun``, ``RUN-rerun-2``, ...).
+        recipe: preset name (``fractaldb-resnet``, ``fdsl-vit``, ``finetune``); default: the saved
+            run's, else ``fractaldb-resnet``.
         model: architecture (resnet18/34/50, vit_tiny, timm:NAME); default: the recipe's.
         finetune_from: ``.pt``/``.pth`` (read with weights_only=True) or ``.safetensors`` file
             whose backbone initialises the model (a fresh head is used).
         val_data: held-out folder with the same classes; else ``val_indices`` or ``val_fraction``
             of ``data`` (stratified, seeded) is held out.
         device: ``auto`` (CUDA if available), ``cuda`` or ``cpu``.
-        resume: continue the run in ``out`` from its checkpoint (same settings required).
-        config_file: YAML/JSON mapping of config fields, or a run's ``config.yaml``.
+        resume: continue a run from its checkpoint with the settings of its ``config.yaml``: a run
+            folder (or its ``checkpoint.pt``), or True for ``out``. Given fields must agree with
+            the run, except a larger ``epochs``, which extends it (schedule recomputed, as timm).
+        config_file: YAML/JSON mapping of config fields, or a run's ``config.yaml`` (which also
+            holds the run's data paths and recipe: it reruns the run alone).
         overrides: ``--set`` values (highest precedence).
         stop_after_epochs: stop after this many epochs of this call (for preemptible jobs);
-            ``resume=True`` continues.
+            ``resume`` continues.
         overwrite: delete a previous run's outputs in ``out`` first (other files are kept).
+        log_interval: training steps between progress lines in batch logs (timm's
+            ``--log-interval``; 0: only every FDSL_PROGRESS_INTERVAL seconds).
+        progress: False hides progress bars and lines (``--quiet``).
         **fields: any ``TrainConfig`` field (epochs=, lr=, train_indices=, ...); None means
             "not given".
 
     Returns:
         The summary (also ``out/summary.json``): top1 (final held-out accuracy, None without a
-        held-out set), best_top1, train_images (after subsetting and pruning), val_images,
-        images_per_second, state_digest, and the analysis' entries (e.g. per_class_top1).
+        held-out set; top5 too with more than 5 classes), best_top1, train_images (after
+        subsetting and pruning), val_images, images_per_second, state_digest, and the analysis'
+        entries (e.g. per_class_top1).
 
     Raises:
         FdslError: one-line problems (missing data, unknown model/recipe, unfit checkpoint,
-            locked folder, full disk, ...).
+            locked folder, full disk, ...); nothing is created or changed in ``out`` then, unless
+            the problem arises during training (a full disk).
     """
     started = time.perf_counter()
-    config = resolve_run_config(recipe, model=model, config_file=config_file, overrides=overrides,
-                                **fields)
     ctx, dev = setup_distributed(device)
-    config = without_flips_if_asymmetric(config, data, announce=ctx.main)
+    # 1. config
+    spec = resolve_run(data, out, recipe=recipe, model=model, finetune_from=finetune_from,
+                       val_data=val_data, resume=resume, config_file=config_file,
+                       overrides=overrides, **fields)
+    config = spec.config
+    if spec.data is None:
+        raise FdslError("required: --data (the training data), unless --resume RUN or --config "
+                        "RUN/config.yaml names a run")
+    if spec.out is None:
+        raise FdslError("required: --out (the run folder), unless --resume RUN or --config "
+                        "RUN/config.yaml names a run")
+    config = without_flips_if_asymmetric(config, spec.data, announce=ctx.main)
     if config.batch_size % ctx.world_size:
         raise FdslError(f"batch size {config.batch_size} is not divisible by {ctx.world_size} processes")
-    out = Path(out)
-    for folder in (data, val_data):  # a typo in a data path creates no run folder
-        if folder is not None and not Path(folder).is_dir():
-            raise FdslError(f"data folder {folder} does not exist")
-    with _run_folder(out, ctx):
-        saved = _prepare_folder(out, config, ctx, resume=resume, overwrite=overwrite)
-        splits = open_splits(data, val_data, config)
-        splits.train_idx = pruned(splits.train_src, splits.train_idx, config)
-        if len(splits.train_idx) == 0:
-            raise FdslError(f"{data}: no training images left after holding out the validation split")
-        extra = {"recipe": recipe, "data": str(data), "data_resolved": str(Path(data).resolve()),
-                 "train_images": len(splits.train_idx),
-                 "val_data": None if val_data is None else str(val_data),
-                 "finetune_from": None if finetune_from is None else str(finetune_from),
-                 "classes": splits.train_src.classes, "world_size": ctx.world_size}
-        if saved is not None:
-            ckpt.check_resume_data(saved, splits.train_src.classes, len(splits.train_idx), data, out)
-            if saved.get("world_size", 1) != ctx.world_size:
-                raise FdslError(f"--resume: the run in {out} used {saved.get('world_size', 1)} "
-                                f"processes, this one has {ctx.world_size}")
-        return _train(out, config, splits, extra, ctx, dev, saved, finetune_from,
-                      stop_after_epochs, started)
+    if config.tensorboard:
+        metrics.require_tensorboard()
+    # 2. run folder: checked, created only once every input has been checked
+    folder = plan_run_folder(broadcast_object(spec.out), resume=spec.resume, overwrite=overwrite)
+    # 3. data and splits
+    splits = open_splits(spec.data, spec.val_data, config)
+    train_loader, val_loader = make_loaders(splits, config, ctx)
+    # 4. resume state
+    state = load_resume_state(folder, config, splits, ctx.world_size)
+    # 5. model, optimiser and schedule
+    trainer = _build_trainer(config, splits, dev, ctx, len(train_loader), spec.finetune_from, state)
+    trainer.log_interval, trainer.show_progress = log_interval, progress
+    # 6. train
+    extra = {"recipe": spec.recipe, "data": str(spec.data), "data_resolved": str(spec.data),
+             "train_images": len(splits.train_idx),
+             "val_data": None if spec.val_data is None else str(spec.val_data),
+             "finetune_from": None if spec.finetune_from is None else str(spec.finetune_from),
+             "classes": splits.train_src.classes, "world_size": ctx.world_size,
+             "ddp": ctx.launched}
+    with claim_run_folder(folder, ctx):
+        return _run_epochs(folder.path, config, trainer, splits, (train_loader, val_loader), extra,
+                           state, stop_after_epochs, started)
 
 
-def _prepare_folder(out: Path, config: TrainConfig, ctx: Dist, *, resume: bool,
-                    overwrite: bool) -> dict[str, Any] | None:
-    """Clear (``overwrite``) or read back (``resume``) the run folder; the saved checkpoint or None."""
-    path = out / CHECKPOINT
-    if ctx.main:
-        # Temporary files of a killed run; the lock says no other process is writing them.
-        for stale in out.glob(f".*{atomic.TMP_MARK}*"):
-            atomic.remove_quietly(stale)
-        if overwrite and not resume:
-            outputs.remove_run_outputs(out)
-    barrier()
-    if resume:
-        if not path.is_file():
-            raise FdslError(f"--resume: no {CHECKPOINT} in {out}")
-        saved = load_checkpoint(path)
-        ckpt.check_resume(config.to_dict(), saved.get("config", {}), out)
-        return saved
-    if path.is_file():
-        raise FdslError(f"{out} already holds a run; pass --resume to continue it, --overwrite to "
-                        "replace it, or choose another --out")
-    return None
-
-
-def _train(out: Path, config: TrainConfig, splits: Splits, extra: dict[str, Any], ctx: Dist,
-           dev: Any, saved: Mapping[str, Any] | None, finetune_from: str | Path | None,
-           stop_after_epochs: int | None, started: float) -> dict[str, Any]:
+def _build_trainer(config: TrainConfig, splits: Splits, dev: Any, ctx: Dist, steps_per_epoch: int,
+                   finetune_from: str | Path | None, state: ResumeState | None) -> Any:
     from fdsl.train.augment import base_side
     from fdsl.train.trainer import build_trainer
 
-    src, train_idx, val_idx = splits.train_src, splits.train_idx, splits.val_idx
-    per_rank_batch = config.batch_size // ctx.world_size
-    if config.aug_repeats:
-        from fdsl.train.repeat_sampler import repeated_loader
-
-        train_loader = repeated_loader(src, train_idx, repeats=config.aug_repeats,
-                                       batch_size=per_rank_batch, workers=config.workers,
-                                       seed=config.seed, rank=ctx.rank, world_size=ctx.world_size)
-    else:
-        train_loader = src.loader(train_idx, batch_size=per_rank_batch, shuffle=True,
-                                  workers=config.workers, seed=config.seed, rank=ctx.rank,
-                                  world_size=ctx.world_size,
-                                  drop_last=len(train_idx) > config.batch_size)
-    # Evaluation: each rank reads its own disjoint slice (no padding), sums are all-reduced.
-    val_loader = (splits.val_src.loader(val_idx[ctx.rank::ctx.world_size], batch_size=per_rank_batch,
-                                        shuffle=False, workers=config.workers, seed=config.seed)
-                  if len(val_idx) else None)
+    src = splits.train_src
     base = base_side(config, src.native_side) if src.kind == "shards" else src.native_side
-    trainer = build_trainer(config, len(src.classes), base, dev, ctx, len(train_loader),
-                            finetune_from=None if saved is not None else finetune_from, saved=saved)
-    if saved is not None:
-        ckpt.set_rng_states(saved["rng"][ctx.rank])
-        start_epoch = int(saved["epoch"]) + 1
-    else:
-        ckpt.seed_everything(config.seed, 1, ctx.rank)
-        start_epoch = 0
-    history = [m for m in read_metrics(out / outputs.METRICS) if m["epoch"] < start_epoch]
+    return build_trainer(config, len(src.classes), base, dev, ctx, steps_per_epoch,
+                         finetune_from=None if state is not None else finetune_from,
+                         saved=None if state is None else state.saved)
+
+
+def _run_epochs(out: Path, config: TrainConfig, trainer: Any, splits: Splits, loaders: tuple[Any, Any],
+                extra: dict[str, Any], state: ResumeState | None, stop_after_epochs: int | None,
+                started: float) -> dict[str, Any]:
+    ctx = trainer.ctx
+    train_loader, val_loader = loaders
+    seeding.start_training_rng(config.seed, ctx.rank, None if state is None else state.saved["rng"])
+    done = 0 if state is None else state.epochs_done  # epochs count from 1 everywhere
+    history = [m for m in metrics.read_metrics(out / metrics.METRICS) if m["epoch"] <= done]
     board = None
     if ctx.main:
-        board = outputs.TensorBoardLog(out) if config.tensorboard else None
+        board = metrics.TensorBoardLog(out) if config.tensorboard else None
         save_config(config, extra, out)
-        outputs.write_metrics(out, history)
+        metrics.write_metrics(out, history)
     last_epoch = (config.epochs if stop_after_epochs is None
-                  else min(config.epochs, start_epoch + stop_after_epochs))
+                  else min(config.epochs, done + stop_after_epochs))
     try:
-        for epoch in range(start_epoch, last_epoch):
-            train_loader.set_epoch(epoch)
+        for epoch in range(done + 1, last_epoch + 1):
+            train_loader.set_epoch(epoch - 1)  # the sampler's seeded order counts from 0
             record = {"epoch": epoch, "lr": trainer.schedule.lr, **trainer.train_epoch(train_loader, epoch)}
             broadcast_buffers(trainer.raw)
             if val_loader is not None:
                 record.update(trainer.evaluate(val_loader))
             trainer.schedule.end_epoch(record.get("val_loss"))
             history.append(record)
-            rngs = gather_objects(ckpt.rng_states())
+            rngs = gather_objects(seeding.rng_states())
             if ctx.main:
                 _end_epoch(out, trainer, record, history, rngs, epoch, config, extra, board)
     finally:
         if board is not None:
             board.close()
+    src = splits.train_src
     facts = {"epochs_done": last_epoch, "epochs": config.epochs, "model": config.model,
              "recipe": extra["recipe"], "data": extra["data"], "num_classes": len(src.classes),
-             "train_images": len(train_idx), "val_images": len(val_idx),
-             "seconds": round(time.perf_counter() - started, 2), "device": str(dev),
-             "world_size": ctx.world_size, "state_digest": ckpt.state_digest(trainer.raw),
-             "run_dir": str(out), "checkpoint": str(out / CHECKPOINT),
+             "train_images": len(splits.train_idx), "val_images": len(splits.val_idx),
+             "seconds": round(time.perf_counter() - started, 2), "device": str(trainer.device),
+             "world_size": ctx.world_size, "ddp": extra["ddp"],
+             "state_digest": ckpt.state_digest(trainer.raw), "run_dir": str(out), "checkpoint": str(out / CHECKPOINT),
              "weights": str(out / ckpt.WEIGHTS)}
-    summary = outputs.make_summary(history, facts)
+    summary = metrics.make_summary(history, facts)
     if ctx.main:
         ckpt.save_weights(trainer.raw, out / ckpt.WEIGHTS)
         summary.update(_analysis(out, trainer, splits, config))
@@ -243,32 +217,30 @@ def _train(out: Path, config: TrainConfig, splits: Splits, extra: dict[str, Any]
 
         predictions = write_run_predictions(out, trainer, splits, config)
         summary["predictions"] = None if predictions is None else str(predictions)
-        outputs.write_summary(out, summary)
+        metrics.write_summary(out, summary)
     return summary
 
 
 def _end_epoch(out: Path, trainer: Any, record: dict[str, Any], history: list[dict[str, Any]],
                rngs: list[Any], epoch: int, config: TrainConfig, extra: Mapping[str, Any],
-               board: outputs.TensorBoardLog | None) -> None:
-    outputs.write_metrics(out, history)
+               board: metrics.TensorBoardLog | None) -> None:
+    metrics.write_metrics(out, history)
     state = {"model": trainer.raw.state_dict(), "optimizer": trainer.optimizer.state_dict(),
              "schedule": trainer.schedule.state_dict(), "epoch": epoch, "rng": rngs,
              "config": config.to_dict(), "model_name": config.model, **extra}
     ckpt.save_checkpoint(state, out / CHECKPOINT)
-    if config.save_every and (epoch + 1) % config.save_every == 0:
-        ckpt.save_checkpoint(state, out / f"checkpoint-epoch{epoch + 1:03d}.pt")
-    outputs.write_curves(out, history, title=f"{config.model} on {Path(extra['data']).name}")
+    if config.save_every and epoch % config.save_every == 0:
+        ckpt.save_checkpoint(state, out / f"checkpoint-epoch{epoch:03d}.pt")
+    write_file(out / CURVES, curves_png(history, title=f"{config.model} on {Path(extra['data']).name}"))
     if board is not None:
         board.log(record)
-    log.info("epoch %d/%d: %s", epoch + 1, config.epochs,
+    log.info("epoch %d/%d: %s", epoch, config.epochs,
              ", ".join(f"{k} {v:.4g}" for k, v in record.items() if isinstance(v, float)))
 
 
 def _analysis(out: Path, trainer: Any, splits: Splits, config: TrainConfig) -> dict[str, Any]:
-    """Rank 0's error analysis of the whole held-out set (``fdsl.train.analysis``, when present)."""
+    """Rank 0's error analysis of the whole held-out set (``fdsl.train.analysis``)."""
     if not config.analysis or not len(splits.val_idx):
-        return {}
-    if importlib.util.find_spec("fdsl.train.analysis") is None:
         return {}
     from fdsl.train.analysis import write_run_analysis
 
@@ -281,7 +253,7 @@ def _analysis(out: Path, trainer: Any, splits: Splits, config: TrainConfig) -> d
         return write_run_analysis(out, trainer.raw.eval(), loader, splits.train_src.classes,
                                   prepare=trainer.eval_inputs, device=trainer.device,
                                   model_name=config.model)
-    except outputs.DiskFullError:
+    except DiskFullError:
         raise
     except Exception as exc:  # noqa: BLE001 - the trained model and summary matter more
         log.warning("analysis of the held-out set failed: %s", exc)

@@ -30,7 +30,7 @@ SAVED_FIELDS = "recipe_fields"  # key of the resolved fields in a run's config.y
 
 @dataclass
 class TrainConfig:
-    """Every setting of a training run. Sizes in pixels, epochs counted from 0."""
+    """Every setting of a training run. Sizes in pixels, epochs counted from 1."""
 
     model: str = "resnet18"
     epochs: int = 90
@@ -243,6 +243,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise FdslError(f"config file {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise FdslError(f"config file {path} is not a YAML or JSON text file (binary bytes)") from None
     except (OSError, yaml.YAMLError) as exc:
         raise FdslError(f"cannot read config file {path}: {str(exc).splitlines()[0]}") from None
     if data is None:

@@ -10,6 +10,7 @@ after the warm-up. Resume is exact: the optimiser's and the schedulers' state_di
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -112,3 +113,25 @@ class LRSchedule:
             self.per_step.load_state_dict(state["per_step"])
         if self.plateau is not None:
             self.plateau.load_state_dict(state["plateau"])
+
+
+def replay_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int,
+                    state: Mapping[str, Any]) -> LRSchedule:
+    """The schedule of a run extended to ``config.epochs``, at the iteration ``state`` (the saved
+    schedule) had reached: timm's ``lr_scheduler.step(start_epoch)`` after a resume with a larger
+    ``--epochs``. ``step`` and ``cosine`` are rebuilt for the new length and stepped to that
+    iteration from the base learning rate, so the rate equals a run planned that long from the
+    start; ``plateau`` and ``constant`` do not depend on the length and are restored as saved.
+    Call after the optimiser's state was loaded."""
+    if config.schedule not in ("step", "cosine"):
+        schedule = LRSchedule(optimizer, config, steps_per_epoch)
+        schedule.load_state_dict(state)
+        return schedule
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"]
+    schedule = LRSchedule(optimizer, config, steps_per_epoch)
+    with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": no training here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(int(state["iteration"])):
+            schedule.step_iteration()
+    return schedule

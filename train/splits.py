@@ -1,5 +1,8 @@
-"""Which rows of the data train and which are held out: index files, the automatic stratified
-split (by image or by group), and per-class pruning of the training rows."""
+"""Stage 3 of a run: the data and its splits.
+
+Which rows of the data train and which are held out (index files, the automatic stratified split
+by image or by group), per-class pruning of the training rows, and the loaders of each side.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import numpy as np
 
 from fdsl.errors import FdslError
 from fdsl.train import data as data_mod
+from fdsl.train.distributed import Dist
 from fdsl.train.recipes import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -67,13 +71,22 @@ def _groups(source: data_mod.DataSource, field: str) -> np.ndarray:
 
 
 def open_splits(data: str | Path, val_data: str | Path | None, config: TrainConfig) -> Splits:
-    """Open ``data`` (and ``val_data``) and choose the rows of each side.
+    """Open ``data`` (and ``val_data``), choose the rows of each side and prune the training rows.
 
     ``train_indices`` are the training rows of ``data``. The held-out rows are ``val_indices``
     (of ``val_data`` if given, else of ``data``; no overlap with the training rows), else all of
     ``val_data``. Index files turn the automatic split off: ``train_indices`` alone leaves no
-    held-out set. Without any, a stratified ``val_fraction`` of ``data`` is held out.
+    held-out set. Without any, a stratified ``val_fraction`` of ``data`` is held out. Then
+    ``config.prune`` thins the training rows per class (``pruned``).
     """
+    splits = _choose_rows(data, val_data, config)
+    splits.train_idx = pruned(splits.train_src, splits.train_idx, config)
+    if len(splits.train_idx) == 0:
+        raise FdslError(f"{data}: no training images left after holding out the validation split")
+    return splits
+
+
+def _choose_rows(data: str | Path, val_data: str | Path | None, config: TrainConfig) -> Splits:
     train_src = data_mod.open_data(data, config.image_size, config.resize_ratio)
     size = len(train_src.labels)
     rows = read_indices(config.train_indices, "train_indices", size) if config.train_indices else None
@@ -120,3 +133,28 @@ def pruned(source: Any, train_idx: np.ndarray, config: TrainConfig) -> np.ndarra
     log.info("pruning (%s%s): kept %d of %d training images", config.prune,
              f" by {config.prune_field}" if values is not None else "", len(kept), len(train_idx))
     return train_idx[kept]
+
+
+def make_loaders(splits: Splits, config: TrainConfig, ctx: Dist) -> tuple[Any, Any | None]:
+    """This rank's (training loader, held-out loader or None). ``config.batch_size`` is global.
+
+    Training batches are shuffled per epoch and split over the ranks; for evaluation each rank
+    reads its own disjoint slice of the held-out rows (no padding), and the sums are all-reduced.
+    """
+    per_rank = config.batch_size // ctx.world_size
+    train_idx, val_idx = splits.train_idx, splits.val_idx
+    if config.aug_repeats:
+        from fdsl.train.repeat_sampler import repeated_loader
+
+        train = repeated_loader(splits.train_src, train_idx, repeats=config.aug_repeats,
+                                batch_size=per_rank, workers=config.workers, seed=config.seed,
+                                rank=ctx.rank, world_size=ctx.world_size)
+    else:
+        train = splits.train_src.loader(train_idx, batch_size=per_rank, shuffle=True,
+                                        workers=config.workers, seed=config.seed, rank=ctx.rank,
+                                        world_size=ctx.world_size,
+                                        drop_last=len(train_idx) > config.batch_size)
+    val = (splits.val_src.loader(val_idx[ctx.rank::ctx.world_size], batch_size=per_rank, shuffle=False,
+                                 workers=config.workers, seed=config.seed)
+           if len(val_idx) else None)
+    return train, val

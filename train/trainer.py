@@ -16,15 +16,15 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from fdsl.progress import Progress
 from fdsl.train.augment import DeviceAugment, one_hot, select_for_augmentation, soft_cross_entropy
-from fdsl.train.checkpoint import seed_everything
 from fdsl.train.distributed import Dist, all_reduce
 from fdsl.train.models import build_model
 from fdsl.train.optim import build_optimizer
 from fdsl.train.recipes import TrainConfig
-from fdsl.train.scheduler import LRSchedule
+from fdsl.train.scheduler import LRSchedule, replay_schedule
+from fdsl.train.seeding import MODEL_INIT, seed_everything
 from fdsl.train.weights_import import load_starting_weights
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,8 @@ class Trainer:
     device: torch.device
     num_classes: int
     ctx: Dist
+    log_interval: int = 50  # training steps between progress lines in batch logs (0: time only)
+    show_progress: bool = True  # False: no bar and no progress lines (--quiet)
 
     @property
     def self_paced(self) -> bool:
@@ -147,15 +149,24 @@ class Trainer:
                                                  aug_loss, clean_loss)])
 
     def train_epoch(self, loader: Any, epoch: int) -> dict[str, Any]:
+        """One pass over ``loader`` (``epoch`` counts from 1). Rank 0 shows progress: a bar on a
+        terminal, a plain line every ``log_interval`` steps (and every FDSL_PROGRESS_INTERVAL
+        seconds) in a batch log, with the running loss and the learning rate."""
         self.model.train()
         totals = torch.zeros(5, dtype=torch.float64, device=self.device)
         count = 0
         start = time.perf_counter()
-        bar = tqdm(on_device(loader, self.device), total=len(loader), desc=f"epoch {epoch + 1}",
-                   disable=None if self.ctx.main else True, leave=False)
-        for images, labels in bar:
-            totals += self.train_step(images, labels)
-            count += len(labels)
+        bar = Progress(total=len(loader), desc=f"epoch {epoch}/{self.config.epochs}", unit="step",
+                       disable=not (self.show_progress and self.ctx.main), leave=False)
+        with bar:
+            for step, (images, labels) in enumerate(on_device(loader, self.device), 1):
+                totals += self.train_step(images, labels)
+                count += len(labels)
+                bar.update(1)
+                if not bar.disable and (step % self.log_interval == 0 if self.log_interval else False):
+                    # one device sync per log line, as timm's --log-interval
+                    bar.set_postfix_str(f"loss {float(totals[0]) / count:.4f}, lr {self.schedule.lr:.4g}")
+                    bar.write_line()
         loss, correct, augmented, aug_loss, clean_loss, n = all_reduce(
             torch.cat([totals, totals.new_tensor([count])])).tolist()
         seconds = time.perf_counter() - start
@@ -171,17 +182,29 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, loader: Any) -> dict[str, Any]:
+        """Held-out loss and top-1 (and top-5 with more than 5 classes), summed over the ranks."""
         self.model.eval()
-        totals = torch.zeros(2, dtype=torch.float64, device=self.device)
+        top5 = self.num_classes > 5
+        totals = torch.zeros(3, dtype=torch.float64, device=self.device)
         count = 0
-        for images, labels in on_device(loader, self.device):
-            with self.autocast():
-                logits = self.raw(self.eval_inputs(images))
-            loss = soft_cross_entropy(logits, one_hot(labels, self.num_classes), reduction="none")
-            totals += torch.stack([loss.sum().double(), (logits.argmax(1) == labels).sum().double()])
-            count += len(labels)
-        loss, correct, n = all_reduce(torch.cat([totals, totals.new_tensor([count])])).tolist()
-        return {"val_loss": loss / max(n, 1), "val_top1": correct / max(n, 1), "val_images": int(n)}
+        bar = Progress(total=len(loader), desc="held-out evaluation", unit="step",
+                       disable=not (self.show_progress and self.ctx.main), leave=False)
+        with bar:
+            for images, labels in on_device(loader, self.device):
+                with self.autocast():
+                    logits = self.raw(self.eval_inputs(images))
+                loss = soft_cross_entropy(logits, one_hot(labels, self.num_classes), reduction="none")
+                hit5 = ((logits.topk(5, dim=1).indices == labels[:, None]).any(1).sum() if top5
+                        else torch.zeros((), device=self.device))
+                totals += torch.stack([loss.sum().double(), (logits.argmax(1) == labels).sum().double(),
+                                       hit5.double()])
+                count += len(labels)
+                bar.update(1)
+        loss, correct, correct5, n = all_reduce(torch.cat([totals, totals.new_tensor([count])])).tolist()
+        record = {"val_loss": loss / max(n, 1), "val_top1": correct / max(n, 1)}
+        if top5:
+            record["val_top5"] = correct5 / max(n, 1)
+        return record | {"val_images": int(n)}
 
 
 def build_trainer(config: TrainConfig, num_classes: int, base: int, device: torch.device,
@@ -191,7 +214,7 @@ def build_trainer(config: TrainConfig, num_classes: int, base: int, device: torc
     """Model (seeded init, optional backbone from ``finetune_from``, or the ``saved`` checkpoint's
     state), optimiser, schedule and device augmentation, wrapped for DDP / torch.compile."""
     ctx = ctx or Dist()
-    seed_everything(config.seed, 0)
+    seed_everything(config.seed, MODEL_INIT)
     net = build_model(config.model, num_classes, config.image_size, config.drop_path)
     if finetune_from is not None:
         load_starting_weights(net, finetune_from)
@@ -204,9 +227,12 @@ def build_trainer(config: TrainConfig, num_classes: int, base: int, device: torc
     if saved is not None:
         net.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        schedule.load_state_dict(saved["schedule"])
+        if saved.get("config", {}).get("epochs", config.epochs) != config.epochs:  # extended
+            schedule = replay_schedule(optimizer, config, steps_per_epoch, saved["schedule"])
+        else:
+            schedule.load_state_dict(saved["schedule"])
     model: nn.Module = net
-    if ctx.world_size > 1:
+    if ctx.world_size > 1 or ctx.launched:
         model = nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
     if config.compile:
