@@ -120,7 +120,7 @@ def run_transfer_study(
     pretrain: Mapping[str, str | Path],
     downstream: Mapping[str, str | Path],
     seeds: Sequence[int] = (0, 1, 2),
-    pretrain_seeds: Sequence[int] = (0,),
+    pretrain_seeds: Sequence[int] = (0, 1),
     preset: str | Mapping[str, Any] = "mini",
     train_per_class: int | None = -1,
     test_fraction: float | None = None,
@@ -141,7 +141,8 @@ def run_transfer_study(
             FractalDB with few ``--points``, are further entries).
         downstream: name -> data set folder or ImageFolder tree; ``""`` for a built-in (``digits``).
         seeds: fine-tuning seeds (each draws its own training subset, shared by all arms).
-        pretrain_seeds: every pre-training set trains once per seed; each pre-trained model is
+        pretrain_seeds: every pre-training set trains once per seed (two by default, so that
+            the spread and the intervals cover pre-training variation); each pre-trained model is
             fine-tuned with every fine-tuning seed.
         preset: ``paper`` or ``mini``, or a mapping with the same keys.
         train_per_class: training images per class of each downstream set (None: all; -1: the
