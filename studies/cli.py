@@ -117,9 +117,11 @@ def build_parser() -> OneLineParser:
     _common(p, "0")
 
     t = sub.add_parser("transfer", help="formula-driven pre-training vs from scratch on downstream sets",
-                       description="Pre-train once per --pretrain set, fine-tune on each --downstream set, "
-                                   "against from scratch with the same settings, over --seeds.")
-    t.add_argument("--pretrain", action="append", default=[], metavar="NAME=DIR", help="pre-training shard folder")
+                       description="Pre-train every --pretrain set once per --pretrain-seeds seed, fine-tune "
+                                   "on each --downstream set, against from scratch with the same settings, "
+                                   "over --seeds; the contour-study ablations are further --pretrain arms.")
+    t.add_argument("--pretrain", action="append", default=[], metavar="NAME=DIR",
+                   help="pre-training data set folder (repeat: fractaldb=..., linedb-shuffled=..., rcdb-broken=...)")
     t.add_argument("--downstream", action="append", default=[], metavar="NAME=DIR",
                    help="downstream shard folder or ImageFolder tree; 'digits' = scikit-learn's digits (built in)")
     t.add_argument("--preset", default="mini", choices=("paper", "mini"), help="training settings")
