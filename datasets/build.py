@@ -29,6 +29,7 @@ import numpy as np
 from fdsl.atomic import (
     LOCK_NAME,
     check_free_space,
+    check_output_folder,
     disk_full_guard,
     folder_lock,
     remove_stale_temps,
@@ -41,6 +42,7 @@ from fdsl.datasets.format.hdf5.writer import MARGIN
 from fdsl.datasets.jobs import default_workers, run_tasks
 from fdsl.datasets.outfolder import check_folder, prepare_folder
 from fdsl.errors import FdslError
+from fdsl.faults import fault_point
 from fdsl.sources import RenderedBatch, ShardSource  # noqa: F401  (re-exported for old imports)
 
 log = logging.getLogger(__name__)
@@ -129,6 +131,7 @@ class _Job:
                     meta = dict(batch.metadata)
                     meta["item"] = np.asarray(batch.items, dtype=np.int64)
                     writer.append(batch.images, batch.labels, meta)
+                    fault_point("shard-writing")
                 entry = writer.close()
             except BaseException:
                 writer.abort()
@@ -250,6 +253,7 @@ def build_dataset(
     compression: str = "lz4",
     storage: str = "hdf5",
     overwrite: bool = False,
+    params_only: bool = False,
 ) -> BuildResult:
     """Render every item of ``source`` into ``out`` (resuming what a previous run finished).
 
@@ -260,20 +264,29 @@ def build_dataset(
     temporary files that killed runs left; a run that stops before it writes a manifest leaves no
     lock file or folder of its own behind. Raises FdslError (one line) for bad settings, an
     unwritable, locked, mismatched or tampered folder, a full disk, or a shard that keeps failing.
+    ``params_only`` stops once the manifest and the source's extra files (its class parameters) are
+    written, before any shard: a later run with the same settings resumes from there.
     """
     _check_settings(shard_size, storage, compression)
     workers = workers or default_workers()
     if hasattr(source, "render"):
         check_size(source, shard_size, workers)
     out = Path(out)
-    check_folder(out, overwrite)
+    # Every refusal before anything is created or locked: a refused run leaves the folder as it was.
+    check_output_folder(out)
+    # A source factory (a generator's search) offers a cheap preview with the same identity.
+    planned = source if hasattr(source, "render") else getattr(source, "preview", lambda: None)()
+    if planned is not None:
+        prepare_folder(out, _identity(planned, storage, compression, shard_size), overwrite, check_only=True)
+    else:
+        check_folder(out, overwrite)
     with _undone_if_nothing_written(out), folder_lock(out):
         if not hasattr(source, "render"):
             source = source()
             check_size(source, shard_size, workers)
         with disk_full_guard(out):
             return _build_locked(source, out, shard_size, workers, backend,
-                                 compression, storage, overwrite)
+                                 compression, storage, overwrite, params_only)
 
 
 @contextmanager
@@ -306,7 +319,7 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 
 def _build_locked(source: ShardSource, out: Path, shard_size: int, workers: int, backend: str,
-                  compression: str, storage: str, overwrite: bool) -> BuildResult:
+                  compression: str, storage: str, overwrite: bool, params_only: bool = False) -> BuildResult:
     start = time.perf_counter()
     remove_stale_temps(out)
     identity = _identity(source, storage, compression, shard_size)
@@ -323,6 +336,7 @@ def _build_locked(source: ShardSource, out: Path, shard_size: int, workers: int,
     def on_result(task: ShardTask, entry: dict[str, Any]) -> int:
         done[task.index] = entry
         mf.write_manifest(out, _manifest(identity, source, tasks, done, extras, False, None, None))
+        fault_point("shard-done")
         return task.stop - task.start
 
     # The manifest comes first: a folder holding a manifest is ours, so a run killed right after
@@ -333,6 +347,10 @@ def _build_locked(source: ShardSource, out: Path, shard_size: int, workers: int,
     todo = [t for t in tasks if t.index not in done]
     counted = sum(e["count"] for e in done.values())
     data_bytes = get_format(storage).reader.data_bytes
+    if params_only and todo:
+        return BuildResult(out=out, images=counted, shards=len(tasks), shards_skipped=skipped, failures=0,
+                           seconds=time.perf_counter() - start, bytes=sum(data_bytes(e) for e in done.values()),
+                           classes=len(source.class_names()))
     job = _Job(source, str(out), storage, compression,
                sum(data_bytes(e) for e in done.values()) / counted if counted else 0.0)
     try:

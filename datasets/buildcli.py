@@ -17,7 +17,7 @@ from fdsl.datasets.jobs import BACKENDS, default_workers
 from fdsl.sources import ShardSource
 
 # Dest names of the shared flags, i.e. the keyword arguments of ``build_kwargs``.
-BUILD_OPTIONS = ("workers", "backend", "shard_size", "compression", "fmt", "overwrite")
+BUILD_OPTIONS = ("workers", "backend", "shard_size", "compression", "fmt", "overwrite", "params_only")
 
 
 def add_build_arguments(parser: argparse.ArgumentParser, *, shard_size: int | None, shard_size_help: str,

@@ -41,6 +41,7 @@ import numpy as np
 from fdsl.atomic import (
     LOCK_NAME,
     TMP_MARK,
+    check_output_folder,
     commit_file,
     folder_lock,
     is_disk_full,
@@ -233,11 +234,15 @@ def _planned(to: str, dataset: Any, samples_per_tar: int) -> list[str]:
     return []
 
 
-def _prepare(out: Path, overwrite: bool) -> None:
+def _prepare(out: Path, overwrite: bool, *, check_only: bool = False) -> None:
     """Clear what an earlier export (with ``overwrite``) or an unfinished run left; refuse to
-    touch files no export wrote."""
+    touch files no export wrote. ``check_only``: only refuse, changing nothing (before the
+    folder is created and locked)."""
+    if check_only and not out.is_dir():
+        return
     for path in sorted(out.rglob(f".*{TMP_MARK}*"), reverse=True):  # we hold the lock: a dead run's
-        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        if not check_only:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     record: dict[str, Any] = {"files": [], "complete": False}
     if (out / RECORD_NAME).is_file():
         try:
@@ -251,12 +256,15 @@ def _prepare(out: Path, overwrite: bool) -> None:
     ours = {(out / f).resolve() for f in previous}
     ours = {p for p in ours if out.resolve() in p.parents}  # never outside the folder
     skip = {(out / RECORD_NAME).resolve(), (out / LOCK_NAME).resolve()}
-    foreign = [p for p in out.rglob("*") if p.is_file() and p.resolve() not in ours | skip]
+    foreign = [p for p in out.rglob("*") if p.is_file() and p.resolve() not in ours | skip
+               and not any(TMP_MARK in part for part in p.relative_to(out).parts)]
     if foreign:
         raise FdslError(f"{out} holds files no fdsl export wrote (e.g. {foreign[0].name}); "
                         "choose an empty or new output folder")
     if record.get("complete") and not overwrite:
         raise FdslError(f"{out} already holds an export; pass --overwrite to replace it")
+    if check_only:
+        return
     (out / RECORD_NAME).unlink(missing_ok=True)  # first: a half-removed export is unfinished
     for path in sorted(ours):
         path.unlink(missing_ok=True)
@@ -286,6 +294,8 @@ def export_shards(src: str | Path, to: str, out: str | Path, *, overwrite: bool 
     dataset = ShardDataset(src)
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
         raise FdslError(f"{out}: the export folder must be outside the data set {src}")
+    check_output_folder(out)
+    _prepare(out, overwrite, check_only=True)  # every refusal before the folder is made and locked
     with folder_lock(out), tqdm(total=len(dataset), unit="img", disable=not progress,
                                 desc=f"export {to}") as bar:
         _prepare(out, overwrite)

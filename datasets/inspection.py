@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from fdsl.atomic import write_bytes_atomic
+from fdsl.atomic import check_output_folder, write_bytes_atomic
 from fdsl.datasets import manifest as mf
 from fdsl.datasets.format import get_format, open_dataset
 from fdsl.datasets.format.hdf5.reader import iter_shard_arrays
@@ -34,16 +34,17 @@ def _labels(folder: Path, manifest: dict[str, Any]) -> np.ndarray | None:
 
 
 def _out_file(path: str | Path, flag: str) -> Path:
-    """An output image path: not a folder, its folder created; FdslError (one line) otherwise."""
+    """An output image path: not a folder, in a folder that can be made; FdslError (one line)
+    otherwise. Nothing is created yet (``_save`` does): a refused run leaves no folder."""
     path = Path(path)
     if path.is_dir():
         raise FdslError(f"{flag} {path} is a folder; give a file name such as {path / 'sheet.png'}")
     if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise FdslError(f"{flag} {path}: give an image file name ending in .png, .jpg or .webp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FdslError(f"{flag} {path}: cannot create its folder ({exc.strerror})") from None
+        check_output_folder(path.parent, f"the folder of {flag}")
+    except FdslError as exc:
+        raise FdslError(f"{flag} {path}: {exc}") from None
     return path
 
 
@@ -199,6 +200,7 @@ def _save(save: Any, path: Path, flag: str) -> None:
     fmt = {".jpg": "jpeg"}.get(path.suffix.lower(), path.suffix.lower().lstrip("."))
     try:
         save(buf, fmt)
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path, buf.getvalue())
     except (OSError, ValueError, KeyError) as exc:
         raise FdslError(f"{flag} {path}: cannot write ({getattr(exc, 'strerror', None) or exc})") from None

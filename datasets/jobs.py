@@ -8,11 +8,9 @@ renderers never know where they run. Results arrive in completion order; callers
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import multiprocessing as mp
 import os
-import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -22,11 +20,12 @@ from typing import Any
 
 from tqdm import tqdm
 
+from fdsl import interrupts
 from fdsl.errors import FdslError
+from fdsl.faults import fault_point
+from fdsl.workers import init_worker
 
 log = logging.getLogger(__name__)
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 Outcome = tuple[Any, Any, BaseException | None]  # (task, result, error)
 Backend = Callable[[Callable[[Any], Any], Sequence[Any], int], Iterator[Outcome]]
@@ -49,14 +48,9 @@ def _inline_backend(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int
 
 
 def _init_worker(parent: int) -> None:
-    # Ctrl-C reaches the whole process group; only the main process handles it (and stops the
-    # workers), so workers print no tracebacks of their own.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # A SIGKILLed main process cannot stop its workers: have the kernel kill them with it (Linux).
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the main process died before prctl took effect
-        os._exit(1)
+    fault_point("worker-starting")
+    init_worker(parent)  # silent on Ctrl-C (the main process answers it), dies with its parent
+    fault_point("worker-started")
 
 
 def _stop_now(pool: ProcessPoolExecutor) -> None:
@@ -73,16 +67,23 @@ def _local_backend(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int)
         yield from _inline_backend(fn, tasks, workers)
         return
     pending = list(tasks)
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                               initializer=_init_worker, initargs=(os.getpid(),))
+    # Ctrl-C is held back while the pool is made and while submit spawns workers: cut short there,
+    # the pool is left half-made and the new workers die in multiprocessing's start-up code
+    # with tracebacks. Workers start with SIGINT blocked and ignore it from _init_worker on.
+    with interrupts.deferred():
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(os.getpid(),))
     try:
+        fault_point("pool-created")
         running: dict[Future, Any] = {}
         while pending or running:
             # Keep at most 2 tasks per worker queued so a crash loses little and order stays near
             # the submission order (the progress bar's ETA stays honest).
-            while pending and len(running) < 2 * workers:
-                task = pending.pop(0)
-                running[pool.submit(fn, task)] = task
+            with interrupts.deferred():
+                while pending and len(running) < 2 * workers:
+                    task = pending.pop(0)
+                    running[pool.submit(fn, task)] = task
+                    fault_point("task-submitted")
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
                 task = running.pop(fut)
@@ -192,11 +193,13 @@ def run_tasks(
         while todo:
             failed = []
             for task, result, error in BACKENDS[backend](fn, todo, min(workers, len(todo))):
+                interrupts.check()  # a Ctrl-C that a library swallowed still stops the run
                 if error is None:
                     n = on_result(task, result)
                     stats.tasks_done += 1
                     stats.items += n
                     bar.update(n)
+                    fault_point("task-done")
                     continue
                 key = id(task)
                 attempts[key] = attempts.get(key, 0) + 1

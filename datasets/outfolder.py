@@ -48,10 +48,15 @@ def check_folder(out: Path, overwrite: bool) -> None:
                                       "choose an empty folder or pass --overwrite")
 
 
-def prepare_folder(out: Path, identity: dict[str, Any], overwrite: bool) -> dict[int, dict[str, Any]]:
+def prepare_folder(out: Path, identity: dict[str, Any], overwrite: bool, *,
+                   check_only: bool = False) -> dict[int, dict[str, Any]]:
     """Check ``out`` against ``identity`` (call it holding the folder lock); return the shard
-    entries that verify and can be kept."""
-    ensure_writable(out)
+    entries that verify and can be kept. ``check_only``: only raise the refusals, creating and
+    changing nothing (a build asks so before it creates or locks anything)."""
+    if check_only and (overwrite or not out.is_dir()):
+        return {}
+    if not check_only:
+        ensure_writable(out)
     if not mf.manifest_path(out).exists():
         check_folder(out, overwrite)
         return {}
@@ -70,6 +75,8 @@ def prepare_folder(out: Path, identity: dict[str, Any], overwrite: bool) -> dict
                                       f"({describe_difference(old_identity, identity)}); "
                                       "use another folder or pass --overwrite")
         remove_dataset(out, old)
+        return {}
+    if check_only:
         return {}
     reader = get_format(old.get("storage", "hdf5")).reader
     kept = {}

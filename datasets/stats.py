@@ -169,17 +169,18 @@ def dataset_stats(folder: str | Path, out: str | Path, *, features: Features | N
     ``features`` maps a uint8 image batch to float vectors (default: ``pixel_features()``);
     ``feature_space`` describes it in stats.json. The returned dict lists the files in ``written``.
     """
-    from fdsl.atomic import ensure_writable
+    from fdsl.atomic import check_output_folder
 
     features = features or pixel_features()
     space = feature_space or getattr(features, "describe", "a caller-given feature function")
     out = Path(out)
-    ensure_writable(out, "the stats folder")
+    check_output_folder(out, "the stats folder")  # refusals first: a refused run makes no folder
     stats = class_statistics(folder, features, max_per_class=max_per_class, seed=seed)
     stats = {"feature_space": space, "max_per_class": max_per_class, "seed": seed,
              "definitions": {"intra_class_std": "sqrt(mean over images of ||x - class mean||^2 / D)",
                              "class_mean_distance": "Euclidean distance between class-mean vectors"},
              **stats}
+    out.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out / "stats.json", (json.dumps(stats, indent=1) + "\n").encode())
     written = [out / "stats.json", *_plots(stats, out, Path(folder).name)]
     log.info("stats of %s (%s) -> %s", folder, space, out)

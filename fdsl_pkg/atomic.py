@@ -100,6 +100,35 @@ class FolderLockedError(FdslError):
     """Another fdsl process holds the output folder."""
 
 
+def _locked_message(folder: Path) -> str:
+    return (f"{folder} is in use by another fdsl run; wait for it to finish or choose another "
+            "output folder")
+
+
+def check_output_folder(folder: str | Path, what: str = "output folder") -> None:
+    """Refuse (FdslError, one line) an output folder that this run could not use, creating and
+    changing nothing: a path that is a file or lies below one, a folder (or, for a new one, the
+    nearest existing parent) this process may not write, a folder another fdsl run holds. A
+    command checks this with its other inputs, before it creates or locks anything."""
+    folder = Path(folder)
+    existing = next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise FdslError(f"cannot write to {what} {folder}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FdslError(f"cannot write to {what} {folder}: {existing} is not writable")
+    lock = folder / LOCK_NAME
+    if existing == folder and lock.is_file():
+        fd = os.open(lock, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise FolderLockedError(_locked_message(folder)) from None
+            raise
+        finally:
+            os.close(fd)  # releases the probe lock
+
+
 @contextlib.contextmanager
 def folder_lock(folder: str | Path, *, wait: bool = False) -> Iterator[Path]:
     """Hold an exclusive advisory lock on ``folder`` (created if missing) for the ``with`` body.
@@ -118,9 +147,7 @@ def folder_lock(folder: str | Path, *, wait: bool = False) -> Iterator[Path]:
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise FolderLockedError(
-                    f"{folder} is in use by another fdsl run; wait for it to finish or choose "
-                    f"another output folder") from None
+                raise FolderLockedError(_locked_message(folder)) from None
             raise
         # A run refused before writing anything removes the lock file it made; a lock taken on
         # that removed file guards nothing, so take the lock again on the file now in place.
@@ -185,23 +212,47 @@ def disk_full_guard(folder: str | Path, needed: int | None = None) -> Iterator[N
         raise
 
 
-def _pid_alive(pid: int) -> bool:
+def _boot_time() -> float | None:
+    try:
+        with open("/proc/stat") as fh:
+            return next(float(line.split()[1]) for line in fh if line.startswith("btime "))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+
+
+def writer_alive(pid: int, path: str | Path) -> bool:
+    """Whether process ``pid`` may still be writing ``path``: it exists, is no zombie (a killed
+    process waits as one until it is reaped, sometimes for seconds) and, where /proc tells, it
+    started before ``path`` last changed (else the pid was reused by another process)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        state, started_ticks = fields[0], int(fields[19])
+        changed = os.stat(path).st_mtime
+    except (OSError, IndexError, ValueError):
+        return True  # no /proc (not Linux) or the file went: keep it
+    if state in ("Z", "X"):
+        return False
+    boot = _boot_time()
+    # btime is whole seconds, so the start computed from it may be up to 1 s early, never late.
+    return boot is None or boot + started_ticks / os.sysconf("SC_CLK_TCK") <= changed + 1.0
 
 
 def remove_stale_temps(folder: str | Path) -> int:
     """Delete the temporary files that dead processes left anywhere below ``folder`` (a killed
-    or crashed run); call it holding ``folder_lock``. Returns how many were removed."""
+    or crashed run); call it holding ``folder_lock``. A file whose writer (the pid in its name)
+    still runs is kept: an orphaned worker of a killed run may be writing it. Returns how many
+    were removed."""
     removed = 0
     for path in Path(folder).rglob(f".*{TMP_MARK}*"):
         pid = path.name.rpartition(TMP_MARK)[2]
-        if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and writer_alive(int(pid), path):
             continue
         if path.is_file() or path.is_symlink():
             remove_quietly(path)

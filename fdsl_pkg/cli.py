@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from fdsl import interrupts
 from fdsl.errors import FdslError
 
 EXIT_USAGE = 2
@@ -69,14 +70,20 @@ def add_version(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+    """fdsl's own log lines at INFO (DEBUG with ``verbose``); other libraries' only from WARNING
+    (PyOpenGL's notes at import, say), unless ``verbose``."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("fdsl").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def run_cli(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Run a CLI body, turning FdslError into one line on stderr and exit status 2."""
+    """Run a CLI body, turning FdslError into one line on stderr and exit status 2, and Ctrl-C
+    into one line and exit status 130 (also one that a library swallowed on the way)."""
     try:
-        return body(argv)
+        code = body(argv)
+        interrupts.check()
+        return code
     except FdslError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -84,5 +91,4 @@ def run_cli(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequen
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
+        return interrupts.answer(prog)

@@ -55,3 +55,29 @@ class ShardSource(Protocol):
 
     def extra_files(self) -> dict[str, bytes]:
         """Files to store beside the manifest (e.g. the class parameters), name -> bytes."""
+
+
+def with_preview(factory: Any, preview: Any) -> Any:
+    """Give a source factory (a zero-argument callable that makes a ShardSource, perhaps after long
+    work such as a category search) its ``preview``: a cheap zero-argument callable making a source
+    whose ``name``, ``version`` and ``config()`` equal the real one's. The builder compares those
+    with a data set already in the output folder before the long work, so a run of other settings
+    is refused before it searches (and before it creates or locks anything). Returns ``factory``."""
+    factory.preview = preview
+    return factory
+
+
+class Unsearched:
+    """The class parameters of a source whose category search has not run yet: only their number.
+
+    A source built on it answers ``name``, ``version`` and ``config()`` (a preview, see
+    ``with_preview``) and nothing that needs the parameters themselves."""
+
+    def __init__(self, classes: int) -> None:
+        self.classes = classes
+
+    def __len__(self) -> int:
+        return self.classes
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"the class parameters are not searched yet (asked for {name!r})")

@@ -4,8 +4,10 @@
 registration), ``params.py`` (class parameters) and ``source.py`` (the ShardSource); the contract
 they keep is in ``fdsl.generators.registry``, which maps ``--db`` names to ``GeneratorSpec``s.
 ``generate.generate`` is the body of ``gen-fractal``; ``rebuild.source_from_folder`` turns a
-generated set's folder back into its source. ``OnTheFlyFractalDataset`` (which imports torch)
-loads on first use, so importing a generator stays light.
+generated set's folder back into its source. ``device.generate`` makes a generated set's images on
+the CPU or a GPU (``cuda/``: the numba-cuda kernels), and ``OnTheFlyDataset`` (which imports
+torch; its former name ``OnTheFlyFractalDataset`` still works) reads a set through it; both load on
+first use, so importing a generator stays light.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_LAZY = {"OnTheFlyFractalDataset": "fdsl.generators.onthefly"}
+_LAZY = {"OnTheFlyDataset": "fdsl.generators.onthefly", "OnTheFlyFractalDataset": "fdsl.generators.onthefly"}
 
 __all__ = sorted(_LAZY)
 

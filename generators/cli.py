@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--params-from", type=Path, default=None,
                         help="regenerate from saved class parameters instead of searching: the classes.npz of an earlier run, "
                              "or (fractaldb) a folder of the official code's per-class CSV files")
+    parser.add_argument("--params-only", action="store_true",
+                        help="write the manifest and the class parameters (classes.npz) but no shards: a folder to "
+                             "train on with --data gen:FOLDER (images made as training reads them) or to render "
+                             "later by running the same command without this flag")
     add_build_arguments(parser, shard_size=10_000, shard_size_help="default 10000",
                         png_help="PNG files in the official folder layout")
     for name, spec in specs.items():
@@ -66,8 +70,13 @@ def _main(argv: Sequence[str] | None) -> int:
     result = generate(args.db, args.out, classes=args.classes, seed=args.seed, workers=args.workers,
                       shard_size=args.shard_size, compression=args.compression, fmt=args.fmt,
                       overwrite=args.overwrite, params_from=args.params_from, backend=args.backend,
-                      **common, **options)
-    print(result.summary(), file=sys.stderr)
+                      params_only=args.params_only, **common, **options)
+    if args.params_only:
+        print(f"{result.out}: manifest and class parameters of {result.classes} classes, no shards (train on "
+              f"them with --data gen:{result.out}, or run again without --params-only to render the shards)",
+              file=sys.stderr)
+    else:
+        print(result.summary(), file=sys.stderr)
     return 0
 
 

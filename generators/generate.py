@@ -58,6 +58,7 @@ def generate(
     overwrite: bool = False,
     params_from: str | Path | None = None,
     backend: str = "local",
+    params_only: bool = False,
     **options: Any,
 ) -> BuildResult:
     """Generate data set ``db`` into ``out`` and return the build summary.
@@ -67,7 +68,8 @@ def generate(
     Every setting and the folder are checked before any file is made; the category search runs
     holding the folder's lock, so a second run into a busy folder is refused before it searches.
     Re-running the same call resumes; different settings into the same folder raise
-    ConfigMismatchError unless ``overwrite``.
+    ConfigMismatchError unless ``overwrite``. ``params_only`` stops after the manifest and the class
+    parameters (``classes.npz``): no shard is rendered, and the same call without it renders them.
     """
     if classes <= 0:
         raise FdslError(f"--classes must be positive, got {classes}")
@@ -84,4 +86,4 @@ def generate(
     factory = spec.prepare_source(classes=classes, seed=seed, params_from=Path(params_from) if params_from else None,
                                   workers=workers, backend=backend, **kwargs)
     return build_from_options(factory, out, strict=True, shard_size=shard_size, workers=workers, backend=backend,
-                              compression=compression, fmt=fmt, overwrite=overwrite)
+                              compression=compression, fmt=fmt, overwrite=overwrite, params_only=params_only)

@@ -1,13 +1,26 @@
-"""FractalDB images rendered in the DataLoader workers from saved class parameters.
+"""A generated data set read as a torch Dataset whose images are made when read: no shards needed.
 
-Instead of storing the data set, each worker renders item ``i`` when asked. The image depends
-only on (seed, epoch, i): epoch 0 renders exactly what ``gen-fractal --db fractaldb --seed SEED
---params-from classes.npz`` stores, and every later epoch uses a seed derived from (seed, epoch),
-so epochs show new random points and patches of the same classes.
+``OnTheFlyDataset(folder)`` takes everything from a ``gen-fractal`` folder (a full data set, or one
+written with ``--params-only``: its manifest and ``classes.npz``): the generator, its classes, the
+images per class, the image size, the seed. ``ds[i]`` is image ``i`` exactly as the shards hold it
+(``fdsl.generators.device``), made on the CPU, or on a GPU with ``device="cuda"``.
+
+Epochs and instances: by default every epoch shows the same images, the data set's. With
+``fresh_instances`` epoch ``e`` (``set_epoch(e)``, counting from 0) draws its images with the seed
+``epoch_seed(seed, e)``: epoch 0 is the data set itself, every later epoch new instances of the
+same classes (new chaos-game points and patches, new views, new contours and lines; the class
+parameters stay), each image still fixed by (seed, epoch, index) whatever the workers or devices.
+
+Training reads it through ``train-classifier --data gen:FOLDER`` (``fdsl.train.data``): on a CUDA
+device whole batches are made on the device (``device_batches``), elsewhere DataLoader workers make
+them with the CPU kernels (``__getitems__``, a batch per call).
 """
 
 from __future__ import annotations
 
+import copy
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +28,9 @@ import numpy as np
 import torch
 
 from fdsl.errors import FdslError
-from fdsl.generators.registry import get_generator
+
+log = logging.getLogger(__name__)
+PIL_MODES = ("RGB", "L")
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -25,69 +40,155 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint32)[0])
 
 
-class OnTheFlyFractalDataset(torch.utils.data.Dataset):
-    """A map-style Dataset rendering FractalDB images on demand (no shards on disk).
+def data_folder(path: str | Path) -> Path:
+    """The data set folder ``path`` names: the folder itself, or the folder of its classes.npz."""
+    path = Path(path)
+    return path.parent if path.is_file() and path.suffix == ".npz" else path
 
-    ``ds[i]`` is ``(uint8 tensor [C, H, W], label)`` (C = 1 for grey, 3 for colour), fixed by
-    (seed, epoch, i) whatever the worker or the order of requests. Call ``set_epoch(e)`` before
-    each epoch (DataLoader workers that are not persistent pick it up when the epoch starts).
+
+class OnTheFlyDataset(torch.utils.data.Dataset):
+    """The images of a generated data set, made when they are read (ImageFolder-like).
+
+    ``ds[i]`` is ``(image, label)``: without ``transform`` the image is a uint8 tensor [C, H, W]
+    (C = 1 for grey sets, on ``device``), with one the transform gets a PIL image in ``mode``
+    (``"RGB"`` by default, like ImageFolder's loader; ``"L"`` keeps grey sets one channel, None the
+    set's own) and its result is returned. ``target_transform`` maps the int label. Attributes:
+    ``classes``, ``class_to_idx``, ``targets`` (list), ``labels`` (int64 [N]), ``root``,
+    ``image_shape`` (C, H, W), ``seed``.
 
     Args:
-        params_file: a ``classes.npz`` written by ``gen-fractal --db fractaldb``.
-        instances, image_size, points: as ``gen-fractal`` (None = the official defaults).
-        seed: the generator seed of epoch 0.
-        classes: use the first ``classes`` classes of the file (None = all of them).
-        options: further FractalDB options (e.g. ``color="color"``).
+        folder: a gen-fractal folder (or its classes.npz).
+        transform, target_transform: as torchvision's data sets.
+        mode: PIL mode handed to ``transform``.
+        device: "cpu", or "cuda[:N]" for the GPU kernels.
+        fresh_instances: new instances every epoch (see the module docstring); ``set_epoch``.
+
+    Raises FdslError (one line) for a folder without a generated data set, a bad mode or device.
     """
 
-    def __init__(self, params_file: str | Path, instances: int | None = None,
-                 image_size: int | None = None, points: int | None = None, seed: int = 0,
-                 classes: int | None = None, **options: Any) -> None:
-        from fdsl.generators.fractaldb import load_class_params
+    def __init__(self, folder: str | Path, transform: Callable | None = None,
+                 target_transform: Callable | None = None, *, mode: str | None = "RGB",
+                 device: str | torch.device = "cpu", fresh_instances: bool = False) -> None:
+        from fdsl.generators.device import ImageMaker
+        from fdsl.generators.rebuild import source_from_folder
 
-        self.params_file = Path(params_file)
-        if not self.params_file.is_file():
-            raise FdslError(f"{self.params_file}: no such class parameters file")
-        if classes is None:
-            classes = len(load_class_params(self.params_file))
-        self.settings = dict(classes=classes, instances=instances, image_size=image_size,
-                             points=points, params_from=self.params_file, workers=1,
-                             backend="inline", **options)
-        if seed < 0:
-            raise FdslError(f"seed must be >= 0, got {seed}")
-        self.seed, self.epoch = seed, 0
-        self._sources: dict[int, Any] = {}
-        probe = self._source()  # checks the settings now, in the caller, with one clear error
-        self.classes: list[str] = probe.class_names()
-        self._len = probe.num_items()
-        self.labels: np.ndarray = probe.item_labels(np.arange(self._len, dtype=np.int64))
+        if mode is not None and mode not in PIL_MODES:
+            raise FdslError(f"mode must be one of {', '.join(PIL_MODES)} or None, got {mode!r}")
+        self.root = data_folder(folder)
+        self.maker = ImageMaker(source_from_folder(self.root), device)
+        self.transform, self.target_transform, self.mode = transform, target_transform, mode
+        self.fresh_instances, self.epoch = bool(fresh_instances), 0
+        source = self.maker.source
+        self.classes: list[str] = source.class_names()
+        self.labels: np.ndarray = np.arange(source.num_items(), dtype=np.int64) // source.per_class
+        shape = self.maker.image_shape()
+        self.image_shape: tuple[int, int, int] = (1, *shape) if len(shape) == 2 else (shape[2], shape[0], shape[1])
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_sources"] = {}  # rebuilt per process: sources hold caches
-        return state
+    @property
+    def class_to_idx(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.classes)}
+
+    @property
+    def targets(self) -> list[int]:
+        return self.labels.tolist()
+
+    @property
+    def seed(self) -> int:
+        """The data set's seed (epoch 0's)."""
+        return self.maker.seed
+
+    @property
+    def device(self) -> torch.device:
+        return self.maker.device
 
     def set_epoch(self, epoch: int) -> None:
-        """Render epoch ``epoch``'s images from now on."""
+        """Draw epoch ``epoch``'s instances from now on (no effect without ``fresh_instances``)."""
         self.epoch = int(epoch)
 
-    def _source(self) -> Any:
-        source = self._sources.get(self.epoch)
-        if source is None:
-            make_source = get_generator("fractaldb").make_source
-            source = make_source(seed=epoch_seed(self.seed, self.epoch), **self.settings)
-            self._sources = {self.epoch: source}  # keep one: an epoch is used then left
-        return source
+    def epoch_seed(self, epoch: int | None = None) -> int:
+        """The seed images of ``epoch`` (default: the current one) are drawn with."""
+        epoch = self.epoch if epoch is None else epoch
+        return epoch_seed(self.seed, epoch) if self.fresh_instances else self.seed
+
+    def view(self, *, device: str | torch.device | None = None, fresh_instances: bool | None = None) -> OnTheFlyDataset:
+        """The same data set on another device or with other instances (shares the source)."""
+        from fdsl.generators.device import ImageMaker
+
+        other = copy.copy(self)
+        if device is not None and torch.device(device) != self.device:
+            other.maker = ImageMaker(self.maker.source, device)
+        if fresh_instances is not None:
+            other.fresh_instances = bool(fresh_instances)
+        return other
 
     def __len__(self) -> int:
-        return self._len
+        return len(self.labels)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def images(self, indices: Sequence[int] | np.ndarray, epoch: int | None = None) -> torch.Tensor:
+        """uint8 [B, C, H, W] images of ``indices`` (of ``epoch``'s instances) on ``device``."""
+        made = self.maker.images(indices, seed=self.epoch_seed(epoch))
+        return made.unsqueeze(1) if made.dim() == 3 else made.permute(0, 3, 1, 2)
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[Any, Any]]:
+        """The samples of ``indices``, made in one call (DataLoader fetches batches with it)."""
+        images = self.images(indices)
+        labels = self.labels[np.asarray(indices, np.int64)].tolist() if len(indices) else []
+        out = []
+        for image, label in zip(images, labels, strict=True):
+            if self.transform is not None:
+                image = self.transform(self._pil(image))
+            if self.target_transform is not None:
+                label = self.target_transform(label)
+            out.append((image, label))
+        return out
+
+    def make_batch(self, indices: Sequence[int]) -> tuple[Any, Any]:
+        """One collated batch of ``indices``: (uint8 [B, C, H, W], int64 [B]) made in one call, or
+        the transforms' outputs stacked (DataLoader workers of train-classifier call it)."""
+        if self.transform is not None or self.target_transform is not None:
+            return torch.utils.data.default_collate(self.__getitems__(indices))
+        return self.images(indices), torch.from_numpy(self.labels[np.asarray(indices, np.int64)])
+
+    def __getitem__(self, i: int) -> tuple[Any, Any]:
         i = int(i)
-        if not -self._len <= i < self._len:
-            raise IndexError(f"index {i} out of range for a data set of {self._len} items")
-        i %= self._len
-        batch = self._source().render(i, i + 1)
-        image = np.asarray(batch.images[0])
-        image = image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
-        return torch.from_numpy(np.ascontiguousarray(image)), int(batch.labels[0])
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for a data set of {len(self)} images")
+        return self.__getitems__([i % len(self)])[0]
+
+    def _pil(self, image: torch.Tensor) -> Any:
+        from fdsl.datasets import ShardDataset
+
+        pil = ShardDataset.pil_image(image.cpu())
+        return pil if self.mode is None or pil.mode == self.mode else pil.convert(self.mode)
+
+    def device_batches(self, batches: Sequence[Sequence[int]], epoch: int
+                       ) -> Iterator[tuple[torch.Tensor, torch.Tensor]] | None:
+        """(uint8 [B, C, H, W], int64 [B]) batches of ``epoch`` made on the CUDA device, or None
+        on the CPU (then DataLoader workers make them through ``__getitems__``)."""
+        if self.device.type != "cuda":
+            return None
+        return self._device_batches(batches, epoch)
+
+    def _device_batches(self, batches: Sequence[Sequence[int]], epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for batch in batches:
+            images = self.images(batch, epoch)
+            labels = torch.from_numpy(self.labels[np.asarray(batch, np.int64)])
+            yield images, labels.to(images.device)  # a CPU tensor in the CUDA simulator
+
+
+OnTheFlyFractalDataset = OnTheFlyDataset  # its former name (FractalDB only, settings given by hand)
+
+
+def training_view(dataset: OnTheFlyDataset, device: torch.device | None, fresh_instances: bool) -> OnTheFlyDataset:
+    """``dataset`` as a training loader reads it: made on ``device`` when it is a CUDA device the
+    kernels can use (else on the CPU, in the loader's workers), with fresh instances or not."""
+    from fdsl.generators.device import cuda_problem
+
+    target: str | torch.device = "cpu"
+    if device is not None and device.type == "cuda":
+        problem = cuda_problem()
+        if problem is None:
+            target = device
+        else:
+            log.warning("generating %s on the CPU in the loader workers: %s", dataset.root, problem)
+    return dataset.view(device=target, fresh_instances=fresh_instances)

@@ -36,3 +36,12 @@ def source_from_folder(folder: str | Path) -> ShardSource:
         raise FdslError(f"{folder} was made by {name} version {made_by} with settings this fdsl's {name} "
                         f"(version {source.version}) does not draw the same way; regenerate it")
     return source
+
+
+def with_seed(source: ShardSource, seed: int) -> ShardSource:
+    """``source``'s data set drawn with another ``seed``: the same classes (parameters and
+    settings), new instances of them (every per-image stream is keyed by the seed)."""
+    spec = get_generator(source.name)
+    if spec.source_from_config is None:
+        raise FdslError(f"generator {source.name!r} cannot rebuild its source with another seed")
+    return spec.source_from_config({**source.config(), "seed": int(seed)}, source.params)

@@ -6,8 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
+from fdsl.errors import FdslError
 from fdsl.generators.classfile import NAME as NPZ_NAME
 from fdsl.generators.registry import ClassParams
+from fdsl.sources import RenderedBatch
 
 
 class GeneratedSource:
@@ -23,6 +27,32 @@ class GeneratedSource:
 
     def num_items(self) -> int:
         return len(self.params) * self.per_class
+
+    def render(self, start: int, stop: int) -> RenderedBatch:
+        raise NotImplementedError
+
+    def images_of(self, items: np.ndarray) -> np.ndarray:
+        """The images of ``items`` (int64, any order, repeats allowed) as ``render`` draws them:
+        uint8 [N, H, W] or [N, H, W, C], for on-the-fly use (no metadata). FdslError for an item
+        ``render`` cannot draw. Runs of consecutive items are one ``render`` call; sources whose
+        kernel takes any list of items override this."""
+        out: np.ndarray | None = None
+        start = 0
+        while start < len(items):
+            stop = start + 1
+            while stop < len(items) and items[stop] == items[stop - 1] + 1:
+                stop += 1
+            first = int(items[start])
+            batch = self.render(first, first + stop - start)
+            if len(batch.items) != stop - start:
+                missing = sorted(set(range(first, first + stop - start)) - set(batch.items.tolist()))
+                raise FdslError(f"image {missing[0]} cannot be drawn: "
+                                f"{batch.failures[0]['reason'] if batch.failures else 'no image'}")
+            if out is None:
+                out = np.empty((len(items), *batch.images.shape[1:]), np.uint8)
+            out[start:stop] = batch.images
+            start = stop
+        return out if out is not None else self.render(0, 0).images
 
     def extra_files(self) -> dict[str, bytes]:
         return {NPZ_NAME: self.params.to_npz()}

@@ -206,6 +206,9 @@ class RenderSource:
 # --------------------------------------------------------------------------- from options
 
 
+MAX_VIEWS = 1_000_000
+
+
 def _class_list(classes: str | Sequence[str] | None) -> list[str]:
     if classes is None:
         return list(shapenet.STUDY_CLASSES)
@@ -223,6 +226,8 @@ def make_source(*, shapenet_root: str | Path | None = None, classes: str | Seque
     """The RenderSource for these settings (see ``render_shapenet``)."""
     if views <= 0 or max_faces <= 0:
         raise FdslError("--views and --max-faces must be positive")
+    if views > MAX_VIEWS:  # each model's viewpoints are computed at once: 8 bytes x views each
+        raise FdslError(f"--views {views} exceeds the limit of {MAX_VIEWS:,} per model")
     low, high = IMAGE_SIZES
     if not low <= image_size <= high:
         raise FdslError(f"--image-size must be between {low} and {high} pixels, got {image_size}")

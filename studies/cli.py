@@ -121,7 +121,8 @@ def build_parser() -> OneLineParser:
                                    "on each --downstream set, against from scratch with the same settings, "
                                    "over --seeds; the contour-study ablations are further --pretrain arms.")
     t.add_argument("--pretrain", action="append", default=[], metavar="NAME=DIR",
-                   help="pre-training data set folder (repeat: fractaldb=..., linedb-shuffled=..., rcdb-broken=...)")
+                   help="pre-training data set folder, or NAME=gen:DIR: a generated set made on the fly "
+                        "(repeat: fractaldb=..., linedb-shuffled=..., rcdb-broken=...)")
     t.add_argument("--downstream", action="append", default=[], metavar="NAME=DIR",
                    help="downstream shard folder or ImageFolder tree; 'digits' = scikit-learn's digits (built in)")
     t.add_argument("--preset", default="mini", choices=("paper", "mini"), help="training settings")

@@ -263,6 +263,12 @@ def run_pruning_study(
         raise FdslError(f"--set {bad[0]}: the study sets the training and test rows itself")
     if not (data / "manifest.json").is_file():
         raise FdslError(f"{data}: not a data set folder (no manifest.json)")
+    if test_data is not None and not (Path(test_data) / "manifest.json").is_file():
+        raise FdslError(f"--test-data {test_data}: not a data set folder (no manifest.json)")
+    if finetune_from is not None:  # read now: a bad file must not leave a study behind
+        from fdsl.train.checkpoint import load_checkpoint
+
+        load_checkpoint(finetune_from)
     if settings["test_per_class"] is None and test_data is None:
         raise FdslError(f"preset {preset_name} tests on a separate split: give --test-data DIR (or --test-per-class)")
     group_by = _check_fields(data, field, None if test_data is not None else group_by)

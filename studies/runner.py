@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from fdsl.atomic import folder_lock, write_bytes_atomic
+from fdsl.atomic import check_output_folder, folder_lock, write_bytes_atomic
 from fdsl.errors import FdslError
 
 log = logging.getLogger(__name__)
@@ -157,6 +157,23 @@ def _first_difference(old: Any, new: Any, path: str = "") -> str:
     return f"{path or 'settings'}: {old!r} then, {new!r} now"
 
 
+def _old_study(out: Path, record: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
+    """The study record in ``out`` (None: none); FdslError when it is another study's and not
+    ``overwrite``."""
+    path = out / STUDY_FILE
+    if not path.is_file():
+        return None
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        old = {}
+    if old != record and not overwrite:
+        raise FdslError(f"{out} holds a {old.get('study', 'different')} study made with other "
+                        f"settings ({_first_difference(old, record)}); use --overwrite to "
+                        "replace it, or another --out")
+    return old
+
+
 @contextlib.contextmanager
 def study_folder(out: str | Path, kind: str, settings: Mapping[str, Any], *,
                  overwrite: bool = False) -> Iterator[Path]:
@@ -164,25 +181,19 @@ def study_folder(out: str | Path, kind: str, settings: Mapping[str, Any], *,
     ``overwrite``, which removes that study's runs and outputs), record ``settings``."""
     out = Path(out)
     record = json.loads(json.dumps({"study": kind, "settings": dict(settings)}))
+    check_output_folder(out)  # the refusals before the folder is made and locked: it stays as it was
+    _old_study(out, record, overwrite)
     with folder_lock(out):
         path = out / STUDY_FILE
-        if path.is_file():
-            try:
-                old = json.loads(path.read_text())
-            except ValueError:
-                old = {}
-            if old != record and not overwrite:
-                raise FdslError(f"{out} holds a {old.get('study', 'different')} study made with other "
-                                f"settings ({_first_difference(old, record)}); use --overwrite to "
-                                "replace it, or another --out")
-            if old != record:
-                log.warning("--overwrite: removing the previous study's runs in %s", out)
-                for name in STUDY_OUTPUTS:
-                    target = out / name
-                    if target.is_dir():
-                        shutil.rmtree(target)
-                    else:
-                        target.unlink(missing_ok=True)
+        old = _old_study(out, record, overwrite)
+        if old is not None and old != record:
+            log.warning("--overwrite: removing the previous study's runs in %s", out)
+            for name in STUDY_OUTPUTS:
+                target = out / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink(missing_ok=True)
         write_json(path, record)
         yield out
 

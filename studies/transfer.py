@@ -136,9 +136,10 @@ def run_transfer_study(
     """Run (or resume) a transfer study into ``out``.
 
     Args:
-        pretrain: name -> data set folder of a pre-training set (the contour-study arms, e.g.
-            LineDB and its ``--shuffle-counts`` control, RCDB with ``--broken-fraction``,
-            FractalDB with few ``--points``, are further entries).
+        pretrain: name -> data set folder of a pre-training set, or ``gen:FOLDER``: a generated
+            set made as the pre-training reads it (the contour-study arms, e.g. LineDB and its
+            ``--shuffle-counts`` control, RCDB with ``--broken-fraction``, FractalDB with few
+            ``--points``, are further entries).
         downstream: name -> data set folder or ImageFolder tree; ``""`` for a built-in (``digits``).
         seeds: fine-tuning seeds (each draws its own training subset, shared by all arms).
         pretrain_seeds: every pre-training set trains once per seed (two by default, so that
@@ -171,9 +172,12 @@ def run_transfer_study(
     test_fraction = p["test_fraction"] if test_fraction is None else test_fraction
     if not 0.0 < test_fraction < 1.0:
         raise FdslError(f"--test-fraction must be in (0, 1), got {test_fraction}")
+    from fdsl.train.dataarg import absolute_data, data_root
+
     for name, folder in pretrain.items():
-        if not folder or not Path(folder).is_dir():
-            raise FdslError(f"--pretrain {name}: give NAME=DIR with an existing folder, got {folder!r}")
+        if not folder or not data_root(folder).is_dir():
+            raise FdslError(f"--pretrain {name}: give NAME=DIR (or NAME=gen:DIR) with an existing folder, "
+                            f"got {folder!r}")
     out = Path(out)
     pre_train = {**p["pretrain"], **(pretrain_overrides or {})}
     fine_train = {**p["finetune"], **_normalisation(p["pretrain_recipe"], pre_train), **(finetune_overrides or {})}
@@ -183,7 +187,7 @@ def run_transfer_study(
                 "train_per_class": train_per_class, "test_fraction": test_fraction,
                 "pretrain_recipe": p["pretrain_recipe"], "finetune_recipe": p["finetune_recipe"],
                 "pretrain_train": pre_train, "finetune_train": fine_train,
-                "pretrain": {k: str(Path(v).resolve()) for k, v in pretrain.items()},
+                "pretrain": {k: str(absolute_data(v)) for k, v in pretrain.items()},
                 "downstream": {k: str(Path(v).resolve()) if v else f"built-in {k}" for k, v in downstream.items()},
                 "mirror_symmetric": flips}
     splits = {}

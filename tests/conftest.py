@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from cudasim import route_to_simulator
 from helpers import tree_hashes
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
@@ -13,3 +14,7 @@ os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 @pytest.fixture
 def hashes():
     return tree_hashes
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    route_to_simulator(config, items)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import select
+import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -73,12 +75,84 @@ def start_script(script: Path, *args: str, stderr: int = subprocess.DEVNULL) -> 
                             stdout=subprocess.DEVNULL, stderr=stderr, text=True)
 
 
-def wait_for_shards(proc: subprocess.Popen, out: Path, shards: int, timeout: float, poll: float) -> None:
-    """Wait until the manifest in ``out`` lists ``shards`` shards; the run must still be going."""
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None and listed_shards(out) < shards:
-        time.sleep(poll)
-    assert proc.poll() is None, "run finished before it could be interrupted"
+# Seconds a test waits for something that must happen whatever the machine's speed; reached only
+# when the code under test hangs, so tests never depend on how fast a run is.
+HANG_GUARD = 120.0
+
+
+def run_with_fault(argv: list[str], fault: str, **kwargs: Any) -> subprocess.CompletedProcess:
+    """Run ``argv`` in a session of its own with ``FDSL_FAULT=fault`` (fdsl.faults) and wait for
+    it; every process of the session must be gone afterwards (``assert_session_gone``)."""
+    env = {**os.environ, "FDSL_FAULT": fault, **kwargs.pop("env", {})}
+    proc = subprocess.Popen(argv, start_new_session=True, env=env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **kwargs)
+    try:
+        out, err = proc.communicate(timeout=HANG_GUARD)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        assert_session_gone(proc.pid)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def session_processes(sid: int) -> list[int]:
+    """The live (not zombie) processes of session ``sid``, found through /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def assert_session_gone(sid: int) -> None:
+    """Every process of session ``sid`` ends (orphaned workers must die with their parent); one
+    still running after HANG_GUARD seconds is killed and fails the test."""
+    survivors = []
+    for pid in session_processes(sid):
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            if not select.select([fd], [], [], HANG_GUARD)[0]:
+                survivors.append(pid)
+                os.kill(pid, signal.SIGKILL)
+        finally:
+            os.close(fd)
+    assert not survivors, f"processes {survivors} outlived the run they belonged to"
+
+
+class Gate:
+    """Where a ``ToySource(gate=str(gate.folder))`` stops: rendering item 0 blocks until the test
+    calls ``open``, and ``wait_reached`` returns once a run got there, so a test knows a run is
+    mid-work without sleeping. Two FIFOs in ``folder`` carry the news."""
+
+    def __init__(self, folder: Path, *, reached: bool = True) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True)
+        os.mkfifo(folder / "go")
+        self._reached = None
+        if reached:
+            os.mkfifo(folder / "reached")
+            self._reached = os.open(folder / "reached", os.O_RDONLY | os.O_NONBLOCK)
+
+    def wait_reached(self, proc: subprocess.Popen) -> None:
+        pidfd = os.pidfd_open(proc.pid)
+        try:
+            ready = select.select([self._reached, pidfd], [], [], HANG_GUARD)[0]
+        finally:
+            os.close(pidfd)
+        assert self._reached in ready, "the run ended (or hung) before it reached the gate"
+        os.read(self._reached, 1)
+
+    def open(self) -> None:
+        """Let the run waiting at the gate go on (the source's open of ``go`` meets this one)."""
+        os.close(os.open(self.folder / "go", os.O_WRONLY))
 
 
 class SmallSource:
@@ -106,3 +180,51 @@ class SmallSource:
 
     def extra_files(self) -> dict:
         return {}
+
+
+class ViewsSource:
+    """A render-like set for run-study: 3 classes x 4 models x 10 views with ``model_id`` and a
+    numeric ``area`` (the view index)."""
+
+    name, version = "views", "1"
+
+    def config(self) -> dict:
+        return {}
+
+    def class_names(self) -> list[str]:
+        return ["a", "b", "c"]
+
+    def num_items(self) -> int:
+        return 120
+
+    def render(self, start: int, stop: int) -> Any:
+        import numpy as np
+
+        from fdsl.sources import RenderedBatch
+
+        items = np.arange(start, stop)
+        images = np.stack([np.full((16, 16), 40 * (i // 40) + i % 10, np.uint8) for i in items])
+        meta = {"model_id": np.array([f"m{i // 10}".encode() for i in items], "S8"),
+                "area": (items % 10).astype(np.float32)}
+        return RenderedBatch(images, items // 40, meta, items, [])
+
+    def extra_files(self) -> dict:
+        return {}
+
+
+def counter_draw(key: int, i: int) -> int:
+    """Draw ``i`` of fdsl's counter-based stream ``key`` worked out in plain Python from seeding's
+    splitmix64 (independent of the Numba kernels): the finaliser of key + (i + 1) * golden."""
+    from fdsl.generators.seeding import GOLDEN, MASK64, mix64
+
+    return mix64((key + (i + 1) * GOLDEN) & MASK64)
+
+
+def counter_uniform(key: int, i: int) -> float:
+    """Draw ``i`` of ``key`` as a float in [0, 1): its top 53 bits times 2**-53."""
+    return (counter_draw(key, i) >> 11) * 2.0**-53
+
+
+def counter_below(key: int, i: int, n: int) -> int:
+    """Draw ``i`` of ``key`` as an integer in [0, n): Lemire's multiply-shift of the top 32 bits."""
+    return ((counter_draw(key, i) >> 32) * n) >> 32

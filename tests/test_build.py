@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
+import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
-from helpers import listed_shards, start_script, wait_for_shards, write_build_script
+from helpers import Gate, listed_shards, run_with_fault, write_build_script
 from toy_source import ToySource
 
 from fdsl.datasets import shards
@@ -177,74 +176,12 @@ KILLABLE = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     from toy_source import ToySource
-    from fdsl.datasets.build import build_dataset
-    if __name__ == "__main__":
-        build_dataset(ToySource(classes=4, per_class=12, delay={delay}), sys.argv[1], shard_size=4, workers=2)
-""")
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def _run_and_kill(script: Path, out: Path, after_shards: int, whole_group: bool = True) -> None:
-    """Start a build, SIGKILL it once the manifest lists ``after_shards`` shards (0: as soon as a
-    worker runs), the whole process group or the main process alone, and check that no worker
-    outlives it."""
-    proc = start_script(script, str(out))
-    deadline = time.time() + 60
-    workers: set[int] = set()
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            workers |= set(_children(proc.pid))
-            if (len(workers) >= 2 and after_shards == 0) or listed_shards(out) >= after_shards:
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, "run finished before it could be killed; raise the delay"
-    finally:
-        (os.killpg if whole_group else os.kill)(proc.pid, signal.SIGKILL)
-        proc.wait()
-    deadline = time.time() + 10
-    while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
-        time.sleep(0.05)
-    assert not any(Path(f"/proc/{w}").exists() for w in workers), "worker processes outlived the main one"
-
-
-@pytest.mark.slow
-def test_resume_after_sigkill_is_byte_identical(tmp_path, hashes):
-    script = tmp_path / "build.py"
-    script.write_text(KILLABLE.format(tests=str(TESTS), delay=0.15))
-    reference = tmp_path / "reference"
-    build_dataset(ToySource(classes=4, per_class=12), reference, shard_size=4, workers=1)
-    out = tmp_path / "killed"
-    # Killed three times: as the first worker starts (main process alone), and later (whole group).
-    for after, whole_group in ((0, False), (1, True), (5, False)):
-        _run_and_kill(script, out, after, whole_group)
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert not manifest["complete"] and 1 <= len(manifest["shards"]) < 12
-    result = build_dataset(ToySource(classes=4, per_class=12), out, shard_size=4, workers=2)
-    assert result.shards_skipped >= 1
-    assert hashes(out) == hashes(reference)
-    assert not list(out.glob(".*tmp*"))
-
-
-INTERRUPTIBLE = textwrap.dedent("""
-    import sys
-    sys.path.insert(0, {tests!r})
-    from toy_source import ToySource
     from fdsl.cli import run_cli
     from fdsl.datasets.build import build_dataset
 
     def body(argv):
-        build_dataset(ToySource(classes=4, per_class=12, delay=2.0), argv[0], shard_size=4, workers=2)
+        build_dataset(ToySource(classes=4, per_class=12, gate=argv[1] if len(argv) > 1 else None), argv[0],
+                      shard_size=4, workers=2)
         return 0
 
     if __name__ == "__main__":
@@ -253,26 +190,42 @@ INTERRUPTIBLE = textwrap.dedent("""
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("whole_group", [True, False])
-def test_ctrl_c_stops_at_once_with_one_line_and_resumes(tmp_path, hashes, whole_group):
-    """SIGINT (to the whole process group as a terminal's Ctrl-C sends it, or to the main process
-    alone as ``kill -INT`` does) stops the workers without finishing their queued shards, prints
-    one line, and a re-run completes the set."""
-    script, out = write_build_script(tmp_path, INTERRUPTIBLE)
-    proc = start_script(script, str(out), stderr=subprocess.PIPE)
-    try:
-        wait_for_shards(proc, out, 1, timeout=60, poll=0.02)
-        (os.killpg if whole_group else os.kill)(proc.pid, signal.SIGINT)
-        sent = time.time()
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert time.time() - sent < 3.0, "the interrupted run waited for its queued shards"  # queued: 4+ s
-    assert proc.returncode != 0
-    assert err.strip().splitlines() == ["toy-build: interrupted; re-run the same command to resume"], err
+def test_resume_after_sigkill_is_byte_identical(tmp_path, hashes):
+    """Killed four times at exact points (fdsl.faults): the main process alone as its first worker
+    starts, the whole group after a shard, the main process alone after five more, and the main
+    process alone while a worker writes a shard. No worker may outlive it (``run_with_fault``
+    checks that the run's whole session is gone), and the re-run removes what they left."""
+    script, out = write_build_script(tmp_path, KILLABLE)
+    reference = tmp_path / "reference"
+    build_dataset(ToySource(classes=4, per_class=12), reference, shard_size=4, workers=1)
+    for fault, listed in [("kill-parent@worker-started", 0), ("kill-group@shard-done:1", 1),
+                          ("kill@shard-done:5", 6), ("kill-parent@shard-writing", None)]:
+        done = run_with_fault([sys.executable, str(script), str(out)], fault)
+        assert done.returncode == -signal.SIGKILL, (fault, done.stderr)
+        assert listed is None or listed_shards(out) == listed, (fault, listed_shards(out))
     manifest = json.loads((out / "manifest.json").read_text())
-    assert not manifest["complete"] and len(manifest["shards"]) < 12
+    assert not manifest["complete"] and 6 <= len(manifest["shards"]) < 12
+    assert list(out.glob(".shard-*.h5.tmp-*")), "the killed worker left no partial shard to clean up"
+    result = build_dataset(ToySource(classes=4, per_class=12), out, shard_size=4, workers=2)
+    assert result.shards_skipped == len(manifest["shards"])
+    assert hashes(out) == hashes(reference)
+    assert not list(out.glob(".*tmp*"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["int-group@shard-done:1", "int@shard-done:1"])
+def test_ctrl_c_stops_at_once_with_one_line_and_resumes(tmp_path, hashes, fault):
+    """SIGINT (to the whole process group as a terminal's Ctrl-C sends it, or to the main process
+    alone as ``kill -INT`` does) once a shard is done, while shard 0 waits at a gate that never
+    opens: the run stops without waiting for it (waiting would hang), prints one line, and a
+    re-run completes the set."""
+    script, out = write_build_script(tmp_path, KILLABLE)
+    gate = Gate(tmp_path / "gate", reached=False)
+    done = run_with_fault([sys.executable, str(script), str(out), str(gate.folder)], fault)
+    assert done.returncode == 130
+    assert done.stderr.strip().splitlines() == ["toy-build: interrupted; re-run the same command to resume"], done.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert not manifest["complete"] and len(manifest["shards"]) == 1
     build_dataset(ToySource(classes=4, per_class=12), out, shard_size=4, workers=2)
     build_dataset(ToySource(classes=4, per_class=12), tmp_path / "reference", shard_size=4, workers=1)
     assert hashes(out) == hashes(tmp_path / "reference")

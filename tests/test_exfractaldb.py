@@ -11,7 +11,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from helpers import assert_refused_in_one_line, assert_same_bytes_for_1_and_2_workers
+from helpers import (
+    assert_refused_in_one_line,
+    assert_same_bytes_for_1_and_2_workers,
+    counter_uniform,
+)
 
 from fdsl.datasets import cli as inspect_cli
 from fdsl.errors import FdslError
@@ -21,6 +25,7 @@ from fdsl.generators.exfractaldb import source as ex_source
 from fdsl.generators.exfractaldb import tables
 from fdsl.generators.generate import generate
 from fdsl.generators.kernels import ifs3d
+from fdsl.generators.seeding import stream_key
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.reference import exfractaldb_official as ref  # noqa: E402
@@ -149,14 +154,28 @@ def test_projection_matches_hand_computed_pinhole():
 
 
 def test_views_match_reference_opengl_style_projection():
+    """The source's images (its kernel's projection of its cloud) are the reference projection
+    of the same cloud from the same angles."""
     classes = exfractaldb.search_classes(1, seed=3, points=2000, workers=1)
+    source = exfractaldb.ExFractalDBSource(classes, seed=3, instances_3d=6, views=6, points=8000,
+                                           image_size=64, roll=True, search={})
+    batch = source.render(30, 36)  # variant 5, views 0..5
     cloud = ex_source.variant_cloud(classes, 0, 5, 3, 8000)
-    bases = np.stack([ifs3d.camera_basis(*ex_source.view_angles(3, 0, 5, view, roll=True)) for view in range(6)])
-    images = np.zeros((6, 64, 64), np.uint8)
-    ifs3d.project_views(cloud, bases, images)
     for view in range(6):
         angles = ex_source.view_angles(3, 0, 5, view, roll=True)
-        np.testing.assert_array_equal(images[view], ref.render_view(cloud, *angles, 64))
+        np.testing.assert_array_equal(batch.images[view], ref.render_view(cloud, *angles, 64))
+
+
+def test_random_view_angles_are_the_views_counter_stream():
+    """View 7 of model (class 2, variant 4), seed 5: draws 0, 1, 2 of stream (5, 3, 2, 4, 7), worked
+    out in plain Python: height U(-1, 1), azimuth U(0, 2 pi), roll U(-pi, pi)."""
+    key = stream_key(5, 3, 2, 4, 7)
+    u = [counter_uniform(key, i) for i in range(3)]
+    azimuth, elevation, roll = ex_source.view_angles(5, 2, 4, 7, roll=True)
+    assert azimuth == 2 * math.pi * u[1]
+    assert elevation == math.asin(-1.0 + 2.0 * u[0])
+    assert roll == -math.pi + 2 * math.pi * u[2]
+    assert ex_source.view_angles(5, 2, 4, 7, roll=False)[2] == 0.0
 
 
 def test_variant_tables_have_one_changed_parameter_per_row():

@@ -6,18 +6,25 @@ from __future__ import annotations
 
 import builtins
 import errno
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import edit_manifest, listed_shards, start_script, wait_for_shards, write_build_script
+from helpers import (
+    HANG_GUARD,
+    Gate,
+    edit_manifest,
+    listed_shards,
+    run_with_fault,
+    write_build_script,
+)
 from toy_source import ToySource
 
 from fdsl import __version__
@@ -151,10 +158,9 @@ class _HugeImages(ToySource):
 ], ids=["items", "shards", "memory"])
 def test_absurd_sizes_refused_before_any_file(tmp_path, source, shard_size, message):
     out = tmp_path / "out"
-    start = time.perf_counter()
     with pytest.raises(FdslError, match=message) as exc:
         build_dataset(source, out, shard_size=shard_size, workers=2)
-    assert "\n" not in str(exc.value) and time.perf_counter() - start < 5
+    assert "\n" not in str(exc.value)
     assert not out.exists()
 
 
@@ -337,11 +343,11 @@ def test_readers_refuse_float_indices(references):
 # --------------------------------------------------------------------------- concurrent runs
 
 HOLDER = textwrap.dedent("""
-    import sys, time
+    import sys
     from fdsl.atomic import folder_lock
     with folder_lock(sys.argv[1]):
         print("locked", flush=True)
-        time.sleep(float(sys.argv[2]))
+        sys.stdin.read()  # holds the lock until the test closes its end
 """)
 
 SLOW_BUILD = textwrap.dedent("""
@@ -350,14 +356,15 @@ SLOW_BUILD = textwrap.dedent("""
     from toy_source import ToySource
     from fdsl.datasets.build import build_dataset
     if __name__ == "__main__":
-        build_dataset(ToySource(classes=3, per_class=6, delay={delay}), sys.argv[1], shard_size=5,
+        build_dataset(ToySource(classes=3, per_class=6, gate=sys.argv[4]), sys.argv[1], shard_size=5,
                       workers=int(sys.argv[2]), storage=sys.argv[3])
 """)
 
 
 def test_second_run_refused_in_one_line(tmp_path, capsys, references):
     out = tmp_path / "busy"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out), "30"], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(FdslError, match="in use by another fdsl run"):
@@ -371,26 +378,32 @@ def test_second_run_refused_in_one_line(tmp_path, capsys, references):
         assert sorted(p.name for p in out.iterdir()) == [".fdsl.lock"], "a refused run touched the folder"
     finally:
         holder.kill()
-        holder.wait()
+        holder.wait(timeout=HANG_GUARD)
     build_dataset(ToySource(**TOY), out, **BUILD)  # the lock died with its holder
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("storage", ["hdf5", "png"])
 def test_concurrent_runs_first_undisturbed(tmp_path, hashes, references, storage):
-    script, out = write_build_script(tmp_path, SLOW_BUILD, delay=2.0)
-    first = subprocess.Popen([sys.executable, str(script), str(out), "2", storage], stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while not (out / "manifest.json").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    # Same settings and other settings alike are refused while the first run works.
-    others = [subprocess.Popen([sys.executable, str(script), str(out), "1", other], stderr=subprocess.PIPE, text=True)
-              for other in (storage, "png" if storage == "hdf5" else "hdf5")]
-    for second in others:
-        _, err = second.communicate(timeout=120)
-        assert second.returncode != 0 and "in use by another fdsl run" in err, err
-    assert first.poll() is None, "the first run finished before the others were refused; raise the delay"
-    assert first.wait(timeout=120) == 0, first.stderr.read()
+    """While the first run waits at a gate mid-work (so it certainly holds the folder), runs with
+    the same and with other settings are refused; the first then finishes undisturbed."""
+    script, out = write_build_script(tmp_path, SLOW_BUILD)
+    gate = Gate(tmp_path / "gate")
+    first = subprocess.Popen([sys.executable, str(script), str(out), "2", storage, str(gate.folder)],
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        gate.wait_reached(first)
+        others = [subprocess.run([sys.executable, str(script), str(out), "1", other, str(gate.folder)],
+                                 stderr=subprocess.PIPE, text=True, timeout=HANG_GUARD)
+                  for other in (storage, "png" if storage == "hdf5" else "hdf5")]
+        for second in others:
+            assert second.returncode != 0 and "in use by another fdsl run" in second.stderr, second.stderr
+        assert first.poll() is None  # still at the gate: the refusals cannot have come after it
+        gate.open()
+        assert first.wait(timeout=HANG_GUARD) == 0, first.stderr.read()
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
     assert hashes(out) == hashes(references[storage])
 
 
@@ -511,29 +524,50 @@ KILLABLE = textwrap.dedent("""
     from toy_source import ToySource
     from fdsl.datasets.build import build_dataset
     if __name__ == "__main__":
-        build_dataset(ToySource(classes=4, per_class=10, delay=0.3), sys.argv[1], shard_size=4,
+        build_dataset(ToySource(classes=4, per_class=10), sys.argv[1], shard_size=4,
                       workers=int(sys.argv[2]), storage=sys.argv[3])
 """)
+KILLABLE_SHARDS = 10
+
+
+def _kill_point(rng: np.random.Generator, workers: int, left: int) -> tuple[str, int | None]:
+    """A seeded choice of where to kill a run that has ``left`` of its shards to build, and how
+    many more shards the manifest then lists (None: depends on how far the other worker got).
+    Every choice lands before the run could finish."""
+    points: list[tuple[str, int | None]] = []
+    if left >= 2:
+        n = int(rng.integers(1, left))
+        points += [(f"kill@shard-done:{n}", n), (f"kill-group@shard-done:{n}", n)]
+    if workers == 1:
+        n = int(rng.integers(1, left + 1))
+        points.append((f"kill@shard-writing:{n}", n - 1))  # the main process itself mid-write
+    else:
+        points += [("kill@pool-created", 0), ("kill-parent@worker-started", 0),
+                   (f"kill-parent@shard-writing:{int(rng.integers(1, 3))}", None)]  # workers mid-write
+    return points[int(rng.integers(len(points)))]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed,storage", [(0, "hdf5"), (1, "png"), (2, "hdf5")])
 def test_sigkill_at_random_moments_resumes_byte_identical(tmp_path, hashes, seed, storage):
+    """SIGKILL at seeded-random but exact points (fdsl.faults): after n shards, mid-write, as the
+    pool starts; the main process alone (its workers must die with it) or the whole group."""
     rng = np.random.default_rng(seed)
     script, out = write_build_script(tmp_path, KILLABLE)
-    listed_at_kill = []
+    listed = 0
     for _ in range(3):
-        proc = start_script(script, str(out), str(int(rng.integers(1, 3))), storage)
-        time.sleep(float(rng.uniform(0.5, 2.5)))
-        if proc.poll() is None:
-            listed_at_kill.append(listed_shards(out))
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert len(listed_at_kill) >= 2, "the runs finished before they could be killed; raise the delay"
-    assert max(listed_at_kill) >= 1, f"no kill landed mid-run: {listed_at_kill}"
+        workers = int(rng.integers(1, 3))
+        fault, more = _kill_point(rng, workers, KILLABLE_SHARDS - listed)
+        done = run_with_fault([sys.executable, str(script), str(out), str(workers), storage], fault)
+        assert done.returncode == -signal.SIGKILL, (fault, done.returncode, done.stderr)
+        now = max(listed_shards(out), 0)
+        assert now == listed + more if more is not None else listed <= now < KILLABLE_SHARDS, (fault, listed, now)
+        listed = now
+    assert not json.loads((out / "manifest.json").read_text())["complete"]
     reference = tmp_path / "reference"
     build_dataset(ToySource(classes=4, per_class=10), reference, shard_size=4, workers=1, storage=storage)
-    build_dataset(ToySource(classes=4, per_class=10), out, shard_size=4, workers=1, storage=storage)
+    result = build_dataset(ToySource(classes=4, per_class=10), out, shard_size=4, workers=1, storage=storage)
+    assert result.shards_skipped == listed
     assert hashes(out) == hashes(reference)
     _no_temps(out)
 
@@ -548,7 +582,7 @@ RAY_INTERRUPTIBLE = textwrap.dedent("""
     from fdsl.datasets.build import build_dataset
 
     def body(argv):
-        build_dataset(ToySource(classes=4, per_class=12, delay=1.0), argv[0], shard_size=4, workers=2,
+        build_dataset(ToySource(classes=4, per_class=12, gate=argv[1]), argv[0], shard_size=4, workers=2,
                       backend="ray")
         return 0
 
@@ -558,18 +592,15 @@ RAY_INTERRUPTIBLE = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_ctrl_c_on_ray_is_one_line(tmp_path, monkeypatch, hashes):
+def test_ctrl_c_on_ray_is_one_line(tmp_path):
+    """SIGINT once a shard is done, while the task of shard 0 waits at a gate that never opens:
+    the run must stop without waiting for it (a hang fails the test), in one line."""
     pytest.importorskip("ray", reason="Ray is optional: pip install 'fdsl[ray]'")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
     script, out = write_build_script(tmp_path, RAY_INTERRUPTIBLE)
-    proc = start_script(script, str(out), stderr=subprocess.PIPE)
-    try:
-        wait_for_shards(proc, out, 1, timeout=120, poll=0.1)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130
-    assert err.strip().splitlines() == ["toy-build: interrupted; re-run the same command to resume"], err
+    gate = Gate(tmp_path / "gate", reached=False)
+    done = run_with_fault([sys.executable, str(script), str(out), str(gate.folder)], "int@shard-done:1",
+                          env={"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])})
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip().splitlines() == ["toy-build: interrupted; re-run the same command to resume"], done.stderr
+    assert listed_shards(out) == 1
     _no_temps(out)

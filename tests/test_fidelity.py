@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import assert_same_bytes_for_1_and_2_workers
+from helpers import assert_same_bytes_for_1_and_2_workers, counter_uniform
 
 from fdsl.generators import cli as gen_cli
 from fdsl.generators import exfractaldb, fractaldb
@@ -17,6 +17,7 @@ from fdsl.generators.exfractaldb import tables
 from fdsl.generators.fractaldb import params as fdb_params
 from fdsl.generators.generate import generate
 from fdsl.generators.kernels import ifs2d, ifs3d
+from fdsl.generators.seeding import stream_key
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.reference import exfractaldb_official as ref_ex  # noqa: E402
@@ -201,6 +202,16 @@ def test_exfractaldb_draws_10k_points_per_model_by_default(tmp_path):
     assert (source.instance_table, source.instances_3d, source.views, source.views_mode) == ("paper25", 25, 40, "random")
 
 
+class _CounterStream:
+    """fdsl's counter-based stream ``key`` with the ``random(n)`` of a NumPy Generator, for the ports."""
+
+    def __init__(self, key: int) -> None:
+        self.key = key
+
+    def random(self, count: int) -> np.ndarray:
+        return np.array([counter_uniform(self.key, i) for i in range(count)])
+
+
 def test_ring_views_follow_the_released_render_script(tmp_path):
     source = _make(_one_class_npz(tmp_path), views_mode="ring", views=12, instances_3d=1)
     cloud = source.cloud(0, 0)
@@ -210,7 +221,7 @@ def test_ring_views_follow_the_released_render_script(tmp_path):
     assert np.abs(yaw).max() <= math.pi + 1e-4  # jitter: +-pi *degrees* (glm.radians of U(-pi, pi))
     assert np.abs(yaw).max() > 0.1  # jittered
     for view in range(12):
-        jitter = np.random.default_rng([0, 3, 0, 0, view]).uniform(-math.pi, math.pi)
+        jitter = -math.pi + 2 * math.pi * counter_uniform(stream_key(0, 3, 0, 0, view), 0)  # its stream
         expected = ref_ex.ring_render(cloud, view, 12, jitter, 64)[::-1]  # the script's rows, turned
         mismatch = np.count_nonzero(batch.images[view] != expected)
         assert mismatch <= 0.01 * max(1, np.count_nonzero(expected))  # float32 on the GPU vs float64
@@ -249,13 +260,13 @@ def test_models_are_the_released_instance_py_clouds_with_one_point_more(tmp_path
     for variant in (0, 6, 50):
         ours = source.cloud(0, variant)
         weights = tables.instance_table("released145")[variant]
-        rng = np.random.default_rng([0, 2, 0, variant])  # the model's stream, as fdsl draws it
-        theirs = ref_ex.instance_cloud(params.params[0, :3], params.probs[0, :3], weights, rng)
+        theirs = ref_ex.instance_cloud(params.params[0, :3], params.probs[0, :3], weights,
+                                       _CounterStream(stream_key(0, 2, 0, variant)))  # fdsl's model stream
         assert ours.shape == (10_000, 3) and theirs.shape == (9_999, 3)  # --point_num 10000: 9,999 iterates
         shift = theirs - ours[:9999]  # the centring (sums / 10,000) and the box of one point fewer
         assert 0 < np.abs(shift).max() < 1e-3
         # sub-pixel: the released ring views of both clouds differ in under 1% of their lit pixels
-        angles = np.array([tables.ring_view(np.random.default_rng(view), view, 12) for view in range(12)])
+        angles = np.array([(view / 12 * 2 * math.pi + math.radians(30) - math.pi / 2, 0.0, 0.0) for view in range(12)])
         bases = np.stack([ifs3d.camera_basis(*a) for a in angles])
         mine, official = np.zeros((2, 12, 224, 224), np.uint8)
         ifs3d.project_views(ours, bases, mine)

@@ -2,6 +2,8 @@
 
 fdsl (fdsl_pkg/) <- datasets/ <- generators/, render/, train/ <- studies/. A generator or renderer
 writes through datasets/, training reads through it, and nothing below imports what is above.
+One crossing between siblings, in one file: train/data.py opens ``--data gen:FOLDER`` with
+generators' on-the-fly data set (generators never import train).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ ALLOWED = {
     "train": {"train", "datasets"},
     "studies": {"studies", "datasets", "train"},
 }
+# file -> the further layers it may import (lazily, inside the function that needs it)
+CROSSINGS = {"train/data.py": {"generators"}}
 
 
 def fdsl_imports(path: Path) -> set[str]:
@@ -43,7 +47,8 @@ def fdsl_imports(path: Path) -> set[str]:
 def test_each_layer_imports_only_the_layers_below_it(folder: str) -> None:
     files = sorted((ROOT / folder).rglob("*.py"))
     assert files, f"no sources in {folder}/"
-    wrong = {str(f.relative_to(ROOT)): sorted(fdsl_imports(f) - ALLOWED[folder]) for f in files}
+    wrong = {str(f.relative_to(ROOT)): sorted(fdsl_imports(f) - ALLOWED[folder]
+                                              - CROSSINGS.get(str(f.relative_to(ROOT)), set())) for f in files}
     assert {f: w for f, w in wrong.items() if w} == {}
 
 

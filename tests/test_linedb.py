@@ -6,14 +6,14 @@ import json
 
 import numpy as np
 import pytest
-from helpers import assert_same_bytes_for_1_and_2_workers
+from helpers import assert_same_bytes_for_1_and_2_workers, counter_below, counter_draw
 
 from fdsl.datasets import cli as inspect_cli
 from fdsl.errors import FdslError
 from fdsl.generators import cli, linedb
 from fdsl.generators.generate import generate
 from fdsl.generators.kernels import raster
-from fdsl.generators.linedb import source as linedb_source
+from fdsl.generators.seeding import stream_key
 
 
 def _source(**kw) -> linedb.LineDBSource:
@@ -33,14 +33,17 @@ def test_default_counts_step_16_and_images_draw_that_many_lines():
 
 
 def test_image_is_the_lines_drawn_by_the_rasteriser():
+    """Line k's ends and grey are draws 5k..5k+4 of the image's counter-based stream (seed, 1,
+    class, instance), worked out here in plain Python from seeding's splitmix64."""
     src = _source(classes=1, line_counts=[5], image_size=32)
     image = src.render(2, 3).images[0]
-    rng = np.random.default_rng([0, linedb_source.TAG_IMAGE, 0, 2])
-    ends, greys = rng.integers(0, 32, (5, 4)), rng.integers(0, 256, 5)
+    key = stream_key(0, 1, 0, 2)
     expected = np.full((32, 32), 255, np.uint8)
-    for (x0, y0, x1, y1), grey in zip(ends, greys, strict=True):
-        raster.draw_line(expected, int(x0), int(y0), int(x1), int(y1), int(grey))
+    for k in range(5):
+        x0, y0, x1, y1 = (counter_below(key, 5 * k + j, 32) for j in range(4))
+        raster.draw_line(expected, x0, y0, x1, y1, counter_draw(key, 5 * k + 4) >> 56)
     np.testing.assert_array_equal(image, expected)
+    assert src.version == "2"
 
 
 def test_given_counts_and_shuffled_control():

@@ -9,7 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from helpers import assert_same_bytes_for_1_and_2_workers
+from helpers import assert_same_bytes_for_1_and_2_workers, counter_below, counter_uniform
 from PIL import Image, ImageDraw
 
 from fdsl.datasets import cli as inspect_cli
@@ -19,6 +19,7 @@ from fdsl.generators.generate import generate
 from fdsl.generators.kernels import perlin, raster
 from fdsl.generators.rcdb import params as rcdb_params
 from fdsl.generators.rcdb import source as rcdb_source
+from fdsl.generators.seeding import stream_key
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.reference import rcdb_official as ref  # noqa: E402
@@ -98,6 +99,44 @@ def test_render_is_independent_of_the_split_and_records_metadata():
     assert np.all((whole.metadata["oval_x"] >= 1) & (whole.metadata["oval_x"] < 2))
     assert np.all(np.abs(whole.metadata["centre_x"] - 256) <= 200)
     assert len({im.tobytes() for im in whole.images}) == 12
+
+
+@pytest.mark.parametrize("broken", [0.0, 0.35])
+def test_source_kernel_draws_exactly_the_sampled_draws(broken):
+    """The source's kernel reads its draws from the counter-based stream as it draws; the
+    explicit-draws path (sample_image -> draw_image, which the reference port is checked against)
+    gives the same images."""
+    src = _source(broken_fraction=broken, instances=3)
+    batch = src.render(0, 9)
+    c = src.params
+    for row, item in enumerate(range(9)):
+        label, instance = divmod(item, 3)
+        draws = rcdb_params.sample_image(0, label, instance, int(c.vertices[label]), int(c.contours[label]), broken)
+        np.testing.assert_array_equal(batch.images[row], rcdb_source.draw_image(draws, c.perlin[label], c.offset[label], 64))
+        assert batch.metadata["radius"][row] == draws.radius
+        assert batch.metadata["centre_x"][row] == np.float32(draws.centre_x)
+
+
+def test_image_draws_are_the_counter_stream():
+    """Draws of image (seed 3, class 1, instance 4), worked out in plain Python from seeding's
+    splitmix64: 0 radius, 1-2 ovals, 3-4 centre y, x, 5+k greys, then the noise inputs."""
+    key = stream_key(3, 2, 1, 4)
+
+    def below(i: int, n: int) -> int:
+        return counter_below(key, i, n)
+
+    def uniform(i: int) -> float:
+        return counter_uniform(key, i)
+
+    draws = rcdb_params.sample_image(3, 1, 4, vertices=3, contours=2)
+    assert draws.radius == below(0, 101)
+    assert (draws.oval_x, draws.oval_y) == (1.0 + uniform(1), 1.0 + uniform(2))
+    assert (draws.centre_y, draws.centre_x) == ((112 + below(3, 801)) / 2, (112 + below(4, 801)) / 2)
+    assert draws.greys.tolist() == [min(below(5, 257), 255), min(below(6, 257), 255)]
+    # contour k, axis a, vertex v: draw 5 + K + (2k + a) V + v
+    assert draws.noise_inputs[1, 0, 2] == 1e4 * uniform(5 + 2 + 2 * 3 + 2)
+    assert draws.noise_inputs[0, 1, 0] == 1e4 * uniform(5 + 2 + 1 * 3 + 0)
+    assert draws.keep is None
 
 
 def _shard_images(folder: Path) -> np.ndarray:

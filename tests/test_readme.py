@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from fdsl.datasets.build import build_dataset
+from fdsl.generators.generate import generate
 
 sys.path.insert(0, str(Path(__file__).parent))
 from toy_source import ToySource  # noqa: E402
@@ -35,6 +36,9 @@ def workdir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("readme")
     build_dataset(RenderLike(classes=3, per_class=12, size=16), root / "data" / "renders",
                   shard_size=10, backend="inline")
+    # a small stand-in for data/fdb1k: FractalDB written with --params-only
+    generate("fractaldb", root / "data" / "fdb1k", classes=2, instances=12, image_size=32, points=1000,
+             search_points=3000, fill_rate=0.005, workers=1, backend="inline", params_only=True)
     return root
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import os
 from typing import Any
 
 import numpy as np
@@ -17,9 +17,11 @@ class ToySource:
     version = "1"
 
     def __init__(self, classes: int = 3, per_class: int = 10, size: int = 16, seed: int = 0,
-                 fail_every: int = 0, delay: float = 0.0) -> None:
+                 fail_every: int = 0, gate: str | None = None) -> None:
         self.classes, self.per_class, self.size, self.seed, self.fail_every = classes, per_class, size, seed, fail_every
-        self.delay = delay  # seconds per rendered batch, so tests can kill a run midway
+        # A helpers.Gate folder: rendering item 0 waits there until the test opens the gate, so a
+        # test knows a run is mid-work without sleeping (not part of the config: same bytes).
+        self.gate = gate
 
     def config(self) -> dict[str, Any]:
         return {"classes": self.classes, "per_class": self.per_class, "size": self.size,
@@ -36,14 +38,22 @@ class ToySource:
         return rng.integers(0, 256, (self.size, self.size), dtype=np.uint8)
 
     def render(self, start: int, stop: int) -> RenderedBatch:
-        if self.delay:
-            time.sleep(self.delay)
+        if self.gate and start == 0:
+            self._wait_at_gate()
         items = [i for i in range(start, stop) if not (self.fail_every and i % self.fail_every == self.fail_every - 1)]
         failures = [{"item": i, "reason": "toy failure"} for i in range(start, stop) if i not in items]
         images = np.stack([self.image(i) for i in items]) if items else np.zeros((0, self.size, self.size), np.uint8)
         labels = np.array([i // self.per_class for i in items], dtype=np.int64)
         return RenderedBatch(images, labels, {"inst": np.array([i % self.per_class for i in items], np.int32)},
                              np.array(items, np.int64), failures)
+
+    def _wait_at_gate(self) -> None:
+        reached = os.path.join(self.gate, "reached")
+        if os.path.exists(reached):
+            with open(reached, "w") as fh:
+                fh.write("x")
+        with open(os.path.join(self.gate, "go")) as fh:  # blocks until the test opens the gate
+            fh.read()
 
     def png_path(self, label: int, metadata: dict, item: int) -> str:
         return f"{label:05d}/{label:05d}_{int(metadata['inst']):04d}.png"

@@ -37,8 +37,10 @@ def build_parser() -> OneLineParser:
                "finished run: --resume RUN --epochs N. Multi-GPU: torchrun --nproc_per_node N "
                "$(which train-classifier) ... (--batch-size is global).")
     io = parser.add_argument_group("data and run folder")
-    io.add_argument("--data", "--data-dir", help="training data: shard folder (manifest.json) or "
-                    "ImageFolder root (default: the data of the run --resume or --config names)")
+    io.add_argument("--data", "--data-dir", help="training data: shard folder (manifest.json), "
+                    "ImageFolder root, or gen:FOLDER, a gen-fractal folder (--params-only is enough) whose "
+                    "images are made as training reads them, on the GPU when training there (default: the "
+                    "data of the run --resume or --config names)")
     io.add_argument("--out", "--output", help="run folder for checkpoints, metrics, curves and summary "
                     "(locked while the run lasts; default: the run --resume names, or RUN-rerun beside "
                     "the run whose config.yaml --config names)")
@@ -114,6 +116,9 @@ def build_parser() -> OneLineParser:
     rec.add_argument("--keep-fraction", type=fraction, help="fraction of each class kept by --prune")
     rec.add_argument("--seed", type=non_negative_int, help="seed of the split, model init, order and augmentation")
     rec.add_argument("--workers", "-j", type=non_negative_int, help="data loader workers (0 = main process)")
+    rec.add_argument("--fresh-instances", action="store_true", default=None,
+                     help="with --data gen:FOLDER: new instances of the classes every epoch (epoch 0 is the "
+                          "data set itself; held-out rows stay its images)")
     run = parser.add_argument_group("device and output")
     run.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"),
                      help="auto = CUDA when available (bf16 autocast + channels_last there)")
@@ -143,7 +148,7 @@ FIELD_FLAGS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "optimi
                "mixup", "cutmix", "mix_prob", "hflip", "color_jitter", "random_erasing", "drop_path",
                "grad_clip", "self_paced_threshold", "self_paced_ratio", "seed", "workers", "compile",
                "val_fraction", "split_by", "prune", "prune_field", "keep_fraction", "train_indices",
-               "val_indices", "amp", "channels_last", "tensorboard", "analysis")
+               "val_indices", "amp", "channels_last", "tensorboard", "analysis", "fresh_instances")
 
 
 def _body(argv: Sequence[str] | None) -> int:

@@ -2,7 +2,8 @@
 
 A data folder is either an fdsl shard data set (``manifest.json``; read with ShardLoader) or an
 ImageFolder tree (one sub-folder per class holding images, as users keep Oxford-IIIT Pet or
-CUB-200-2011). Both give uint8 batches [B, C, H, W] of one fixed size; everything else happens on
+CUB-200-2011); ``gen:FOLDER`` names a generated data set whose images are made as training reads
+them (``fdsl.generators.onthefly``; FOLDER may hold only its manifest and ``classes.npz``). Both give uint8 batches [B, C, H, W] of one fixed size; everything else happens on
 the training device (see ``fdsl.train.augment``).
 """
 
@@ -20,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from fdsl.errors import FdslError
 from fdsl.imaging import resize_center_crop
+from fdsl.train.dataarg import generated_folder
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,19 @@ def _stack(batch: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.T
     return torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch], dtype=torch.int64)
 
 
+class _WholeBatches(torch.utils.data.Dataset):
+    """Batch k of a data set that makes whole batches (``make_batch(indices)``), for the workers."""
+
+    def __init__(self, dataset: Any, batches: list[list[int]]) -> None:
+        self.dataset, self.batches = dataset, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.dataset.make_batch(self.batches[k])
+
+
 class MapLoader:
     """ShardLoader's contract for any map-style data set (used for ImageFolder trees).
 
@@ -100,13 +115,23 @@ class MapLoader:
         return sampler.num_batches(len(self.indices), self.batch_size, self.drop_last, self.world_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        # A data set that makes whole batches on the training device (gen:FOLDER on CUDA) does so;
+        # anything else is read by DataLoader workers (which pick up the data set's epoch).
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(self.epoch)
+        batches = self._batches()
+        made = getattr(self.dataset, "device_batches", lambda *_: None)(batches, self.epoch)
+        if made is not None:
+            return made
         # A private generator keeps the DataLoader from drawing on torch's global RNG, whose
         # state belongs to augmentation and is saved in checkpoints.
-        loader = torch.utils.data.DataLoader(
-            self.dataset, batch_sampler=self._batches(), num_workers=self.num_workers,
-            collate_fn=_stack, generator=torch.Generator().manual_seed(self.seed),
-            pin_memory=torch.cuda.is_available())
-        return iter(loader)
+        settings = dict(num_workers=self.num_workers, generator=torch.Generator().manual_seed(self.seed),
+                        pin_memory=torch.cuda.is_available())
+        if hasattr(self.dataset, "make_batch"):  # whole batches in the workers: no per-image collation
+            return iter(torch.utils.data.DataLoader(_WholeBatches(self.dataset, batches), batch_size=None,
+                                                    **settings))
+        return iter(torch.utils.data.DataLoader(self.dataset, batch_sampler=batches, collate_fn=_stack,
+                                                **settings))
 
 
 @dataclass
@@ -114,27 +139,48 @@ class DataSource:
     """An opened data folder: the data set, its class names and labels, and how to batch it."""
 
     path: Path
-    kind: str  # "shards" or "imagefolder"
+    kind: str  # "shards", "imagefolder" or "generated"
     dataset: Any
     classes: list[str]
     labels: np.ndarray  # int64 [N]
     native_side: int  # short side of the stored images
 
     def loader(self, indices: np.ndarray, *, batch_size: int, shuffle: bool, workers: int,
-               seed: int, rank: int = 0, world_size: int = 1, drop_last: bool = False) -> Any:
-        """A ShardLoader/MapLoader over ``indices`` for this rank."""
+               seed: int, rank: int = 0, world_size: int = 1, drop_last: bool = False,
+               device: torch.device | None = None, fresh_instances: bool = False) -> Any:
+        """A ShardLoader/MapLoader over ``indices`` for this rank (a generated set: made on
+        ``device`` when it is CUDA, with new instances every epoch if ``fresh_instances``)."""
+        dataset = self.training_dataset(device, fresh_instances)
         if self.kind == "shards":
             from fdsl.datasets import ShardLoader
 
             return ShardLoader(self.dataset, batch_size=batch_size, shuffle=shuffle,
                                num_workers=workers, seed=seed, rank=rank, world_size=world_size,
                                drop_last=drop_last, indices=indices)
-        return MapLoader(self.dataset, batch_size, shuffle, workers, seed, rank, world_size,
-                         drop_last, indices)
+        return MapLoader(dataset, batch_size, shuffle, workers, seed, rank, world_size, drop_last, indices)
+
+
+    def training_dataset(self, device: torch.device | None, fresh_instances: bool) -> Any:
+        """The data set a training loader reads (a generated set's view for ``device``)."""
+        if self.kind != "generated":
+            if fresh_instances:
+                raise FdslError(f"--fresh-instances needs generated data (--data gen:FOLDER), not {self.path}")
+            return self.dataset
+        from fdsl.generators.onthefly import training_view
+
+        return training_view(self.dataset, device, fresh_instances)
 
 
 def open_data(path: str | Path, image_size: int, resize_ratio: float | None) -> DataSource:
-    """Open a shard folder or an ImageFolder tree; FdslError (one line) when it is neither."""
+    """Open a shard folder, an ImageFolder tree or ``gen:FOLDER``; FdslError (one line) otherwise."""
+    folder = generated_folder(path)
+    if folder is not None:
+        if not folder.is_dir():
+            raise FdslError(f"data folder {folder} does not exist")
+        from fdsl.generators.onthefly import OnTheFlyDataset
+
+        made = OnTheFlyDataset(folder, mode=None)
+        return DataSource(folder, "generated", made, made.classes, made.labels, min(made.image_shape[1:]))
     path = Path(path)
     if not path.is_dir():
         raise FdslError(f"data folder {path} does not exist")

@@ -141,7 +141,7 @@ def train_classifier(
     folder = plan_run_folder(broadcast_object(spec.out), resume=spec.resume, overwrite=overwrite)
     # 3. data and splits
     splits = open_splits(spec.data, spec.val_data, config)
-    train_loader, val_loader = make_loaders(splits, config, ctx)
+    train_loader, val_loader = make_loaders(splits, config, ctx, dev)
     # 4. resume state
     state = load_resume_state(folder, config, splits, ctx.world_size)
     # 5. model, optimiser and schedule

@@ -85,6 +85,9 @@ class TrainConfig:
     val_indices: str = ""
     seed: int = 0
     workers: int = 2
+    # gen:FOLDER data: new instances every epoch (epoch e drawn with the seed
+    # fdsl.generators.onthefly.epoch_seed(seed of the set, e); epoch 0 is the set itself).
+    fresh_instances: bool = False
     # None = on CUDA only; true = on every device (bf16 autocast on CPU too); false = never.
     amp: bool | None = None
     channels_last: bool | None = None

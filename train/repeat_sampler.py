@@ -98,14 +98,17 @@ class RepeatedMapLoader(MapLoader):
 
 def repeated_loader(source: DataSource, indices: Sequence[int] | np.ndarray, *, repeats: int,
                     batch_size: int, workers: int, seed: int, rank: int = 0,
-                    world_size: int = 1) -> ShardLoader | MapLoader:
+                    world_size: int = 1, device: Any = None,
+                    fresh_instances: bool = False) -> ShardLoader | MapLoader:
     """The training loader of ``source`` over ``indices`` with repeated augmentation; the last
-    short batch is dropped when a rank has more than one batch (timm drops it always)."""
+    short batch is dropped when a rank has more than one batch (timm drops it always). Generated
+    data: as ``DataSource.loader`` (``device``, ``fresh_instances``)."""
     count = selected_count(len(indices), world_size)
     drop_last = count > batch_size
     if source.kind == "shards":
+        source.training_dataset(device, fresh_instances)  # refuses --fresh-instances
         return RepeatedShardLoader(source.dataset, batch_size=batch_size, shuffle="full",
                                    num_workers=workers, seed=seed, rank=rank, world_size=world_size,
                                    drop_last=drop_last, indices=np.asarray(indices), repeats=repeats)
-    return RepeatedMapLoader(source.dataset, batch_size, True, workers, seed, rank, world_size,
-                             drop_last, np.asarray(indices), repeats=repeats)
+    return RepeatedMapLoader(source.training_dataset(device, fresh_instances), batch_size, True, workers, seed,
+                             rank, world_size, drop_last, np.asarray(indices), repeats=repeats)

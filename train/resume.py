@@ -17,6 +17,7 @@ from typing import Any
 
 from fdsl.errors import FdslError
 from fdsl.train.checkpoint import load_checkpoint
+from fdsl.train.dataarg import absolute_data
 from fdsl.train.recipes import TrainConfig
 from fdsl.train.rundir import RunFolder
 from fdsl.train.splits import Splits
@@ -62,7 +63,7 @@ def check_resume_data(saved: Mapping[str, Any], classes: list[str], train_images
     if "train_images" in saved and saved["train_images"] != train_images:
         raise FdslError(f"--resume: {data} gives {train_images} training images, the run in {out} had "
                         f"{saved['train_images']} (from {saved.get('data')})")
-    if saved.get("data_resolved") not in (None, str(Path(data).resolve())):
+    if saved.get("data_resolved") not in (None, str(absolute_data(data))):
         log.warning("--resume: data is now %s (the run started on %s); same classes and size, going on",
                     data, saved["data_resolved"])
 

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from fdsl.errors import FdslError
+from fdsl.train.dataarg import absolute_data
 from fdsl.train.models import canonical_name
 from fdsl.train.recipes import SAVED_FIELDS, TrainConfig, resolve_config
 
@@ -51,8 +52,8 @@ class RunSpec:
 
     config: TrainConfig
     recipe: str
-    data: Path | None
-    val_data: Path | None
+    data: str | Path | None  # a folder, or "gen:FOLDER" (fdsl.train.dataarg)
+    val_data: str | Path | None
     finetune_from: Path | None
     out: Path | None
     resume: bool
@@ -122,10 +123,11 @@ def resolve_run(data: str | Path | None = None, out: str | Path | None = None, *
     recipe = recipe or record.get("recipe") or DEFAULT_RECIPE
     config = resolve_run_config(recipe, model=model, config_file=config_file, overrides=overrides,
                                 **fields)
+    data = data if data is not None else record.get("data_resolved", record.get("data"))
+    val_data = val_data if val_data is not None else record.get("val_data")
     return RunSpec(config=config, recipe=recipe,
-                   data=_absolute(data if data is not None
-                                  else record.get("data_resolved", record.get("data"))),
-                   val_data=_absolute(val_data if val_data is not None else record.get("val_data")),
+                   data=None if data is None else absolute_data(data),
+                   val_data=None if val_data is None else absolute_data(val_data),
                    finetune_from=_absolute(finetune_from if finetune_from is not None
                                            else record.get("finetune_from")),
                    out=None if out is None else Path(out), resume=folder is not None)

@@ -135,26 +135,31 @@ def pruned(source: Any, train_idx: np.ndarray, config: TrainConfig) -> np.ndarra
     return train_idx[kept]
 
 
-def make_loaders(splits: Splits, config: TrainConfig, ctx: Dist) -> tuple[Any, Any | None]:
+def make_loaders(splits: Splits, config: TrainConfig, ctx: Dist,
+                 device: Any = None) -> tuple[Any, Any | None]:
     """This rank's (training loader, held-out loader or None). ``config.batch_size`` is global.
 
     Training batches are shuffled per epoch and split over the ranks; for evaluation each rank
     reads its own disjoint slice of the held-out rows (no padding), and the sums are all-reduced.
+    Generated data (``gen:FOLDER``) is made on ``device`` when it is CUDA, each rank making only its
+    own rows; with ``fresh_instances`` training draws new instances every epoch, the held-out rows
+    stay the data set's own images.
     """
     per_rank = config.batch_size // ctx.world_size
     train_idx, val_idx = splits.train_idx, splits.val_idx
+    made = {"device": device, "fresh_instances": config.fresh_instances}
     if config.aug_repeats:
         from fdsl.train.repeat_sampler import repeated_loader
 
         train = repeated_loader(splits.train_src, train_idx, repeats=config.aug_repeats,
                                 batch_size=per_rank, workers=config.workers, seed=config.seed,
-                                rank=ctx.rank, world_size=ctx.world_size)
+                                rank=ctx.rank, world_size=ctx.world_size, **made)
     else:
         train = splits.train_src.loader(train_idx, batch_size=per_rank, shuffle=True,
                                         workers=config.workers, seed=config.seed, rank=ctx.rank,
                                         world_size=ctx.world_size,
-                                        drop_last=len(train_idx) > config.batch_size)
+                                        drop_last=len(train_idx) > config.batch_size, **made)
     val = (splits.val_src.loader(val_idx[ctx.rank::ctx.world_size], batch_size=per_rank, shuffle=False,
-                                 workers=config.workers, seed=config.seed)
+                                 workers=config.workers, seed=config.seed, device=device)
            if len(val_idx) else None)
     return train, val

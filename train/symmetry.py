@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 
 from fdsl.jsonfile import read_json
+from fdsl.train.dataarg import data_root
 from fdsl.train.recipes import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ FIELD = "mirror_symmetric"
 
 def declared_not_mirror_symmetric(data: str | Path) -> bool:
     """True when ``data/manifest.json``'s config holds ``"mirror_symmetric": false``."""
-    path = Path(data) / MANIFEST
+    path = data_root(data) / MANIFEST
     if not path.is_file():
         return False
     manifest = read_json(path, "manifest")

@@ -52,6 +52,7 @@ from fdsl.generators.exfractaldb.params import (
 from fdsl.generators.exfractaldb.source import NAME, ExFractalDBSource, source_from_config
 from fdsl.generators.limits import MAX_POINTS, at_most
 from fdsl.generators.registry import GeneratorSpec, register_generator
+from fdsl.sources import Unsearched, with_preview
 
 __all__ = ["SPEC", "ClassParams", "ExFractalDBSource", "load_class_params", "make_source", "prepare_source",
            "search_classes", "source_from_config"]
@@ -101,8 +102,11 @@ def _searched(classes: int, seed: int, search_points: int, threshold: float, wor
               **source: Any) -> ExFractalDBSource:
     params = search_classes(classes, seed=seed, points=search_points, threshold=threshold, workers=workers,
                             backend=backend)
-    return ExFractalDBSource(params, seed=seed, search={"points": search_points, "variance_threshold": threshold},
-                             **source)
+    return ExFractalDBSource(params, seed=seed, search=_search_config(search_points, threshold), **source)
+
+
+def _search_config(search_points: int, threshold: float) -> dict[str, Any]:
+    return {"points": search_points, "variance_threshold": threshold}
 
 
 def prepare_source(*, classes: int, instances: int | None = None, seed: int = 0, image_size: int | None = None,
@@ -147,13 +151,17 @@ def prepare_source(*, classes: int, instances: int | None = None, seed: int = 0,
               "image_size": _positive("image-size", image_size, DEFAULTS["image_size"]), "roll": not no_roll,
               "instance_table": table, "views_mode": mode, "gl_rows": bool(fixed.get("gl_rows", False))}
     if params_from is None:
-        return functools.partial(_searched, classes, seed, search_points, threshold, workers, backend, **source)
+        searched = functools.partial(_searched, classes, seed, search_points, threshold, workers, backend, **source)
+        return with_preview(searched, functools.partial(
+            ExFractalDBSource, Unsearched(classes), seed=seed, search=_search_config(search_points, threshold),
+            **source))
     if variance_threshold is not None or search_points_3d is not None:
         raise FdslError("--variance-threshold and --search-points-3d do not apply with --params-from "
                         "(the classes are read, not searched)")
     params = first_classes(load_class_params(params_from), classes, params_from)
     search = {"params_sha256": hashlib.sha256(Path(params_from).read_bytes()).hexdigest()}
-    return functools.partial(ExFractalDBSource, params, seed=seed, search=search, **source)
+    made = functools.partial(ExFractalDBSource, params, seed=seed, search=search, **source)
+    return with_preview(made, made)
 
 
 SPEC = register_generator(GeneratorSpec(

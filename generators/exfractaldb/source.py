@@ -2,13 +2,15 @@
 
 See ``fdsl.generators.exfractaldb`` for the data set and ``fdsl.generators.exfractaldb.tables`` for
 the instance tables and view modes. Model (class, variant) draws its ``points`` chaos-game points
-from ``default_rng([seed, 2, class, variant])``; view v of it its angles (and ring jitter) from
-``default_rng([seed, 3, class, variant, v])``; so every image is fixed by the seed, the class
-parameters and its (variant, view), whatever the workers or shards.
+from the counter-based stream ``(seed, 2, class, variant)``; view v of it its angles (and ring
+jitter) from ``(seed, 3, class, variant, v)`` (``fdsl.generators.kernels.ifs3d_image``, whose
+kernels the CPU and the GPU share); so every image is fixed by the seed, the class parameters and
+its (variant, view), whatever the workers, shards or device.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,32 +18,32 @@ import numpy as np
 
 import fdsl.generators.exfractaldb.tables as tables
 from fdsl.generators.exfractaldb.params import ClassParams
-from fdsl.generators.kernels import ifs3d
+from fdsl.generators.kernels import ifs3d_image
 from fdsl.generators.sourcebase import GeneratedSource
 from fdsl.sources import RenderedBatch
 
 NAME = "exfractaldb"
-VERSION = "3"  # 3: official weights_ins25 order, 10k points, instance tables and view modes
-TAG_INSTANCE, TAG_VIEW = 2, 3
+# 3: official weights_ins25 order, 10k points, instance tables and view modes; 4: counter-based
+# streams for the models' points and the views (shared with the GPU kernel)
+VERSION = "4"
 
 
 def variant_cloud(params: ClassParams, label: int, variant: int, seed: int, points: int,
                   table: str = "paper25") -> np.ndarray | None:
     """The normalised, centred float64 [points, 3] cloud of (class, row ``variant`` of ``table``);
     None if it diverges (the official writes no model then)."""
-    matrices, shifts, probs = params.system(label, tables.instance_table(table)[variant])
-    rng = np.random.default_rng([seed, TAG_INSTANCE, label, variant])
-    cloud = ifs3d.chaos_game(matrices, shifts, probs, rng.random(points))
-    return cloud if ifs3d.normalize_center(cloud) else None
+    xs, ys, zs = np.empty((3, points))
+    tabled = ifs3d_image.class_tables(params.params, params.probs, params.num_maps)
+    if not ifs3d_image.cloud_points(label, variant, np.uint64(seed), points, *tabled,
+                                    tables.instance_table(table), xs, ys, zs):
+        return None
+    return np.stack([xs, ys, zs], axis=1)
 
 
 def view_angles(seed: int, label: int, variant: int, view: int, roll: bool, mode: str = "random",
                 views: int = 1) -> tuple[float, float, float]:
     """(azimuth, elevation, roll) in radians of view ``view`` (of ``views``) of a model."""
-    rng = np.random.default_rng([seed, TAG_VIEW, label, variant, view])
-    if mode == "ring":
-        return tables.ring_view(rng, view, views)
-    return tables.random_view(rng, roll)
+    return ifs3d_image.view_angles(np.uint64(seed), label, variant, view, roll, mode == "ring", views)
 
 
 class ExFractalDBSource(GeneratedSource):
@@ -63,19 +65,34 @@ class ExFractalDBSource(GeneratedSource):
         self.table_rows = len(tables.instance_table(instance_table))
         self._substitutes: dict[int, dict[int, int | None]] = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("kernel_tables", None)  # cached, rebuilt on use
+        return state
+
+    @functools.cached_property
+    def kernel_tables(self) -> tuple[np.ndarray, ...]:
+        """(params, cumulative, num_maps, instance table): the kernels' class tables."""
+        c = self.params
+        return (*ifs3d_image.class_tables(c.params, c.probs, c.num_maps), tables.instance_table(self.instance_table))
+
     def cloud(self, label: int, variant: int) -> np.ndarray | None:
         return variant_cloud(self.params, label, variant, self.seed, self.points, self.instance_table)
+
+    def valid(self, label: int, variant: int) -> bool:
+        """Whether model (label, variant)'s cloud is drawable (does not diverge)."""
+        return bool(ifs3d_image.model_valid(label, variant, np.uint64(self.seed), self.points, *self.kernel_tables,
+                                            np.empty((ifs3d_image.MAX_MAPS, ifs3d_image.NUM_PARAMS)),
+                                            np.empty(ifs3d_image.FRAME)))
 
     def substitutes(self, label: int) -> dict[int, int | None]:
         """Variant slot -> the variant drawn instead, for the slots of class ``label`` whose own
         variant diverges (None when no row of the table is left). Computed once per class."""
         plan = self._substitutes.get(label)
         if plan is None:
-            spare = iter(range(self.instances_3d, self.table_rows))
-            plan = {}
-            for slot in range(self.instances_3d):
-                if self.cloud(label, slot) is None:
-                    plan[slot] = next((v for v in spare if self.cloud(label, v) is not None), None)
+            slot_ok = [self.valid(label, slot) for slot in range(self.instances_3d)]
+            plan = ifs3d_image.substitute_plan(slot_ok, range(self.instances_3d, self.table_rows),
+                                               lambda v: self.valid(label, v))
             self._substitutes[label] = plan
         return plan
 
@@ -85,57 +102,52 @@ class ExFractalDBSource(GeneratedSource):
                 "image_size": self.image_size, "roll": self.roll, "search": self.search,
                 "instance_table": self.instance_table, "views_mode": self.views_mode, "gl_rows": self.gl_rows}
 
-    def _draw_model(self, cloud: np.ndarray, label: int, variant: int, views: np.ndarray,
-                    out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Project ``cloud`` into ``out`` uint8 [V, H, W] for ``views``; (angles [V, 3], lit [V])."""
-        angles = np.array([view_angles(self.seed, label, variant, int(v), self.roll, self.views_mode, self.views)
-                           for v in views])
-        bases = np.stack([ifs3d.camera_basis(*a) for a in angles])
-        lit = ifs3d.project_views(cloud, bases, out)
-        if self.gl_rows:  # the released script saves glReadPixels' rows, bottom row first
-            out[:] = out[:, ::-1].copy()
-        return angles, lit
-
     def render(self, start: int, stop: int) -> RenderedBatch:
         size = self.image_size
-        images = np.zeros((stop - start, size, size), dtype=np.uint8)
-        meta = {k: np.zeros(stop - start, dtype=np.int32) for k in ("variant", "view")}
-        meta.update({k: np.zeros(stop - start, dtype=np.float32) for k in ("azimuth", "elevation", "roll", "fill")})
-        keep = np.ones(stop - start, dtype=bool)
-        failures: list[dict[str, Any]] = []
-        item = start
-        while item < stop:
-            # One 3-D model (class, variant) at a time: its cloud is shared by all its views.
-            label, j = divmod(item, self.per_class)
-            slot, first_view = divmod(j, self.views)
-            group_end = min(stop, label * self.per_class + (slot + 1) * self.views)
-            rows = slice(item - start, group_end - start)
-            views = np.arange(first_view, first_view + group_end - item)
-            variant = slot
-            cloud = self.cloud(label, slot)
-            substitute = self.substitutes(label)[slot] if cloud is None else None
-            if substitute is not None:
-                variant = substitute
-                cloud = self.cloud(label, variant)
-            if cloud is None:
-                keep[rows] = False
-                failures.append({"class": label, "variant": slot, "items": [item, group_end - 1],
-                                 "reason": "the variant's point cloud diverges (not finite) and so do "
-                                           f"all spare rows of the {self.instance_table} table"})
-            else:
-                angles, lit = self._draw_model(cloud, label, variant, views, images[rows])
-                meta["variant"][rows], meta["view"][rows] = variant, views
-                for col, key in enumerate(("azimuth", "elevation", "roll")):
-                    meta[key][rows] = np.degrees(angles[:, col])
-                meta["fill"][rows] = lit / (size * size)
-            item = group_end
-        items = np.arange(start, stop, dtype=np.int64)[keep]
-        return RenderedBatch(images[keep], items // self.per_class, {k: v[keep] for k, v in meta.items()},
-                             items, failures)
+        items = np.arange(start, stop, dtype=np.int64)
+        labels, j = np.divmod(items, self.per_class)
+        slots, views = np.divmod(j, self.views)
+        variants = slots.copy()
+        drawable = np.ones(len(items), bool)
+        for k, (label, slot) in enumerate(zip(labels.tolist(), slots.tolist(), strict=True)):
+            variant = self.substitutes(label).get(slot, slot)  # a diverging slot's substitute
+            drawable[k] = variant is not None
+            variants[k] = slot if variant is None else variant
+        angles = np.empty((len(items), 3))
+        cameras = np.empty((len(items), 3, 3))
+        seed = np.uint64(self.seed)
+        ifs3d_image.view_cameras(seed, labels, variants, views, self.roll, self.views_mode == "ring", self.views,
+                                 size, angles, cameras)
+        images = np.empty((len(items), size, size), dtype=np.uint8)
+        lit = np.empty(len(items), np.int64)
+        keep = drawable
+        ifs3d_image.render_models(labels[keep], variants[keep], cameras[keep], seed, self.points,
+                                  *self.kernel_tables, self.gl_rows, images[: keep.sum()], lit[: keep.sum()])
+        failures = [{"class": int(label), "variant": int(slot), "items": [int(items[k]), int(items[k])],
+                     "reason": "the variant's point cloud diverges (not finite) and so do all spare rows of "
+                               f"the {self.instance_table} table"}
+                    for k, (label, slot) in enumerate(zip(labels, slots, strict=True)) if not drawable[k]]
+        meta = {"variant": variants[keep].astype(np.int32), "view": views[keep].astype(np.int32)}
+        for col, key in enumerate(("azimuth", "elevation", "roll")):
+            meta[key] = np.degrees(angles[keep, col]).astype(np.float32)
+        meta["fill"] = (lit[: keep.sum()] / (size * size)).astype(np.float32)
+        return RenderedBatch(images[: keep.sum()], labels[keep], meta, items[keep], _merged(failures))
 
     def png_path(self, label: int, metadata: Mapping[str, Any], item: int) -> str:
         # The official render.py layout: <class>/<class>_<model 5 digits>_<view 3 digits>.png
         return f"{label:06d}/{label:06d}_{int(metadata['variant']):05d}_{int(metadata['view']):03d}.png"
+
+
+def _merged(failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One failure per run of consecutive items of the same model."""
+    out: list[dict[str, Any]] = []
+    for f in failures:
+        last = out[-1] if out else None
+        if last and (last["class"], last["variant"]) == (f["class"], f["variant"]) and last["items"][1] + 1 == f["items"][0]:
+            last["items"][1] = f["items"][1]
+        else:
+            out.append(f)
+    return out
 
 
 def source_from_config(config: Mapping[str, Any], params: ClassParams) -> ExFractalDBSource:

@@ -19,14 +19,14 @@ View modes (the camera always sits at distance 4 looking at the origin):
   ``2 pi v / V + 30 deg + j`` with j uniform in +-pi *degrees* (the script passes
   ``random.uniform(-pi, pi)`` through ``glm.radians``), camera up = +Y, no elevation or roll.
 
+The angles of each view are drawn by ``fdsl.generators.kernels.ifs3d_image.view_angles``.
+
 The ``released-code`` preset selects what the released scripts do: the 145-row table (all of it),
 12 ring views, 10,000 points, and images stored bottom row first as the script saves OpenGL's
 ``glReadPixels`` output.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -36,7 +36,6 @@ NUM_PARAMS = 12
 INSTANCE_TABLES = ("paper25", "released145")
 VIEW_MODES = ("random", "ring")
 PRESETS = ("released-code",)
-RING_START = math.radians(30.0)
 
 
 def _row(param: int, factor: float) -> list[float]:
@@ -72,27 +71,6 @@ def instance_table(name: str) -> np.ndarray:
     if name not in TABLES:
         raise FdslError(f"--instance-table must be one of {', '.join(INSTANCE_TABLES)}, got {name!r}")
     return TABLES[name]
-
-
-def random_view(rng: np.random.Generator, roll: bool) -> tuple[float, float, float]:
-    """(azimuth, elevation, roll) in radians: a direction uniform on the sphere and a roll."""
-    height, azimuth, spin = rng.uniform(-1.0, 1.0), rng.uniform(0.0, 2 * math.pi), rng.uniform(-math.pi, math.pi)
-    return azimuth, math.asin(height), spin if roll else 0.0
-
-
-def ring_yaw(view: int, views: int, jitter_degrees: float) -> float:
-    """The released script's yaw (radians) about +Y of the rotation that takes +X to the
-    direction from the camera to the origin, for view ``view`` of ``views``."""
-    return view / views * math.pi * 2.0 + RING_START + math.radians(jitter_degrees)
-
-
-def ring_view(rng: np.random.Generator, view: int, views: int) -> tuple[float, float, float]:
-    """(azimuth, elevation, roll) in the convention of ``ifs3d.camera_basis`` for a ring view.
-
-    The script's camera sits at ``-4 R(yaw) e_x = 4 (-cos yaw, 0, sin yaw)``, which is azimuth
-    ``yaw - pi / 2`` at elevation 0; its up vector ``R(yaw) e_y`` is +Y, so there is no roll.
-    """
-    return ring_yaw(view, views, rng.uniform(-math.pi, math.pi)) - math.pi / 2, 0.0, 0.0
 
 
 def preset_settings(name: str | None) -> dict[str, object]:

@@ -69,6 +69,7 @@ from fdsl.generators.fractaldb.source import (
 )
 from fdsl.generators.limits import MAX_POINTS, at_most
 from fdsl.generators.registry import GeneratorSpec, register_generator
+from fdsl.sources import Unsearched, with_preview
 
 __all__ = ["SPEC", "ClassParams", "FractalDBSource", "load_class_params", "make_source", "prepare_source",
            "search_classes", "source_from_config"]
@@ -117,8 +118,12 @@ def _searched(classes: int, seed: int, fill_rate: float, search_points: int, wor
               **source: Any) -> FractalDBSource:
     params = search_classes(classes, seed=seed, fill_rate=fill_rate, search_points=search_points,
                             workers=workers, backend=backend)
-    search = {"fill_rate": fill_rate, "search_points": search_points, "size": SEARCH_SIZE, "pad": PAD}
-    return FractalDBSource(params, seed=seed, search=search, params_sha256=None, **source)
+    return FractalDBSource(params, seed=seed, search=_search_config(fill_rate, search_points),
+                           params_sha256=None, **source)
+
+
+def _search_config(fill_rate: float, search_points: int) -> dict[str, Any]:
+    return {"fill_rate": fill_rate, "search_points": search_points, "size": SEARCH_SIZE, "pad": PAD}
 
 
 def prepare_source(*, classes: int, instances: int | None = None, seed: int = 0,
@@ -139,15 +144,19 @@ def prepare_source(*, classes: int, instances: int | None = None, seed: int = 0,
     _check(classes, seed, s["instances"], s["image_size"], s["points"], s["fill_rate"], s["search_points"], s["color"])
     source = {"instances": s["instances"], "image_size": s["image_size"], "points": s["points"], "color": s["color"]}
     if params_from is None:
-        return functools.partial(_searched, classes, seed, s["fill_rate"], s["search_points"], workers, backend,
-                                 **source)
+        searched = functools.partial(_searched, classes, seed, s["fill_rate"], s["search_points"], workers,
+                                     backend, **source)
+        return with_preview(searched, functools.partial(
+            FractalDBSource, Unsearched(classes), seed=seed, params_sha256=None,
+            search=_search_config(s["fill_rate"], s["search_points"]), **source))
     if fill_rate is not None or search_points is not None:
         raise FdslError("--fill-rate and --search-points do not apply with --params-from "
                         "(the classes are read, not searched)")
     path = Path(params_from)
     params = first_classes(load_class_params(path), classes, path)
-    return functools.partial(FractalDBSource, params, seed=seed, search={"from_file": path.name},
+    made = functools.partial(FractalDBSource, params, seed=seed, search={"from_file": path.name},
                              params_sha256=params_digest(path), **source)
+    return with_preview(made, made)
 
 
 SPEC = register_generator(GeneratorSpec(

@@ -25,9 +25,9 @@ import math
 import numba
 import numpy as np
 
+from fdsl.generators.kernels.counter import draw as _hash
+from fdsl.generators.kernels.fpround import add, mul
 from fdsl.generators.seeding import GOLDEN, mix64, stream_key  # noqa: F401  (part of this module's API)
-from fdsl.generators.seeding import MUL1 as _MUL1
-from fdsl.generators.seeding import MUL2 as _MUL2
 
 # Stream tags: one independent stream family per use.
 TAG_SEARCH_POINTS = 2
@@ -37,13 +37,7 @@ TAG_PATCH = 4
 NAN_CUT = 100  # the official deletes this many points before the first NaN
 LUT_BITS = 10  # map-selection table: 1024 buckets of the top bits of each draw
 
-_G = np.uint64(GOLDEN)
-_M1 = np.uint64(_MUL1)
-_M2 = np.uint64(_MUL2)
 _S11 = np.uint64(11)
-_S27 = np.uint64(27)
-_S30 = np.uint64(30)
-_S31 = np.uint64(31)
 _S32 = np.uint64(32)
 _S_LUT = np.uint64(64 - LUT_BITS)
 _ONE = np.uint64(1)
@@ -64,14 +58,6 @@ def selection_table(cum: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- kernels
-
-
-@numba.njit(cache=True, inline="always")
-def _hash(key, i):
-    z = key + (np.uint64(i) + _ONE) * _G
-    z = (z ^ (z >> _S30)) * _M1
-    z = (z ^ (z >> _S27)) * _M2
-    return z ^ (z >> _S31)
 
 
 @numba.njit(cache=True)
@@ -129,8 +115,7 @@ def orbit(maps, cum, table, key, xs, ys, box):
         j = table[h >> _S_LUT]
         while u > edges[j]:
             j += 1
-        nx = x * maps[j, 0] + y * maps[j, 1] + maps[j, 4]
-        ny = x * maps[j, 2] + y * maps[j, 3] + maps[j, 5]
+        nx, ny = step(maps, j, x, y)
         if math.isnan(nx) or math.isnan(ny):
             # NaN spreads to x one step after y, so x's first NaN is i or i + 1.
             first_x = i if (math.isnan(nx) or i == n - 1) else i + 1
@@ -154,6 +139,14 @@ def orbit(maps, cum, table, key, xs, ys, box):
 
 
 @numba.njit(cache=True, inline="always")
+def step(maps, j, x, y):
+    """Map ``j`` of ``maps`` applied to (x, y): ``(x a + y b + e, x c + y d + f)``, each product and
+    sum rounded on its own (``mul`` / ``add``: the GPU kernel shares this step)."""
+    return (add(add(mul(x, maps[j, 0]), mul(y, maps[j, 1])), maps[j, 4]),
+            add(add(mul(x, maps[j, 2]), mul(y, maps[j, 3])), maps[j, 5]))
+
+
+@numba.njit(cache=True, inline="always")
 def _frame(lo, hi):
     """(shift, width) of the official rescale of values with min ``lo`` and max ``hi``: shift by
     the minimum only when it is negative, then divide by (max - min) of the shifted values."""
@@ -163,8 +156,9 @@ def _frame(lo, hi):
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def _pixel(v, shift, width, span, padf, top):
-    """``np.uint16((v - shift) / width * span + pad)``; NaN (inf / inf, 0 / 0) gives 0 as there."""
-    s = (v - shift) / width * span + padf
+    """``np.uint16((v - shift) / width * span + pad)``; NaN (inf / inf, 0 / 0) gives 0 as there.
+    Shared with the GPU kernel (``ifs2d_image``): ``mul`` / ``add`` keep CUDA from fusing."""
+    s = add(mul((v - shift) / width, span), padf)
     if not math.isfinite(s):
         return 0
     return min(np.int64(s), top)  # finite values never pass the frame; the min guards memory

@@ -1,21 +1,20 @@
-"""3-D iterated function systems and their pinhole projection, in Numba.
+"""3-D iterated function systems for ExFractalDB's category search, and its pinhole projection.
 
 A system of N maps is ``matrices`` float64 [N, 3, 3] (rows (a b c), (d e f), (g h i) of the official
-parameter order) and ``shifts`` float64 [N, 3] (j, k, l); a point maps to ``A @ p + t``. Randomness
-comes in as arrays of uniforms drawn by seeded NumPy Generators, so kernels are pure functions.
+parameter order) and ``shifts`` float64 [N, 3] (j, k, l); a point maps to ``A @ p + t``. The search's
+randomness comes in as arrays of uniforms drawn by seeded NumPy Generators, so kernels are pure
+functions. The models and views of the data set are ``ifs3d_image``'s (counter-based streams,
+shared with the GPU); ``camera_basis`` and ``project_views`` expose its projection on any points.
 """
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 
-FOVY_DEGREES = 45.0
-CAMERA_DISTANCE = 4.0
-Z_NEAR = 1.0
-Z_FAR = 100.0
+from fdsl.generators.kernels import ifs3d_image
+
+CAMERA_DISTANCE = ifs3d_image.CAMERA_DISTANCE
 
 
 @numba.njit(cache=True)
@@ -109,69 +108,29 @@ def axis_variances(points: np.ndarray) -> np.ndarray:
 
 
 def camera_basis(azimuth: float, elevation: float, roll: float) -> np.ndarray:
-    """Rows (right, up, back) float64 [3, 3] of a camera on the +back side looking at the origin.
-
-    Angles in radians; azimuth about +Y from +Z, elevation toward +Y (Y is up as in OpenGL), roll
-    turns the image about the viewing axis. The camera sits at ``CAMERA_DISTANCE * back``.
-    """
-    ca, sa = math.cos(azimuth), math.sin(azimuth)
-    ce, se = math.cos(elevation), math.sin(elevation)
-    right = np.array([ca, 0.0, -sa])
-    up = np.array([-se * sa, ce, -se * ca])
-    back = np.array([ce * sa, se, ce * ca])
-    cr, sr = math.cos(roll), math.sin(roll)
-    return np.stack([cr * right + sr * up, -sr * right + cr * up, back])
+    """Rows (right, up, back) float64 [3, 3] of a camera on the +back side looking at the origin
+    (``ifs3d_image.camera_axes``: angles in radians, azimuth about +Y from +Z, elevation toward +Y,
+    roll about the viewing axis; the camera sits at ``CAMERA_DISTANCE * back``)."""
+    out = np.empty((3, 3))
+    ifs3d_image.camera_axes(float(azimuth), float(elevation), float(roll), out)
+    return out
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _pixel_indices(xs: np.ndarray, ys: np.ndarray, zs: np.ndarray, cam: np.ndarray, distance: float,
-                   near: float, far: float, height: int, width: int, out: np.ndarray) -> None:
-    # Branch-free so LLVM vectorises it: flat pixel index per point, -1 when clipped. cam holds the
-    # right and up rows pre-scaled by focal * half the image side, and the back row; window
-    # coordinates are floored (int of a non-negative value), row 0 at the top, depth clipped to
-    # [near, far] as OpenGL does.
-    half_w = 0.5 * width
-    half_h = 0.5 * height
-    for i in range(xs.size):
-        px, py, pz = xs[i], ys[i], zs[i]
-        depth = distance - (cam[2, 0] * px + cam[2, 1] * py + cam[2, 2] * pz)
-        inv = 1.0 / depth
-        x = half_w + (cam[0, 0] * px + cam[0, 1] * py + cam[0, 2] * pz) * inv
-        y = half_h - (cam[1, 0] * px + cam[1, 1] * py + cam[1, 2] * pz) * inv
-        inside = (depth >= near) & (depth <= far) & (x >= 0.0) & (y >= 0.0) & (x < width) & (y < height)
-        out[i] = np.int32(y) * width + np.int32(x) if inside else -1
-
-
-@numba.njit(cache=True)
-def _project_views(xs: np.ndarray, ys: np.ndarray, zs: np.ndarray, cameras: np.ndarray,
-                   distance: float, near: float, far: float, images: np.ndarray,
-                   lit: np.ndarray) -> None:
-    count, height, width = images.shape
-    index = np.empty(xs.size, dtype=np.int32)
-    for v in range(count):
-        _pixel_indices(xs, ys, zs, cameras[v], distance, near, far, height, width, index)
-        flat = images[v].ravel()
-        for i in range(index.size):
-            if index[i] >= 0:
-                flat[index[i]] = 255
-        lit[v] = np.count_nonzero(flat)
-
-
-def project_views(points: np.ndarray, bases: np.ndarray, images: np.ndarray,
-                  distance: float = CAMERA_DISTANCE, fovy_degrees: float = FOVY_DEGREES) -> np.ndarray:
-    """Splat float64 [n, 3] points as 1 px white (255) into zeroed uint8 images [V, H, W].
+def project_views(points: np.ndarray, bases: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """Splat float64 [n, 3] points as 1 px white (255) into zeroed uint8 images [V, H, W] with the
+    projection ExFractalDB's kernels use (``ifs3d_image.pixel_of``).
 
     View ``v`` has the rows of ``bases[v]`` float64 [V, 3, 3] (see camera_basis) as camera axes,
-    sits at ``distance * back`` and has vertical field of view ``fovy_degrees``; a point lights the
-    pixel holding its window coordinate. Returns the lit pixel count per view, int64 [V]
+    sits at distance 4 on its back axis and has a vertical field of view of 45 degrees; a point
+    lights the pixel holding its window coordinate. Returns the lit pixel count per view, int64 [V]
     (images must start black for the count to be the number of points' pixels).
     """
-    focal = 1.0 / math.tan(math.radians(fovy_degrees) / 2.0)
-    cameras = np.array(bases, dtype=np.float64).reshape(-1, 3, 3)
-    cameras[:, 0] *= focal * 0.5 * images.shape[2]
-    cameras[:, 1] *= focal * 0.5 * images.shape[1]
-    lit = np.zeros(len(cameras), dtype=np.int64)
     xs, ys, zs = np.ascontiguousarray(np.asarray(points, dtype=np.float64).T)
-    _project_views(xs, ys, zs, cameras, float(distance), Z_NEAR, Z_FAR, images, lit)
+    index = np.empty(len(xs), np.int64)
+    lit = np.zeros(len(images), dtype=np.int64)
+    height, width = images.shape[1:]
+    for v, basis in enumerate(np.asarray(bases, dtype=np.float64).reshape(-1, 3, 3)):
+        cam = basis.copy()
+        ifs3d_image.scale_axes(cam, height, width)
+        lit[v] = ifs3d_image.project_cloud(xs, ys, zs, cam, False, images[v], index)
     return lit
-

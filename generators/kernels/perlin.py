@@ -15,14 +15,19 @@ permutation table):
 
 The C code takes x, persistence and lacunarity as C ``float`` and computes in single precision,
 so this does the same with float32 arithmetic (the rounding of x to float32 alone moves values by
-up to 1e-3 for x near 1e4). ``pnoise1_jit`` is the scalar Numba function for kernels;
+up to 1e-3 for x near 1e4). Products go through ``fpround.mul`` / ``add`` so that the CUDA build
+of the same code (RCDB's GPU kernel) rounds each of them as the CPU does. ``pnoise1_jit`` is the scalar Numba function for kernels;
 ``pnoise1`` the vectorised wrapper. No global state; zero at every integer.
 """
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
+
+from fdsl.generators.kernels.fpround import add, mul
 
 # Ken Perlin's permutation of 0..255 (the reference implementation's table), doubled so that an
 # index (i & 255) + base with base <= 256 never needs wrapping.
@@ -62,22 +67,25 @@ def _c_mod(a, b):
 @numba.njit(cache=True, inline="always")
 def _grad(h, t):
     g = np.float32(-1.0) if h & 8 else np.float32((h & 7) + 1)
-    return g * t
+    return mul(g, t)
 
 
 @numba.njit(cache=True)
 def _noise1(x, repeat, base):
     """One octave at float32 ``x``; float32."""
-    cell = np.float32(np.floor(x))
-    i = _c_mod(np.int64(cell), repeat)
+    # math.floor, not np.floor, which CUDA lacks (equal for |x| < 2**63; an int on the CPU, a
+    # float on CUDA, hence the cast).
+    lattice = np.int64(math.floor(x))
+    cell = np.float32(lattice)
+    i = _c_mod(lattice, repeat)
     ii = _c_mod(i + 1, repeat)
     i = (i & 255) + base
     ii = (ii & 255) + base
     t = np.float32(x - cell)
-    fade = t * t * t * (t * (t * _F6 - _F15) + _F10)
+    fade = mul(mul(mul(t, t), t), add(mul(t, mul(t, _F6) - _F15), _F10))
     left = _grad(PERM[i], t)
     right = _grad(PERM[ii], np.float32(t - _F1))
-    return (left + fade * (right - left)) * _SCALE
+    return mul(add(left, mul(fade, right - left)), _SCALE)
 
 
 @numba.njit(cache=True)
@@ -94,11 +102,11 @@ def pnoise1_jit(x, octaves=1, persistence=0.5, lacunarity=2.0, repeat=1024, base
     top = _F0
     total = _F0
     for _ in range(octaves):
-        octave_repeat = np.int64(np.float32(np.float32(repeat) * freq))
-        total += _noise1(np.float32(xf * freq), octave_repeat, base) * amp
-        top += amp
-        freq *= lac
-        amp *= pers
+        octave_repeat = np.int64(np.float32(mul(np.float32(repeat), freq)))
+        total = add(total, mul(_noise1(np.float32(mul(xf, freq)), octave_repeat, base), amp))
+        top = add(top, amp)
+        freq = mul(freq, lac)
+        amp = mul(amp, pers)
     return np.float64(np.float32(total / top))
 
 

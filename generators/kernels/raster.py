@@ -57,10 +57,3 @@ def draw_line(img: np.ndarray, x0: int, y0: int, x1: int, y1: int, value: int) -
     else:
         _walk(img, x0, y0, x1, y1, value, True)
 
-
-@numba.njit(cache=True)
-def draw_lines(img: np.ndarray, ends: np.ndarray, greys: np.ndarray) -> None:
-    """Draw line k from (ends[k, 0], ends[k, 1]) to (ends[k, 2], ends[k, 3]) in grey ``greys[k]``,
-    in order (later lines overwrite)."""
-    for k in range(ends.shape[0]):
-        draw_line(img, ends[k, 0], ends[k, 1], ends[k, 2], ends[k, 3], greys[k])

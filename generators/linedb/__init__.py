@@ -3,10 +3,11 @@
 Class ``c`` draws ``line_counts[c]`` straight 1 px lines per image; by default the counts are
 16, 32, 48, ... (16 x the class number: ``--classes 62`` gives 16..992, within the paper's range
 up to 1000); ``--line-counts paper`` takes the counts the paper lists, 16, 32, 64, 128, 256, 512
-and 1000 (7 classes); ``--line-counts 10,20,...`` any list, one count per class. Per image (``default_rng([seed, 1, class, instance])``) each
-line has both ends uniform on the pixel grid (x0, y0, x1, y1 in 0..size-1) and a grey level
-0..255, drawn in order on a white canvas with the RCDB rasteriser (Pillow's 1 px lines), the
-drawing convention of RCDB in the same study.
+and 1000 (7 classes); ``--line-counts 10,20,...`` any list, one count per class. Per image (the
+counter-based stream ``(seed, 1, class, instance)`` of ``fdsl.generators.kernels.linedb_image``,
+which the CPU and the GPU kernels share) each line has both ends uniform on the pixel grid (x0, y0,
+x1, y1 in 0..size-1) and a grey level 0..255, drawn in order on a white canvas with the RCDB
+rasteriser (Pillow's 1 px lines), the drawing convention of RCDB in the same study.
 
 ``--shuffle-counts`` is the control in which line counts are not tied to classes: the count of
 each image is drawn uniformly from the class counts (from its own stream ``(seed, 2, class,
@@ -35,6 +36,7 @@ from fdsl.generators.linedb.params import (
 )
 from fdsl.generators.linedb.source import NAME, LineDBSource, source_from_config
 from fdsl.generators.registry import GeneratorSpec, checked_sizes, register_generator
+from fdsl.sources import with_preview
 
 __all__ = ["SPEC", "ClassParams", "LineDBSource", "load_class_params", "make_source", "prepare_source",
            "source_from_config"]
@@ -92,8 +94,9 @@ def prepare_source(*, classes: int, instances: int | None = None, seed: int = 0,
     at_most("a line count", int(counts.max()), MAX_LINES)
     if len(set(counts.tolist())) != len(counts):
         raise FdslError("line counts must differ between classes (a repeated count makes two classes alike)")
-    return functools.partial(LineDBSource, params, seed=seed, per_class=per_class, image_size=size,
+    made = functools.partial(LineDBSource, params, seed=seed, per_class=per_class, image_size=size,
                              shuffle_counts=bool(shuffle_counts), params_sha256=digest)
+    return with_preview(made, made)
 
 
 SPEC = register_generator(GeneratorSpec(

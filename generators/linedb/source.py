@@ -8,25 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from fdsl.generators.kernels.raster import draw_lines
+from fdsl.generators.kernels import linedb_image
 from fdsl.generators.linedb.params import ClassParams
 from fdsl.generators.sourcebase import GeneratedSource
 from fdsl.sources import RenderedBatch
 
 NAME = "linedb"
-VERSION = "1"
-TAG_IMAGE, TAG_SHUFFLE = 1, 2
-
-
-def draw_image(seed: int, label: int, instance: int, lines: int, out: np.ndarray) -> np.ndarray:
-    """Draw image ``instance`` of class ``label`` with ``lines`` lines into ``out`` uint8 [H, W]."""
-    rng = np.random.default_rng([seed, TAG_IMAGE, label, instance])
-    size = out.shape[0]
-    ends = rng.integers(0, size, (lines, 4))
-    greys = rng.integers(0, 256, lines)
-    out.fill(255)
-    draw_lines(out, ends, greys)
-    return out
+VERSION = "2"  # 2: counter-based per-image streams (fdsl.generators.kernels.linedb_image), shared with the GPU
 
 
 class LineDBSource(GeneratedSource):
@@ -49,23 +37,20 @@ class LineDBSource(GeneratedSource):
             config["params_sha256"] = self.params_sha256
         return config
 
-    def lines_of(self, label: int, instance: int) -> int:
-        """How many lines image ``instance`` of class ``label`` draws."""
-        if not self.shuffle_counts:
-            return int(self.line_counts[label])
-        rng = np.random.default_rng([self.seed, TAG_SHUFFLE, label, instance])
-        return int(self.line_counts[rng.integers(len(self.line_counts))])
+    def _draw(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        images = np.empty((len(items), self.image_size, self.image_size), dtype=np.uint8)
+        lines = np.empty(len(items), np.int32)
+        linedb_image.render_items(np.asarray(items, np.int64), np.uint64(self.seed), self.per_class,
+                                  self.line_counts, bool(self.shuffle_counts), images, lines)
+        return images, lines
+
+    def images_of(self, items: np.ndarray) -> np.ndarray:
+        return self._draw(items)[0]
 
     def render(self, start: int, stop: int) -> RenderedBatch:
-        size, count = self.image_size, stop - start
-        images = np.empty((count, size, size), dtype=np.uint8)
-        meta = {"instance": np.zeros(count, np.int32), "lines": np.zeros(count, np.int32)}
-        for row, item in enumerate(range(start, stop)):
-            label, instance = divmod(item, self.per_class)
-            lines = self.lines_of(label, instance)
-            draw_image(self.seed, label, instance, lines, images[row])
-            meta["instance"][row], meta["lines"][row] = instance, lines
         items = np.arange(start, stop, dtype=np.int64)
+        images, lines = self._draw(items)
+        meta = {"instance": (items % self.per_class).astype(np.int32), "lines": lines}
         return RenderedBatch(images, items // self.per_class, meta, items, [])
 
 

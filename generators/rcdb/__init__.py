@@ -2,9 +2,10 @@
 
 Per class (``default_rng([seed, 1, class])``): vertices ``int(Exponential(mean 100))`` redrawn until
 in 3..200, contours ``randint(1, 200)``, Perlin coefficient c ~ U(0, 4), radial offset ~ U(0, 0.1).
-Per image (``default_rng([seed, 2, class, instance])``): radius randint(0, 100), oval factors for x
-then y ~ U(1, 2), centre ``(512 + randint(-400, 400)) / 2`` for y then x, then per contour a grey
-level randint(0, 256) clipped to 255 (the official ``randint(0, image_size / 2)`` at 512 px, which
+Per image (the counter-based stream ``(seed, 2, class, instance)`` that the CPU and the GPU kernels
+share, ``fdsl.generators.kernels.rcdb_image``): radius randint(0, 100), oval factors for x then
+y ~ U(1, 2), centre ``(512 + randint(-400, 400)) / 2`` for y then x, then per contour a grey level
+randint(0, 256) clipped to 255 (the official ``randint(0, image_size / 2)`` at 512 px, which
 Pillow clips) and two uniforms U(0, 1e4) per vertex (x then y noise inputs).
 
 Drawing (the official make_rcdb.py algorithm): vertex v starts at (cos, sin)(2 pi v / V) * radius *
@@ -14,7 +15,7 @@ cumulatively, and draws the closed 1 px polyline on a white canvas. Geometry is
 in the official 512 px units and scaled by ``image_size / 512`` (so 512 px is the official image).
 The paper lists the radius and the resize (oval) factor among the per-class parameters; the
 released code draws them per image, and so does fdsl.
-Differences (docs/FIDELITY.md): seeded NumPy streams instead of ``random.seed(thread + 1)``;
+Differences (docs/FIDELITY.md): seeded counter-based streams instead of ``random.seed(thread + 1)``;
 grey images (the official writes RGB with three equal channels); at other sizes than 512 the
 geometry is scaled (the official keeps it in pixels and draws greys up to size / 2).
 """
@@ -36,6 +37,7 @@ from fdsl.generators.rcdb.params import (
 )
 from fdsl.generators.rcdb.source import NAME, RCDBSource, source_from_config
 from fdsl.generators.registry import GeneratorSpec, checked_sizes, register_generator
+from fdsl.sources import with_preview
 
 __all__ = ["SPEC", "ClassParams", "RCDBSource", "load_class_params", "make_source", "prepare_source",
            "sample_classes", "source_from_config"]
@@ -65,10 +67,12 @@ def prepare_source(*, classes: int, instances: int | None = None, seed: int = 0,
         raise FdslError(f"--broken-fraction must be in [0, 1], got {broken_fraction}")
     source = {"seed": seed, "per_class": per_class, "image_size": size, "broken_fraction": broken}
     if params_from is None:
-        return functools.partial(RCDBSource, sample_classes(classes, seed), params_sha256=None, **source)
+        made = functools.partial(RCDBSource, sample_classes(classes, seed), params_sha256=None, **source)
+        return with_preview(made, made)
     params = first_classes(load_class_params(params_from), classes, params_from)
     digest = hashlib.sha256(Path(params_from).read_bytes()).hexdigest()
-    return functools.partial(RCDBSource, params, params_sha256=digest, **source)
+    made = functools.partial(RCDBSource, params, params_sha256=digest, **source)
+    return with_preview(made, made)
 
 
 SPEC = register_generator(GeneratorSpec(

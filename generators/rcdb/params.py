@@ -10,15 +10,14 @@ import numpy as np
 
 from fdsl.errors import FdslError
 from fdsl.generators.classfile import npz_bytes, read_arrays
+from fdsl.generators.kernels import rcdb_image
 
-OFFICIAL_SIZE = 512
-MAX_VERTICES = 200
+OFFICIAL_SIZE = rcdb_image.OFFICIAL_SIZE
+MAX_VERTICES = rcdb_image.MAX_VERTICES
 MAX_CONTOURS = 200
 MAX_PERLIN = 4.0
 MAX_OFFSET = 0.1
-CENTRE_SPREAD = 400
-GREY_DRAW = OFFICIAL_SIZE // 2  # randint(0, 256): 256 comes out as 255
-TAG_CLASS, TAG_IMAGE, TAG_BREAK = 1, 2, 3
+TAG_CLASS = 1  # per image: rcdb_image.TAG_IMAGE (2) and TAG_BREAK (3)
 _ARRAYS = ("vertices", "contours", "perlin", "offset")
 
 
@@ -96,25 +95,21 @@ class ImageParams:
 def broken_segments(seed: int, label: int, instance: int, vertices: int, contours: int,
                     fraction: float) -> np.ndarray:
     """bool [contours, vertices]: False for the ``round(fraction * vertices)`` segments removed
-    from each contour, chosen uniformly per contour from their own stream, so every other draw
-    of the image (and so the closed image) stays the same."""
-    remove = min(vertices, int(fraction * vertices + 0.5))
-    order = np.random.default_rng([seed, TAG_BREAK, label, instance]).random((contours, vertices)).argsort(axis=1)
-    keep = np.ones((contours, vertices), dtype=np.bool_)
-    np.put_along_axis(keep, order[:, :remove], False, axis=1)
-    return keep
+    from each contour, chosen uniformly per contour (a partial Fisher-Yates shuffle) from their own
+    stream, so every other draw of the image (and so the closed image) stays the same."""
+    return sample_image(seed, label, instance, vertices, contours, fraction).keep.astype(bool)
 
 
 def sample_image(seed: int, label: int, instance: int, vertices: int, contours: int,
                  broken_fraction: float = 0.0) -> ImageParams:
-    """The draws of image ``instance`` of class ``label`` (``vertices``, ``contours``: the class's)."""
-    rng = np.random.default_rng([seed, TAG_IMAGE, label, instance])
-    radius = int(rng.integers(0, 101))
-    oval_x, oval_y = rng.uniform(1.0, 2.0, 2)
-    centre_y, centre_x = (OFFICIAL_SIZE + rng.integers(-CENTRE_SPREAD, CENTRE_SPREAD + 1, 2)) / 2
-    greys = np.minimum(rng.integers(0, GREY_DRAW + 1, contours), 255)
-    noise_inputs = rng.uniform(0.0, 1e4, (contours, 2, vertices))
-    keep = (broken_segments(seed, label, instance, vertices, contours, broken_fraction)
-            if broken_fraction > 0 else None)
-    return ImageParams(radius, float(oval_x), float(oval_y), float(centre_x), float(centre_y), greys,
-                       noise_inputs, keep)
+    """The draws of image ``instance`` of class ``label`` (``vertices``, ``contours``: the class's),
+    from its counter-based streams: exactly what the CPU and GPU kernels read
+    (``fdsl.generators.kernels.rcdb_image``), as arrays."""
+    radius, oval_x, oval_y, centre_x, centre_y = rcdb_image.image_scalars(np.uint64(seed), label, instance)
+    greys = np.empty(contours, np.int64)
+    noise_inputs = np.empty((contours, 2, vertices))
+    keep = np.empty((contours, vertices), np.uint8)
+    rcdb_image.image_draws(np.uint64(seed), label, instance, vertices, contours, float(broken_fraction),
+                           greys, noise_inputs, keep)
+    return ImageParams(int(radius), float(oval_x), float(oval_y), float(centre_x), float(centre_y), greys,
+                       noise_inputs, keep.astype(bool) if broken_fraction > 0 else None)

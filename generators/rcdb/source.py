@@ -3,25 +3,31 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from fdsl.generators.kernels import rcdb_image
 from fdsl.generators.kernels.contours import draw_contours
-from fdsl.generators.rcdb.params import OFFICIAL_SIZE, ClassParams, ImageParams, sample_image
+from fdsl.generators.rcdb.params import OFFICIAL_SIZE, ClassParams, ImageParams
 from fdsl.generators.sourcebase import GeneratedSource
 from fdsl.sources import RenderedBatch
 
 NAME = "rcdb"
-VERSION = "2"  # 2: the noise package's Perlin table, greys as the official
+# 2: the noise package's Perlin table, greys as the official; 3: counter-based per-image streams
+# (fdsl.generators.kernels.rcdb_image), shared with the GPU kernel
+VERSION = "3"
 
 _ALL_SEGMENTS = np.ones((0, 0), dtype=np.bool_)  # empty: draw every segment
 
 
 def draw_image(params: ImageParams, perlin: float, offset: float, size: int,
                out: np.ndarray | None = None) -> np.ndarray:
-    """One RCDB image, uint8 [size, size], white background (drawn into ``out`` when given)."""
+    """One RCDB image from explicit draws (``params.sample_image``), uint8 [size, size], white
+    background (drawn into ``out`` when given): what the source's kernel draws from the same
+    draws read from the stream, kept in this form for the official algorithm's reference port."""
     img = np.empty((size, size), dtype=np.uint8) if out is None else out
     img.fill(255)
     draw_contours(img, float(params.radius), params.oval_x, params.oval_y, params.centre_x, params.centre_y,
@@ -51,23 +57,27 @@ class RCDBSource(GeneratedSource):
             config["broken_fraction"] = self.broken_fraction
         return config
 
+    def images_of(self, items: np.ndarray) -> np.ndarray:
+        size, c = self.image_size, self.params
+        images = np.empty((len(items), size, size), dtype=np.uint8)
+        rcdb_image.render_items(np.asarray(items, np.int64), np.uint64(self.seed), self.per_class, c.vertices,
+                                c.contours, c.perlin, c.offset, *_trig_tables(), float(self.broken_fraction), images)
+        return images
+
     def render(self, start: int, stop: int) -> RenderedBatch:
-        size, count = self.image_size, stop - start
-        images = np.empty((count, size, size), dtype=np.uint8)
-        meta = {"instance": np.zeros(count, np.int32), "radius": np.zeros(count, np.int16)}
-        meta.update({k: np.zeros(count, np.float32) for k in ("centre_x", "centre_y", "oval_x", "oval_y")})
-        for row, item in enumerate(range(start, stop)):
-            label, instance = divmod(item, self.per_class)
-            c = self.params
-            params = sample_image(self.seed, label, instance, int(c.vertices[label]), int(c.contours[label]),
-                                  self.broken_fraction)
-            draw_image(params, float(c.perlin[label]), float(c.offset[label]), size, out=images[row])
-            meta["instance"][row], meta["radius"][row] = instance, params.radius
-            meta["centre_x"][row], meta["centre_y"][row] = params.centre_x, params.centre_y
-            meta["oval_x"][row], meta["oval_y"][row] = params.oval_x, params.oval_y
         items = np.arange(start, stop, dtype=np.int64)
+        images = self.images_of(items)
+        scalars = np.array([rcdb_image.image_scalars(np.uint64(self.seed), int(i) // self.per_class,
+                                                     int(i) % self.per_class) for i in items]).reshape(-1, 5)
+        meta = {"instance": (items % self.per_class).astype(np.int32), "radius": scalars[:, 0].astype(np.int16)}
+        meta.update({k: scalars[:, col].astype(np.float32)
+                     for col, k in enumerate(("oval_x", "oval_y", "centre_x", "centre_y"), start=1)})
         return RenderedBatch(images, items // self.per_class, meta, items, [])
 
+
+@functools.cache
+def _trig_tables() -> tuple[np.ndarray, np.ndarray]:
+    return rcdb_image.trig_tables()
 
 
 def source_from_config(config: Mapping[str, Any], params: ClassParams) -> RCDBSource:

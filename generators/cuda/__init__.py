@@ -1,0 +1,7 @@
+"""numba-cuda kernels of the four generators and their launch on torch's CUDA stream.
+
+Importing this package imports numba-cuda (``pip install 'fdsl[gpu]'``); nothing else in
+``fdsl.generators`` imports it. ``rounding`` registers the CUDA forms of the shared kernels'
+``mul`` / ``add``; ``kernels`` holds one ``@cuda.jit`` kernel per generator (one thread per image,
+the per-image bodies shared with the CPU); ``launch`` runs them into torch tensors.
+"""
