@@ -150,7 +150,7 @@ def run_augment_study(data: str | Path, out: str | Path, *, candidates: Sequence
             result = affinity_study(out, cell, run, built, seeds, top, spec, sets, data, device, batch)
         result["seconds"] = round(time.perf_counter() - started, 1)
         sizes = ", ".join(f"{name} {len(rows)}" for name, rows in sets.items())
-        report.write_text(out / "table.md", (
+        report.save_text(out / "table.md", (
             f"# Augmentation study ({'self-paced arms' if self_paced else 'affinity and diversity'})\n\n"
             f"data `{data}`, preset `{preset_name}`, seeds {list(seeds)}; images: {sizes} ({grouping}); "
             f"{result['seconds']:.0f} s\n\n{result['table']}"))

@@ -160,7 +160,7 @@ def write_outputs(out: Path, rows: list[dict[str, Any]], names: list[str], setti
         + ".\n"
         + ("\n**Left out**:\n\n" + "\n".join(f"- {line}" for line in left_out) + "\n" if left_out else "")
         + "\n" + premise.write_premise(out, checked, field, classes))
-    report.write_text(out / "table.md", text)
+    report.save_text(out / "table.md", text)
     _plots(out, names, sizes, per_size, gaps, field)
     return {"rows": rows, "table": text, "comparisons": comparisons, "trend": trend, "verdict": word,
             "reason": reason, "left_out": list(left_out), "premise": {k: v for k, v in checked.items()

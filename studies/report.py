@@ -84,7 +84,8 @@ def markdown_rows(header: Sequence[str], rows: Sequence[Sequence[Any]], align: s
     return "\n".join(lines) + "\n"
 
 
-def write_text(path: str | Path, text: str) -> None:
+def save_text(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (temporary name, fsync, rename)."""
     write_bytes_atomic(path, text.encode())
 
 

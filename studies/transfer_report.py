@@ -89,5 +89,5 @@ def write_outputs(out: Path, rows: list[dict[str, Any]], pre_rows: list[dict[str
         + ("; ".join(f"{c['arm']} on {c['downstream']} ±{c['half']:.4f}" for c in comparisons
                      if c.get("half") is not None) or "none (one seed gives no interval)")
         + ".\n\n## Pre-training runs\n\n" + "\n".join(pre) + "\n")
-    report.write_text(out / "table.md", text)
+    report.save_text(out / "table.md", text)
     return {"rows": rows, "pretrain": pre_rows, "comparisons": comparisons, "table": text, "out": str(out)}
