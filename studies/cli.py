@@ -22,6 +22,7 @@ from fdsl.cli import (
     run_cli,
     setup_logging,
 )
+from fdsl.errors import FdslError
 
 PROG = "run-study"
 
@@ -51,6 +52,21 @@ def _open_fraction(text: str) -> float:
     return value
 
 
+def parse_named(items: Sequence[str] | None, what: str) -> dict[str, str]:
+    """``["fractaldb=data/fdb", "digits"]`` -> ``{"fractaldb": "data/fdb", "digits": ""}`` (a bare
+    name maps to "": a built-in data set)."""
+    named: dict[str, str] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not name or (sep and not value.strip()):
+            raise FdslError(f"{what} expects NAME=DIR, got {item!r}")
+        if name in named:
+            raise FdslError(f"{what} {name!r} is given twice")
+        named[name] = value.strip()
+    return named
+
+
 def _common(p: argparse.ArgumentParser, seeds: str) -> None:
     p.add_argument("--out", required=True, help="study folder (created; re-run the same command to resume)")
     p.add_argument("--seeds", type=_list_of(non_negative_int), default=_list_of(non_negative_int)(seeds),
@@ -77,9 +93,10 @@ def build_parser() -> OneLineParser:
                                    "training subsets per size, 10% removed per class by random / min-FIELD / "
                                    "max-FIELD, one run each. Writes table.md, results.csv, results.png.")
     p.add_argument("--data", required=True, help="shard folder with a numeric field (render-shapenet, import-cub)")
-    p.add_argument("--preset", default="mini", choices=("paper", "mini", "demo", "tiny", "cub"),
+    p.add_argument("--preset", default="mini", choices=("paper", "mini", "demo", "cub"),
                    help="training settings and defaults: paper (ResNet-18, SGD 0.001, batch 4, 30 epochs), "
-                        "mini (minutes on a 2-core CPU), demo, tiny (tests), cub (ResNet-50, 95 epochs)")
+                        "mini (4 sizes x 10 splits, about 30 minutes on a 2-core CPU), demo, cub (ResNet-50, "
+                        "95 epochs)")
     p.add_argument("--sizes", type=_list_of(positive_int, allow_all=True),
                    help="training images per class, comma-separated, 'all' = the whole pool "
                         "(default: the preset's; paper 250,500,1000,2000)")
@@ -91,18 +108,31 @@ def build_parser() -> OneLineParser:
     p.add_argument("--test-data", help="separate test folder (e.g. import-cub --split test); all of --data is the pool")
     p.add_argument("--group-by", default="model_id",
                    help="field whose groups stay on one side of the test split (default model_id; 'none')")
-    p.add_argument("--finetune-from", help="pre-trained checkpoint every run starts from")
+    p.add_argument("--finetune-from", help="weights every run starts from: an fdsl checkpoint, or a torchvision/timm "
+                                           "ResNet weight file (.pth or .safetensors, e.g. ImageNet-21k ResNet-50)")
+    p.add_argument("--study-seed", type=non_negative_int, default=0,
+                   help="fixes the test set, the splits, tie-breaking of --field and the random arm's draws "
+                        "(default 0)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="train-classifier config field for every run")
     _common(p, "0")
 
     t = sub.add_parser("transfer", help="formula-driven pre-training vs from scratch on downstream sets",
-                       description="Pre-train once per --pretrain set, fine-tune on each --downstream set, "
-                                   "against from scratch with the same settings, over --seeds.")
+                       description="Pre-train every --pretrain set once per --pretrain-seeds seed, fine-tune "
+                                   "on each --downstream set, against from scratch with the same settings, "
+                                   "over --seeds; the contour-study ablations are further --pretrain arms.")
     t.add_argument("--pretrain", action="append", default=[], metavar="NAME=DIR",
-                   help="pre-training shard folder, or NAME=gen:DIR: a generated set made on the fly")
+                   help="pre-training data set folder, or NAME=gen:DIR: a generated set made on the fly "
+                        "(repeat: fractaldb=..., linedb-shuffled=..., rcdb-broken=...)")
     t.add_argument("--downstream", action="append", default=[], metavar="NAME=DIR",
                    help="downstream shard folder or ImageFolder tree; 'digits' = scikit-learn's digits (built in)")
-    t.add_argument("--preset", default="mini", choices=("paper", "mini", "tiny"), help="training settings")
+    t.add_argument("--preset", default="mini", choices=("paper", "mini"), help="training settings")
+    t.add_argument("--pretrain-seeds", type=_list_of(non_negative_int), default=[0, 1],
+                   help="pre-train every --pretrain set once per seed, comma-separated (default 0,1, so the "
+                        "table's spread covers pre-training as well as fine-tuning variation; 0 alone leaves "
+                        "pre-training variation out, and the table says so)")
+    t.add_argument("--not-mirror-symmetric", action="append", default=[], metavar="NAME",
+                   help="downstream set NAME is not mirror-symmetric (text, digits): no horizontal flips "
+                        "(sets whose manifest says \"mirror_symmetric\": false, such as digits, need no flag)")
     t.add_argument("--train-per-class", type=_per_class, default=-1,
                    help="training images per class of each downstream set, or 'all' (mini: 20)")
     t.add_argument("--test-fraction", type=_open_fraction, help="share of each downstream class tested (mini: 0.1)")
@@ -112,8 +142,11 @@ def build_parser() -> OneLineParser:
 
     a = sub.add_parser("augment", help="augmentation search by affinity and diversity; self-paced arms")
     a.add_argument("--data", required=True, help="shard folder or ImageFolder tree")
-    a.add_argument("--candidates", required=True, type=_list_of(str), help="augmentations, e.g. flip,erasing")
-    a.add_argument("--top", type=positive_int, help="train only the K best candidates by affinity x diversity")
+    a.add_argument("--candidates", type=_list_of(str), default=None,
+                   help="augmentations, e.g. flip,erasing:0.5,flip+crop (default: 8 candidates, "
+                        "flip,crop,jitter,erasing,rotation,mixup,cutmix,flip+crop)")
+    a.add_argument("--top", type=positive_int,
+                   help="train only the K best candidates by the short-run affinity x diversity score")
     a.add_argument("--self-paced", action="store_true", help="compare none / all / threshold / ratio instead")
     a.add_argument("--threshold", type=non_negative_float, default=1.0,
                    help="loss threshold of the self-paced threshold arm (default 1.0)")
@@ -134,7 +167,6 @@ def build_parser() -> OneLineParser:
 
 
 def _run(args: argparse.Namespace) -> dict[str, Any]:
-    from fdsl.studies.common import parse_named
     from fdsl.train.recipes import parse_set
 
     shared = dict(jobs=args.jobs, backend=args.backend, threads=args.threads, device=args.device,
@@ -145,12 +177,13 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         return run_pruning_study(args.data, args.out, preset=args.preset, sizes=args.sizes, splits=args.splits,
                                  fraction=args.fraction, field=args.field, test_per_class=args.test_per_class,
                                  test_data=args.test_data, group_by=None if args.group_by == "none" else args.group_by,
-                                 seeds=args.seeds, overrides=parse_set(args.set), finetune_from=args.finetune_from,
-                                 **shared)
+                                 seeds=args.seeds, study_seed=args.study_seed, overrides=parse_set(args.set),
+                                 finetune_from=args.finetune_from, **shared)
     from fdsl.studies.transfer import run_transfer_study
 
     return run_transfer_study(args.out, pretrain=parse_named(args.pretrain, "--pretrain"),
                               downstream=parse_named(args.downstream, "--downstream"), seeds=args.seeds,
+                              pretrain_seeds=args.pretrain_seeds, not_mirror_symmetric=args.not_mirror_symmetric,
                               preset=args.preset, train_per_class=args.train_per_class,
                               test_fraction=args.test_fraction, finetune_overrides=parse_set(args.set),
                               pretrain_overrides=parse_set(args.pretrain_set), **shared)
@@ -160,7 +193,8 @@ def _augment(args: argparse.Namespace) -> dict[str, Any]:
     from fdsl.studies.augment import run_augment_study
     from fdsl.train.recipes import parse_set
 
-    return run_augment_study(args.data, args.out, candidates=args.candidates, top=args.top,
+    chosen = {} if args.candidates is None else {"candidates": args.candidates}  # None: the study's 8
+    return run_augment_study(args.data, args.out, **chosen, top=args.top,
                              self_paced=args.self_paced, seeds=tuple(args.seeds), preset=args.preset,
                              overrides=parse_set(args.set), jobs=args.jobs, overwrite=args.overwrite,
                              threshold=args.threshold, ratio=args.ratio, device=args.device,

@@ -3,7 +3,8 @@
 The digits ship inside scikit-learn, so this downstream set works offline. Each 8x8 image (grey
 levels 0..16) is scaled to 0..255 and upscaled to ``image_size`` with bicubic interpolation; the
 metadata field ``index`` is the row in ``sklearn.datasets.load_digits``. It stands in for the
-MNIST-like sets on which FractalDB pre-training was found to match ImageNet pre-training.
+MNIST-like sets on which FractalDB pre-training was found to match ImageNet pre-training. Its
+manifest config declares ``"mirror_symmetric": false``, so training never flips it horizontally.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from fdsl.errors import FdslError
 from fdsl.sources import RenderedBatch
 
 NAME = "sklearn-digits"
-VERSION = "1"
+VERSION = "2"  # 2: the config declares the digits not mirror-symmetric
 NUM_IMAGES = 1797
 
 
@@ -62,8 +63,9 @@ class DigitsSource:
         self.image_size = image_size
 
     def config(self) -> dict[str, Any]:
+        # A mirrored digit is another digit or none: training must not flip them.
         return {"dataset": "sklearn.datasets.load_digits", "image_size": self.image_size,
-                "resize": "0..16 scaled to 0..255, bicubic upscale"}
+                "resize": "0..16 scaled to 0..255, bicubic upscale", "mirror_symmetric": False}
 
     def class_names(self) -> list[str]:
         return [str(d) for d in range(10)]

@@ -1,11 +1,17 @@
 """``run-study transfer``: does formula-driven pre-training help, and which data set helps most?
 
-Each pre-training set (FractalDB, RCDB, ... shard folders) trains one model once. Every
-downstream set (a shard folder, an ImageFolder tree, or the built-in ``digits``) is split once
-into a fixed test set (``test_fraction`` per class) and a training part, from which each seed
-draws ``train_per_class`` images per class (None: all). For each seed, every pre-trained model
-is fine-tuned on that subset and a from-scratch model trains on the same subset with the same
-settings, so arms differ only in their initial weights; all are tested on the same test set.
+Each pre-training set (FractalDB, RCDB, LineDB, ... data set folders; the contour-study arms
+are just more of them) trains one model per pre-training seed. Every downstream set (a data set
+folder, an ImageFolder tree, or the built-in ``digits``) is split once into a fixed test set
+(``test_fraction`` per class) and a training part, from which each fine-tuning seed draws
+``train_per_class`` images per class (None: all). For each fine-tuning seed, every pre-trained
+model is fine-tuned on that subset and a from-scratch model trains on the same subset with the
+same settings, so arms differ only in their initial weights; all are tested on the same test set.
+
+Fine-tuning (and the scratch arm) normalise with the pre-training recipe's mean and std. A
+downstream set that is not mirror-symmetric (its manifest config says ``"mirror_symmetric":
+false``, as the digits do, or it is named in ``not_mirror_symmetric``) trains without
+horizontal flips.
 """
 
 from __future__ import annotations
@@ -18,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from fdsl.atomic import write_bytes_atomic
 from fdsl.errors import FdslError
-from fdsl.studies import common
+from fdsl.studies import runner
 from fdsl.studies.digits import import_digits
+from fdsl.studies.transfer_report import write_outputs
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +35,6 @@ SCRATCH = "scratch"
 BUILT_IN = ("digits",)
 _TAG_SUBSET = 0x5AB5
 _CPU = {"workers": 0, "amp": False}
-_FLAT = {"mean": [0.2, 0.2, 0.2], "std": [0.5, 0.5, 0.5], "hflip": 0.0}  # digits are not mirror-symmetric
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The FractalDB paper's recipes: ResNet-50 pre-training, then its fine-tuning recipe.
@@ -42,16 +47,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                                image_size=32, resize_ratio=1.15, val_fraction=0.0, **_CPU),
                  finetune_recipe="finetune",
                  finetune=dict(model="resnet18", epochs=12, batch_size=32, lr=0.01, schedule="cosine",
-                               image_size=32, **_FLAT, **_CPU),
+                               image_size=32, **_CPU),
                  train_per_class=20, test_fraction=0.1),
-    # Seconds, for the tests.
-    "tiny": dict(pretrain_recipe="fractaldb-resnet",
-                 pretrain=dict(model="resnet18", epochs=1, batch_size=16, lr=0.01, schedule="constant",
-                               image_size=16, resize_ratio=1.0, val_fraction=0.0, **_CPU),
-                 finetune_recipe="finetune",
-                 finetune=dict(model="resnet18", epochs=1, batch_size=16, lr=0.01, schedule="constant",
-                               image_size=16, resize_ratio=1.0, **_FLAT, **_CPU),
-                 train_per_class=3, test_fraction=0.1),
 }
 
 
@@ -69,6 +66,19 @@ def _downstream_labels(name: str, value: str, train: Mapping[str, Any]) -> tuple
 
     source = open_data(value, int(train.get("image_size", 224)), train.get("resize_ratio"))
     return source.labels, source.classes
+
+
+def _mirror_symmetric(name: str, value: str, declared_not: set[str]) -> bool:
+    """False for a set named in ``not_mirror_symmetric`` or declared so by its manifest."""
+    if name in declared_not:
+        return False
+    if not value:
+        from fdsl.studies.digits import DigitsSource
+
+        return DigitsSource().config().get("mirror_symmetric", True) is not False
+    from fdsl.train.symmetry import declared_not_mirror_symmetric
+
+    return not declared_not_mirror_symmetric(value)
 
 
 def downstream_rows(labels: np.ndarray, classes: Sequence[str], test_fraction: float,
@@ -96,17 +106,27 @@ def downstream_rows(labels: np.ndarray, classes: Sequence[str], test_fraction: f
     return test, subsets
 
 
+def _normalisation(recipe: str, pre_train: Mapping[str, Any]) -> dict[str, Any]:
+    """The pre-training recipe's mean and std (fine-tuning must see the inputs the same way)."""
+    from fdsl.train.recipes import resolve_config
+
+    config = resolve_config(recipe, sets=pre_train)
+    return {"mean": list(config.mean), "std": list(config.std)}
+
+
 def run_transfer_study(
     out: str | Path,
     *,
     pretrain: Mapping[str, str | Path],
     downstream: Mapping[str, str | Path],
     seeds: Sequence[int] = (0, 1, 2),
-    preset: str = "mini",
+    pretrain_seeds: Sequence[int] = (0, 1),
+    preset: str | Mapping[str, Any] = "mini",
     train_per_class: int | None = -1,
     test_fraction: float | None = None,
     pretrain_overrides: Mapping[str, Any] | None = None,
     finetune_overrides: Mapping[str, Any] | None = None,
+    not_mirror_symmetric: Sequence[str] = (),
     jobs: int = 1,
     backend: str = "local",
     threads: int | None = None,
@@ -116,30 +136,38 @@ def run_transfer_study(
     """Run (or resume) a transfer study into ``out``.
 
     Args:
-        pretrain: name -> shard folder of a pre-training set (each pre-trains one model), or
-            ``gen:FOLDER``: a generated set made as the pre-training reads it.
-        downstream: name -> shard folder or ImageFolder tree; ``""`` for a built-in (``digits``).
+        pretrain: name -> data set folder of a pre-training set, or ``gen:FOLDER``: a generated
+            set made as the pre-training reads it (the contour-study arms, e.g. LineDB and its
+            ``--shuffle-counts`` control, RCDB with ``--broken-fraction``, FractalDB with few
+            ``--points``, are further entries).
+        downstream: name -> data set folder or ImageFolder tree; ``""`` for a built-in (``digits``).
         seeds: fine-tuning seeds (each draws its own training subset, shared by all arms).
-        preset: ``paper``, ``mini`` or ``tiny``.
+        pretrain_seeds: every pre-training set trains once per seed (two by default, so that
+            the spread and the intervals cover pre-training variation); each pre-trained model is
+            fine-tuned with every fine-tuning seed.
+        preset: ``paper`` or ``mini``, or a mapping with the same keys.
         train_per_class: training images per class of each downstream set (None: all; -1: the
             preset's).
         test_fraction: share of each downstream class held out for testing (None: the preset's).
         pretrain_overrides, finetune_overrides: config fields for those runs (``--set``).
+        not_mirror_symmetric: downstream names that train without horizontal flips (sets whose
+            manifest declares ``"mirror_symmetric": false`` need not be named).
 
     Returns:
-        ``{"rows": [...], "pretrain": [...], "table": str, "seconds": float, "out": str}``;
-        table.md, results.csv and results.json are written into ``out``.
+        ``{"rows", "pretrain", "comparisons", "table", "seconds", "out"}``; table.md,
+        results.csv and results.json are written into ``out``.
     """
     started = time.perf_counter()
-    if preset not in PRESETS:
-        raise FdslError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    preset_name, p = runner.resolve_preset(preset, PRESETS)
     if not downstream:
         raise FdslError("give at least one --downstream set")
-    if not seeds:
-        raise FdslError("give at least one seed")
+    if not seeds or not pretrain_seeds:
+        raise FdslError("give at least one seed and one pre-training seed")
     if SCRATCH in pretrain:
         raise FdslError(f"--pretrain name {SCRATCH!r} is the from-scratch arm; choose another name")
-    p = PRESETS[preset]
+    unknown = sorted(set(not_mirror_symmetric) - set(downstream))
+    if unknown:
+        raise FdslError(f"--not-mirror-symmetric {unknown[0]}: no --downstream set of that name")
     train_per_class = p["train_per_class"] if train_per_class == -1 else train_per_class
     test_fraction = p["test_fraction"] if test_fraction is None else test_fraction
     if not 0.0 < test_fraction < 1.0:
@@ -152,74 +180,56 @@ def run_transfer_study(
                             f"got {folder!r}")
     out = Path(out)
     pre_train = {**p["pretrain"], **(pretrain_overrides or {})}
-    fine_train = {**p["finetune"], **(finetune_overrides or {})}
-    identity = {"preset": preset, "seeds": list(seeds), "train_per_class": train_per_class,
-                "test_fraction": test_fraction, "pretrain_train": pre_train, "finetune_train": fine_train,
+    fine_train = {**p["finetune"], **_normalisation(p["pretrain_recipe"], pre_train), **(finetune_overrides or {})}
+    flips = {name: _mirror_symmetric(name, str(value), set(not_mirror_symmetric))
+             for name, value in downstream.items()}
+    identity = {"preset": preset_name, "seeds": list(seeds), "pretrain_seeds": list(pretrain_seeds),
+                "train_per_class": train_per_class, "test_fraction": test_fraction,
+                "pretrain_recipe": p["pretrain_recipe"], "finetune_recipe": p["finetune_recipe"],
+                "pretrain_train": pre_train, "finetune_train": fine_train,
                 "pretrain": {k: str(absolute_data(v)) for k, v in pretrain.items()},
-                "downstream": {k: str(Path(v).resolve()) if v else f"built-in {k}" for k, v in downstream.items()}}
+                "downstream": {k: str(Path(v).resolve()) if v else f"built-in {k}" for k, v in downstream.items()},
+                "mirror_symmetric": flips}
     splits = {}
     for down, value in downstream.items():  # bad sets and sizes fail before the folder is touched
         labels, classes = _downstream_labels(down, str(value), fine_train)
         splits[down] = downstream_rows(labels, classes, test_fraction, train_per_class, seeds, down)
-    threads = common.cell_threads(jobs, threads)
-    with common.study_folder(out, "transfer", identity, overwrite=overwrite):
-        pre_cells = [common.Cell(out=str(out / common.RUNS / f"pretrain-{name}"), data=str(folder),
-                                 recipe=p["pretrain_recipe"], row={"pretrain": name},
-                                 overrides={**pre_train}, threads=threads, device=device)
-                     for name, folder in pretrain.items()]
+    threads = runner.cell_threads(jobs, threads)
+    with runner.study_folder(out, "transfer", identity, overwrite=overwrite):
+        pre_cells = [runner.Cell(out=str(out / runner.RUNS / f"pretrain-{name}-seed{ps}"), data=str(folder),
+                                 recipe=p["pretrain_recipe"], row={"pretrain": name, "pretrain_seed": ps},
+                                 overrides={**pre_train, "seed": ps}, threads=threads, device=device)
+                     for name, folder in pretrain.items() for ps in pretrain_seeds]
         cells = []
         for down, value in downstream.items():
             folder = value or import_digits(out / f"digits-{fine_train.get('image_size', 224)}px",
                                             image_size=int(fine_train.get("image_size", 224)))
+            train = {**fine_train, **({} if flips[down] else {"hflip": 0.0})}
             cells += _downstream_cells(out, down, str(folder), *splits[down], list(pretrain), seeds,
-                                       p["finetune_recipe"], fine_train, threads, device)
-        pre_rows = common.run_cells(pre_cells, jobs=jobs, backend=backend, desc="pre-training")
-        rows = common.run_cells(cells, jobs=jobs, backend=backend, desc="fine-tuning")
-        result = write_outputs(out, rows, pre_rows, [SCRATCH, *pretrain], list(downstream), train_per_class)
+                                       pretrain_seeds, p["finetune_recipe"], train, threads, device)
+        pre_rows = runner.run_cells(pre_cells, jobs=jobs, backend=backend, desc="pre-training")
+        rows = runner.run_cells(cells, jobs=jobs, backend=backend, desc="fine-tuning")
+        result = write_outputs(out, rows, pre_rows, [SCRATCH, *pretrain], list(downstream), train_per_class,
+                               flips=flips, normalisation=_normalisation(p["pretrain_recipe"], pre_train))
         result["seconds"] = round(time.perf_counter() - started, 1)
-        common.write_json(out / "results.json", {k: v for k, v in result.items() if k != "table"})
+        runner.write_json(out / "results.json", {k: v for k, v in result.items() if k != "table"})
     return result
 
 
 def _downstream_cells(out: Path, down: str, folder: str, test: np.ndarray, subsets: Mapping[int, np.ndarray],
-                      pretrain: list[str], seeds: Sequence[int], recipe: str, train: Mapping[str, Any],
-                      threads: int | None, device: str) -> list[common.Cell]:
-    test_file = common.write_indices(out / common.INDICES / f"{down}-test.json", test)
+                      pretrain: list[str], seeds: Sequence[int], pretrain_seeds: Sequence[int], recipe: str,
+                      train: Mapping[str, Any], threads: int | None, device: str) -> list[runner.Cell]:
+    test_file = runner.write_indices(out / runner.INDICES / f"{down}-test.json", test)
     cells = []
     for seed in seeds:
-        train_file = common.write_indices(out / common.INDICES / f"{down}-train-seed{seed}.json", subsets[seed])
-        for arm in [SCRATCH, *pretrain]:
-            start = None if arm == SCRATCH else str(out / common.RUNS / f"pretrain-{arm}" / "checkpoint.pt")
-            cells.append(common.Cell(
-                out=str(out / common.RUNS / down / f"{arm}-seed{seed}"), data=folder, recipe=recipe,
-                row={"downstream": down, "arm": arm, "seed": seed},
+        train_file = runner.write_indices(out / runner.INDICES / f"{down}-train-seed{seed}.json", subsets[seed])
+        arms = [(SCRATCH, None)] + [(arm, ps) for arm in pretrain for ps in pretrain_seeds]
+        for arm, ps in arms:
+            start = None if ps is None else str(out / runner.RUNS / f"pretrain-{arm}-seed{ps}" / "checkpoint.pt")
+            cells.append(runner.Cell(
+                out=str(out / runner.RUNS / down / (f"{arm}-seed{seed}" if ps is None else f"{arm}-pre{ps}-seed{seed}")),
+                data=folder, recipe=recipe,
+                row={"downstream": down, "arm": arm, "pretrain_seed": "" if ps is None else ps, "seed": seed},
                 overrides={**train, "seed": seed, "train_indices": train_file, "val_indices": test_file},
                 finetune_from=start, threads=threads, device=device, keep_checkpoint=False))
     return cells
-
-
-def write_outputs(out: Path, rows: list[dict[str, Any]], pre_rows: list[dict[str, Any]],
-                  arms: list[str], downs: list[str], train_per_class: int | None) -> dict[str, Any]:
-    """table.md (arms x downstream sets, mean ± std of top-1, paired gaps to scratch), results.csv."""
-    common.write_csv(out / "results.csv", rows, ["downstream", "arm", "seed", "top1", "train_images",
-                                                 "val_images", "epochs", "seconds", "run"])
-    top1 = {(r["arm"], r["downstream"], r["seed"]): r["top1"] for r in rows}
-    cell = {(a, d): common.format_mean_std([v for (x, y, _), v in top1.items() if x == a and y == d])
-            for a in arms for d in downs}
-    notes = []
-    for d in downs:
-        seeds = sorted({s for (_, y, s) in top1 if y == d})
-        for a in arms[1:]:
-            diff = common.paired_difference([top1[(a, d, s)] for s in seeds], [top1[(SCRATCH, d, s)] for s in seeds])
-            notes.append(f"- {d}: " + common.describe_difference(a, SCRATCH, diff))
-    pre = [f"- {r['pretrain']}: {r['train_images']} images, {r['epochs']} epochs, {r['seconds']:.0f} s"
-           for r in pre_rows]
-    subset = "all training images" if train_per_class is None else f"{train_per_class} training images per class"
-    table = (f"# Transfer study: top-1 on each downstream test set\n\n"
-             f"Fine-tuned from each pre-trained model, or trained from scratch with the same settings, on "
-             f"{subset} (one subset per seed, shared by all arms). Mean ± std over seeds.\n\n"
-             + common.markdown_table("arm \\ downstream", arms, downs, cell)
-             + "\nPaired difference against scratch (same seed and subset), t-based 95% interval:\n\n"
-             + "\n".join(notes) + "\n\nPre-training runs:\n\n" + "\n".join(pre) + "\n")
-    write_bytes_atomic(out / "table.md", table.encode())
-    return {"rows": rows, "pretrain": pre_rows, "table": table, "out": str(out)}

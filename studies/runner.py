@@ -1,5 +1,6 @@
-"""What every study shares: cells (one ``train_classifier`` run each), the study folder (its
-settings, its lock, resume), running cells in parallel, and the tables, plots and statistics.
+"""How a study runs: cells (one ``train_classifier`` run each), the study folder (its settings,
+its lock, resume) and running cells in parallel. Statistics live in ``fdsl.studies.statistics``,
+tables and plots in ``fdsl.studies.report``.
 
 A cell is done when its run folder holds a readable ``summary.json``; a cell with a
 ``checkpoint.pt`` but no summary was killed mid-run and continues from that checkpoint.
@@ -8,11 +9,8 @@ A cell is done when its run folder holds a readable ``summary.json``; a cell wit
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import logging
-import math
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +28,8 @@ STUDY_FILE = "study.json"
 RUNS = "runs"
 INDICES = "indices"
 # Files and folders a study writes; --overwrite removes exactly these (imported data sets stay).
-STUDY_OUTPUTS = (RUNS, INDICES, "table.md", "results.csv", "results.png", "results.json")
+STUDY_OUTPUTS = (RUNS, INDICES, "split", "table.md", "results.csv", "results.png", "results.json",
+                 "difference.png", "premise.csv", "premise.png", "scatter.png", "candidates.csv")
 BACKENDS = ("local", "ray")
 
 
@@ -81,7 +80,8 @@ def run_cell(cell: Cell) -> dict[str, Any]:
             (Path(cell.out) / CHECKPOINT).unlink(missing_ok=True)
     return {**cell.row, "top1": summary["top1"], "train_images": summary["train_images"],
             "val_images": summary["val_images"], "epochs": summary["epochs_done"],
-            "seconds": summary["seconds"], "run": str(cell.out)}
+            "final_train_loss": summary.get("final_train_loss"), "seconds": summary["seconds"],
+            "run": str(cell.out)}
 
 
 def run_cells(cells: Sequence[Cell], *, jobs: int = 1, backend: str = "local",
@@ -118,6 +118,32 @@ def cell_threads(jobs: int, threads: int | None) -> int | None:
     from fdsl.datasets.builder.jobs import default_workers
 
     return max(1, default_workers() // jobs)
+
+
+def resolve_preset(preset: str | Mapping[str, Any], presets: Mapping[str, Mapping[str, Any]]) -> tuple[str, dict]:
+    """(name, settings) of a named preset, or ``("custom", preset)`` for a mapping with the same
+    keys as the named ones (tests and scripts pass their own settings this way)."""
+    if isinstance(preset, str):
+        if preset not in presets:
+            raise FdslError(f"unknown preset {preset!r}; choose one of {', '.join(presets)}")
+        return preset, json.loads(json.dumps(presets[preset]))
+    keys = set(next(iter(presets.values())))
+    if set(preset) != keys:
+        wrong = sorted(set(preset) ^ keys)
+        raise FdslError(f"a preset mapping needs exactly the keys {', '.join(sorted(keys))} (not {wrong[0]!r})")
+    return "custom", json.loads(json.dumps(preset))
+
+
+def read_metrics(run: str | Path) -> list[dict[str, Any]]:
+    """A run's per-epoch records (``metrics.jsonl``)."""
+    path = Path(run) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def training_steps(train_images: int, batch_size: int, epochs: int) -> int:
+    """Optimiser steps of a single-process run: train-classifier drops the last short batch of an
+    epoch when there is more than one batch."""
+    return max(1, train_images // batch_size) * epochs
 
 
 # ---------------------------------------------------------------- the study folder
@@ -181,102 +207,3 @@ def write_indices(path: str | Path, rows: np.ndarray) -> str:
     """Row positions as a JSON list (train-classifier's train_indices / val_indices file)."""
     write_json(path, [int(r) for r in rows])
     return str(path)
-
-
-# ---------------------------------------------------------------- tables and statistics
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    arr = np.asarray(values, float)
-    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
-
-
-def format_mean_std(values: Sequence[float]) -> str:
-    """``0.6517 ± 0.0109`` (``-`` when there is no value)."""
-    values = [v for v in values if v is not None]
-    if not values:
-        return "-"
-    mean, std = mean_std(values)
-    return f"{mean:.4f} ± {std:.4f}"
-
-
-def paired_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> dict[str, Any]:
-    """Mean of ``a - b`` over pairs with its t-based confidence interval (None for < 2 pairs)."""
-    d = np.asarray(a, float) - np.asarray(b, float)
-    n = len(d)
-    out: dict[str, Any] = {"n": n, "mean": float(d.mean()) if n else None, "low": None, "high": None}
-    if n >= 2:
-        from scipy.stats import t
-
-        half = float(t.ppf(0.5 + level / 2, n - 1)) * float(d.std(ddof=1)) / math.sqrt(n)
-        out.update(low=out["mean"] - half, high=out["mean"] + half)
-    return out
-
-
-def describe_difference(name: str, baseline: str, diff: Mapping[str, Any]) -> str:
-    """One line: the paired gap, its 95% interval and whether it is bigger than the noise."""
-    if diff["mean"] is None:
-        return f"{name} vs {baseline}: no pairs"
-    if diff["low"] is None:
-        return f"{name} vs {baseline}: {diff['mean']:+.4f} (one pair: no interval)"
-    verdict = ("bigger than the noise" if diff["low"] > 0 or diff["high"] < 0
-               else "within the noise (the interval holds 0)")
-    return (f"{name} vs {baseline}: {diff['mean']:+.4f}, 95% CI [{diff['low']:+.4f}, "
-            f"{diff['high']:+.4f}] over {diff['n']} pairs: {verdict}")
-
-
-def markdown_table(corner: str, rows: Sequence[str], columns: Sequence[str],
-                   cell: Mapping[tuple[str, str], str]) -> str:
-    lines = ["| " + " | ".join([corner, *columns]) + " |", "|" + "---|" * (len(columns) + 1)]
-    lines += ["| " + " | ".join([r, *(cell.get((r, c), "-") for c in columns)]) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
-def write_csv(path: str | Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_bytes_atomic(path, buffer.getvalue().encode())
-
-
-def plot_series(path: str | Path, series: Mapping[str, tuple[list[Any], list[float], list[float]]], *,
-                xlabel: str, ylabel: str, title: str) -> None:
-    """One line with error bars per series: name -> (x values, means, stds)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for k, (name, (xs, means, stds)) in enumerate(series.items()):
-        # evenly spaced sizes, each series nudged sideways so the error bars stay apart
-        ax.errorbar(np.arange(len(xs)) + 0.04 * (k - (len(series) - 1) / 2), means, yerr=stds, marker="o",
-                    capsize=3, label=name)
-        ax.set_xticks(range(len(xs)), [str(x) for x in xs])
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    png = io.BytesIO()
-    fig.savefig(png, dpi=100, format="png")
-    plt.close(fig)
-    write_bytes_atomic(path, png.getvalue())
-
-
-def parse_named(items: Sequence[str] | None, what: str) -> dict[str, str]:
-    """``["fractaldb=data/fdb", "digits"]`` -> ``{"fractaldb": "data/fdb", "digits": ""}`` (a bare
-    name maps to "": a built-in data set)."""
-    named: dict[str, str] = {}
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not name or (sep and not value.strip()):
-            raise FdslError(f"{what} expects NAME=DIR, got {item!r}")
-        if name in named:
-            raise FdslError(f"{what} {name!r} is given twice")
-        named[name] = value.strip()
-    return named
