@@ -10,7 +10,10 @@ with no bare product left, no add or subtraction has anything to fuse with.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import types
 from unittest import mock
 
@@ -90,3 +93,31 @@ def test_stream_keys_and_draws_are_seedings():
     assert counter.byte(key, 7) == int(draws[7]) >> 56
     values = [counter.below(key, i, 10) for i in range(2000)]
     assert sorted(set(values)) == list(range(10))
+
+
+def test_a_cold_cpu_compile_first_does_not_change_the_cuda_rounding(tmp_path):
+    """With an empty Numba cache, a CPU compilation of the shared bodies in the same process comes
+    before the CUDA one (as in a full test run on a fresh clone). The CUDA kernels must still get
+    libdevice's rounded products: two per-target overloads of one function once let numba-cuda
+    pick the CPU form there."""
+    code = (
+        "import re, types\n"
+        "from unittest import mock\n"
+        "import numpy as np\n"
+        "from numba import cuda\n"
+        "from numba.cuda import dispatcher\n"
+        "from fdsl.generators.kernels import perlin\n"
+        "perlin.pnoise1(np.linspace(0.0, 9.0, 7))\n"  # CPU compile first, cold cache
+        "from fdsl.generators.cuda.kernels import SIGNATURES\n"
+        "kernel, signature = SIGNATURES['rcdb']\n"
+        "fake = types.SimpleNamespace(compute_capability=(9, 0))\n"
+        "with mock.patch.object(dispatcher, 'get_current_device', lambda: fake):\n"
+        "    ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))\n"
+        "ops = set(re.findall(r'\\b(?:fma|mul)\\.[a-z.]*f(?:32|64)\\b', ptx))\n"
+        "assert 'mul.rn.f64' in ops and not any(o.startswith('fma') for o in ops), ops\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=600)  # a hang guard only
+    assert proc.returncode == 0, proc.stderr[-3000:]

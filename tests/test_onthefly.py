@@ -144,15 +144,16 @@ def test_fresh_instances_on_shards_are_refused_and_leave_nothing(fractal, tmp_pa
 
 
 @pytest.mark.slow
-def test_transfer_study_pretrains_on_generated_data(tmp_path, capsys):
-    from fdsl.studies import cli as study_cli
+def test_transfer_study_pretrains_on_generated_data(tmp_path):
+    import study_presets
+
+    from fdsl.studies.transfer import run_transfer_study
 
     folder = make_set("linedb", tmp_path, params_only=True)
     out = tmp_path / "study"
-    code = study_cli.main(["transfer", "--pretrain", f"lines=gen:{folder}", "--downstream", "digits",
-                           "--seeds", "0", "--preset", "tiny", "--threads", "1", "--out", str(out)])
-    assert code == 0, capsys.readouterr().err
-    config = json.loads((out / "runs" / "pretrain-lines" / "config.json").read_text())
+    run_transfer_study(out, pretrain={"lines": f"gen:{folder}"}, downstream={"digits": ""}, seeds=(0,),
+                       pretrain_seeds=(0,), preset=study_presets.TRANSFER, threads=1)
+    config = json.loads((out / "runs" / "pretrain-lines-seed0" / "config.json").read_text())
     assert config["data_resolved"] == f"gen:{folder}"
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert {r["arm"] for r in rows} == {"scratch", "lines"}
