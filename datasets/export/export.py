@@ -48,16 +48,6 @@ from fdsl.progress import Progress
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ExportResult:
-    """What ``export_shards`` wrote: the folder, the format, images written, files (relative)."""
-
-    out: Path
-    to: str
-    num_images: int
-    files: list[str]
-
-
 def _record(out: Path, to: str, src: Path, dataset: Any, files: list[str], complete: bool,
             shuffle_seed: int | None = None) -> None:
     record = {"format": "fdsl-export", "to": to, "complete": complete, "source": str(src.resolve()),
@@ -105,6 +95,16 @@ def _prepare(out: Path, overwrite: bool, *, check_only: bool = False) -> None:
     for folder in sorted((p for p in out.rglob("*") if p.is_dir()), reverse=True):
         if not any(folder.iterdir()):
             folder.rmdir()
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What ``export_shards`` wrote: the folder, the format, images written, files (relative)."""
+
+    out: Path
+    to: str
+    num_images: int
+    files: list[str]
 
 
 def export_shards(src: str | Path, to: str, out: str | Path, *, overwrite: bool = False,
