@@ -75,10 +75,10 @@ def _fixed_parts(source, start: int, stop: int, part: int = 1000):
 def render_only(source) -> int:
     """Render every item in the builder's parts, keeping nothing; returns the image count.
     Memory is handled as in the builder's tasks (freed parts reused), when the builder does so."""
-    from fdsl.datasets import build
+    from fdsl.datasets.builder import build
 
     try:
-        from fdsl.datasets._heap import reuse_freed_memory
+        from fdsl.datasets.builder._heap import reuse_freed_memory
     except ImportError:  # an fdsl without it (the "before" runs)
         reuse_freed_memory = contextlib.nullcontext
     parts = getattr(build, "render_parts", _fixed_parts)
@@ -101,7 +101,7 @@ def profile_stages(source, out: Path, count: int) -> dict[str, float]:
     import cProfile
     import pstats
 
-    from fdsl.datasets import build
+    from fdsl.datasets.builder import build
 
     profiler = cProfile.Profile(time.process_time)
     cpu = time.process_time()
@@ -125,7 +125,7 @@ def child(name: str, images: int, repeats: int) -> dict:
     age = process_age()  # seconds since this process started (interpreter start-up included)
     marks = {"interpreter": (age, _cpu())}
     t0 = time.perf_counter() - age
-    from fdsl.datasets import build
+    from fdsl.datasets.builder import build
     from fdsl.generators.registry import get_generator
 
     get_generator(name)

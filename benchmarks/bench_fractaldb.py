@@ -26,8 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import machine  # noqa: E402
 from benchmarks.reference import fractaldb_official as ref  # noqa: E402
-from fdsl.datasets import build  # noqa: E402
-from fdsl.datasets.jobs import run_tasks  # noqa: E402
+from fdsl import limits  # noqa: E402
+from fdsl.datasets.builder import build  # noqa: E402
+from fdsl.datasets.builder.jobs import run_tasks  # noqa: E402
 from fdsl.generators import fractaldb  # noqa: E402
 from fdsl.generators.generate import generate  # noqa: E402
 from fdsl.generators.kernels import ifs2d  # noqa: E402
@@ -108,8 +109,8 @@ class _RenderOnly:
 
     def __call__(self, task) -> int:
         count = 0
-        for start in range(task.start, task.stop, build.RENDER_PART):
-            count += len(self.source.render(start, min(start + build.RENDER_PART, task.stop)).items)
+        for start in range(task.start, task.stop, limits.RENDER_PART):
+            count += len(self.source.render(start, min(start + limits.RENDER_PART, task.stop)).items)
         return count
 
 

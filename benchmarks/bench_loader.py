@@ -27,8 +27,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import finish_report  # noqa: E402
 
-from fdsl.datasets.build import RenderedBatch, build_dataset  # noqa: E402
-from fdsl.datasets.loader import ShardDataset, ShardLoader  # noqa: E402
+from fdsl.datasets import ShardDataset, ShardLoader  # noqa: E402
+from fdsl.datasets.builder.build import RenderedBatch, build_dataset  # noqa: E402
 
 SIZE, CLASSES = 256, 100
 

@@ -27,9 +27,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import finish_report, machine  # noqa: E402
 
-from fdsl.datasets.build import build_dataset  # noqa: E402
-from fdsl.datasets.loader import ShardDataset, ShardLoader  # noqa: E402
-from fdsl.datasets.sampler import batch_diversity  # noqa: E402
+from fdsl.datasets import ShardDataset, ShardLoader  # noqa: E402
+from fdsl.datasets.builder.build import build_dataset  # noqa: E402
+from fdsl.datasets.read.sampler import batch_diversity  # noqa: E402
 from fdsl.sources import RenderedBatch  # noqa: E402
 
 POOL = 64  # distinct base images; each item is a shifted copy (cheap to make, still ~LZ4-sized)

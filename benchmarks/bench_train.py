@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from fdsl.datasets import ShardLoader
-from fdsl.datasets.build import RenderedBatch, build_dataset
+from fdsl.datasets.builder.build import RenderedBatch, build_dataset
 from fdsl.train.recipes import resolve_config
 from fdsl.train.trainer import build_trainer, on_device
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,15 +19,6 @@ from fdsl.errors import DiskFullError, FdslError
 
 TMP_MARK = ".tmp-"
 LOCK_NAME = ".fdsl.lock"
-
-
-def sha256_file(path: str | Path, block: int = 1 << 22) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fsync_dir(folder: str | Path) -> None:

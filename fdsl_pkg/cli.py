@@ -69,12 +69,18 @@ def add_version(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(verbose: bool = False) -> None:
-    """fdsl's own log lines at INFO (DEBUG with ``verbose``); other libraries' only from WARNING
-    (PyOpenGL's notes at import, say), unless ``verbose``."""
+def add_quiet(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Add ``--quiet``: no progress and no log lines but warnings and errors (results still print)."""
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress and no log lines but warnings and errors (results still print)")
+
+
+def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """fdsl's own log lines at INFO (DEBUG with ``verbose``, WARNING with ``quiet``); other
+    libraries' only from WARNING (PyOpenGL's notes at import, say), unless ``verbose``."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("fdsl").setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("fdsl").setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
 
 
 def run_cli(prog: str, body: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:

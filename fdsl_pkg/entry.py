@@ -22,9 +22,9 @@ from fdsl.faults import fault_point
 COMMANDS = {
     "gen-fractal": "fdsl.generators.cli:main",
     "render-shapenet": "fdsl.render.cli:main",
-    "inspect-shards": "fdsl.datasets.cli:main",
-    "export-shards": "fdsl.datasets.export_cli:main",
-    "import-cub": "fdsl.datasets.importers.cub:main",
+    "inspect-shards": "fdsl.datasets.inspect.cli:main",
+    "export-shards": "fdsl.datasets.export.cli:main",
+    "import-cub": "fdsl.datasets.importers.cli:main",
     "train-classifier": "fdsl.train.cli:main",
     "run-study": "fdsl.studies.cli:main",
 }

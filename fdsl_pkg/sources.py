@@ -2,7 +2,7 @@
 
 NumPy only: importing a generator imports this module, never h5py, torch or the builder.
 A source describes a data set as ``num_items()`` items, each a pure function of (config, index);
-the builder (``fdsl.datasets.build``) splits the items into shards and drives ``render``.
+the builder (``fdsl.datasets.builder.build``) splits the items into shards and drives ``render``.
 """
 
 from __future__ import annotations

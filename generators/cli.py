@@ -11,8 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fdsl.cli import OneLineParser, positive_int, run_cli, setup_logging
-from fdsl.generators import limits
+from fdsl import limits
+from fdsl.cli import OneLineParser, positive_int, run_cli
 from fdsl.generators.generate import generate
 from fdsl.generators.registry import COMMON_SETTINGS, GeneratorSpec, generators
 
@@ -25,7 +25,7 @@ def _default_help(setting: str, specs: dict[str, GeneratorSpec]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from fdsl.datasets.buildcli import add_build_arguments
+    from fdsl.datasets.builder.cli import add_build_arguments
 
     specs = generators()
     parser = OneLineParser(
@@ -60,17 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    setup_logging(args.verbose)
-    values = vars(args)
+    from fdsl.datasets.builder.cli import parse_options
+
+    values = parse_options(build_parser(), argv)
+    args = argparse.Namespace(**values)
     own = {k for spec in generators().values() for k in spec.option_names}
     options = {k: v for k, v in values.items() if k in own and v is not None}
     common = {k: values[k] for k in COMMON_SETTINGS}
     result = generate(args.db, args.out, classes=args.classes, seed=args.seed, workers=args.workers,
                       shard_size=args.shard_size, compression=args.compression, fmt=args.fmt,
                       overwrite=args.overwrite, params_from=args.params_from, backend=args.backend,
-                      params_only=args.params_only, **common, **options)
+                      params_only=args.params_only, quiet=args.quiet, **common, **options)
     if args.params_only:
         print(f"{result.out}: manifest and class parameters of {result.classes} classes, no shards (train on "
               f"them with --data gen:{result.out}, or run again without --params-only to render the shards)",

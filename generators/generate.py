@@ -1,7 +1,7 @@
 """Generate a registered formula-driven data set into a folder: the body of ``gen-fractal``.
 
 The order is the one a refused run needs to leave nothing behind: every setting is checked first
-(the generator's own checks, ``--params-from`` read, the size limits of ``fdsl.generators.limits``,
+(the generator's own checks, ``--params-from`` read, the size limits of ``fdsl.limits``,
 the builder's settings and the output folder), then the builder locks the folder, and only then
 does the generator do its long work (a category search) and the builder render.
 """
@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fdsl import limits
 from fdsl.errors import FdslError
-from fdsl.generators import limits
 from fdsl.generators.registry import GeneratorSpec, get_generator
 
 if TYPE_CHECKING:
-    from fdsl.datasets.build import BuildResult
+    from fdsl.datasets.builder.build import BuildResult
 
 
 def _flag(setting: str) -> str:
@@ -59,6 +59,7 @@ def generate(
     params_from: str | Path | None = None,
     backend: str = "local",
     params_only: bool = False,
+    quiet: bool = False,
     **options: Any,
 ) -> BuildResult:
     """Generate data set ``db`` into ``out`` and return the build summary.
@@ -70,14 +71,15 @@ def generate(
     Re-running the same call resumes; different settings into the same folder raise
     ConfigMismatchError unless ``overwrite``. ``params_only`` stops after the manifest and the class
     parameters (``classes.npz``): no shard is rendered, and the same call without it renders them.
+    ``quiet`` shows no progress.
     """
     if classes <= 0:
         raise FdslError(f"--classes must be positive, got {classes}")
     spec = get_generator(db)
     kwargs = generator_settings(spec, {"instances": instances, "image_size": image_size, "points": points},
                                 options)
-    from fdsl.datasets.buildcli import build_from_options
-    from fdsl.datasets.jobs import default_workers
+    from fdsl.datasets.builder.cli import build_from_options
+    from fdsl.datasets.builder.jobs import default_workers
 
     workers = workers or default_workers()
     limits.check_job(classes=classes, instances=_default(spec, "instances", instances),
@@ -86,4 +88,5 @@ def generate(
     factory = spec.prepare_source(classes=classes, seed=seed, params_from=Path(params_from) if params_from else None,
                                   workers=workers, backend=backend, **kwargs)
     return build_from_options(factory, out, strict=True, shard_size=shard_size, workers=workers, backend=backend,
-                              compression=compression, fmt=fmt, overwrite=overwrite, params_only=params_only)
+                              compression=compression, fmt=fmt, overwrite=overwrite, params_only=params_only,
+                              quiet=quiet)

@@ -156,10 +156,9 @@ class OnTheFlyDataset(torch.utils.data.Dataset):
         return self.__getitems__([i % len(self)])[0]
 
     def _pil(self, image: torch.Tensor) -> Any:
-        from fdsl.datasets import ShardDataset
+        from fdsl.datasets.read.dataset import pil_image
 
-        pil = ShardDataset.pil_image(image.cpu())
-        return pil if self.mode is None or pil.mode == self.mode else pil.convert(self.mode)
+        return pil_image(image.cpu(), self.mode)
 
     def device_batches(self, batches: Sequence[Sequence[int]], epoch: int
                        ) -> Iterator[tuple[torch.Tensor, torch.Tensor]] | None:

@@ -20,7 +20,7 @@ from fdsl.sources import ShardSource
 def source_from_folder(folder: str | Path) -> ShardSource:
     """The source of the generated data set in ``folder``; FdslError (one line) when the folder
     holds no such set, or one made by another version of its generator."""
-    from fdsl.datasets.manifest import read_manifest  # the manifest reader, not the builder
+    from fdsl.datasets.format import read_manifest  # the manifest reader, not the builder
 
     folder = Path(folder)
     manifest = read_manifest(folder)

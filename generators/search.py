@@ -55,7 +55,7 @@ def search_candidates(evaluate: Callable[[CandidateSpan], list[Any]], classes: i
     (``concat`` of the one-class ones). ``expected_rate`` (accepted per candidate) sizes the first
     round; after ``max_candidates`` candidates the search stops with FdslError(``too_few(found,
     tried)``)."""
-    from fdsl.datasets.jobs import run_tasks  # not at import: generator modules stay light
+    from fdsl.datasets.builder.jobs import run_tasks  # not at import: generator modules stay light
 
     chunk = chunk or CHUNK
     accepted: list[Any] = []

@@ -2,7 +2,7 @@
 
 ``render_shapenet`` picks the models through ``fdsl.render.source.make_source`` (ShapeNetCore or
 the procedural set) and runs the builder with the shared build settings
-(``fdsl.datasets.buildcli.build_from_options``).
+(``fdsl.datasets.builder.cli.build_from_options``).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fdsl.datasets.build import BuildResult
-from fdsl.datasets.buildcli import build_from_options
-from fdsl.datasets.jobs import default_workers
+from fdsl.datasets.builder.build import BuildResult
+from fdsl.datasets.builder.cli import build_from_options
+from fdsl.datasets.builder.jobs import default_workers
 from fdsl.render.source import DEFAULT_FOV_DEG, DEFAULT_MAX_FACES, make_source
 
 __all__ = ["render_shapenet"]

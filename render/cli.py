@@ -18,7 +18,7 @@ from fdsl.cli import (
     positive_int,
     run_cli,
 )
-from fdsl.datasets.buildcli import add_build_arguments, parse_options
+from fdsl.datasets.builder.cli import add_build_arguments, parse_options
 from fdsl.render.build import render_shapenet
 from fdsl.render.procedural import DEFAULT_MODELS_PER_CLASS
 from fdsl.render.source import DEFAULT_FOV_DEG, DEFAULT_MAX_FACES, IMAGE_SIZES, MSAA_CHOICES

@@ -88,7 +88,7 @@ class DigitsSource:
 def import_digits(out: str | Path, *, image_size: int = 32, overwrite: bool = False) -> Path:
     """Write the digits into the shard folder ``out`` (resumes; other settings refused unless
     ``overwrite``) and return it."""
-    from fdsl.datasets.build import build_dataset
+    from fdsl.datasets.builder.build import build_dataset
 
     build_dataset(DigitsSource(image_size), out, shard_size=NUM_IMAGES, workers=1, backend="local",
                   overwrite=overwrite)

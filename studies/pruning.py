@@ -67,7 +67,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def strategies(field: str) -> dict[str, str]:
-    """Strategy name -> pruning mode of ``fdsl.datasets.pruning`` (random first: the baseline)."""
+    """Strategy name -> pruning mode of ``fdsl.datasets.read.pruning`` (random first: the baseline)."""
     return {"random": "random", f"min-{field}": "drop-smallest", f"max-{field}": "drop-largest"}
 
 
@@ -137,7 +137,7 @@ def split_pool(labels: np.ndarray, pool: np.ndarray, size: int | None, splits: i
 
 
 def pruned_away(counts: Sequence[int], fraction: float) -> int:
-    """Images the pruning removes from the class that loses fewest (``fdsl.datasets.pruning``
+    """Images the pruning removes from the class that loses fewest (``fdsl.datasets.read.pruning``
     keeps round((1 - fraction) * n) of a class of n, rounding half to even)."""
     return min(int(n - np.round((1.0 - fraction) * n)) for n in counts)
 
@@ -146,7 +146,7 @@ def prune(labels: np.ndarray, ranks: np.ndarray, subset: np.ndarray, mode: str, 
           seed: int) -> np.ndarray:
     """The rows of ``subset`` kept after removing ``fraction`` per class by ``mode`` (``ranks``:
     tie-broken ranks of the field, so min and max never depend on file order)."""
-    from fdsl.datasets.pruning import select_per_class
+    from fdsl.datasets.read.pruning import select_per_class
 
     kept = select_per_class(labels[subset], None if mode == "random" else ranks[subset], mode=mode,
                             keep_fraction=1.0 - fraction, seed=seed)

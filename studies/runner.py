@@ -88,7 +88,7 @@ def run_cells(cells: Sequence[Cell], *, jobs: int = 1, backend: str = "local",
               desc: str = "runs") -> list[dict[str, Any]]:
     """Run every cell (finished ones are only read) with ``jobs`` local processes or Ray tasks;
     the rows come back in the order of ``cells``."""
-    from fdsl.datasets.jobs import run_tasks
+    from fdsl.datasets.builder.jobs import run_tasks
 
     if backend not in BACKENDS:
         raise FdslError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -115,7 +115,7 @@ def cell_threads(jobs: int, threads: int | None) -> int | None:
     """Torch threads per run: as asked, else the cores shared out among ``jobs`` parallel runs."""
     if threads or jobs <= 1:
         return threads
-    from fdsl.datasets.jobs import default_workers
+    from fdsl.datasets.builder.jobs import default_workers
 
     return max(1, default_workers() // jobs)
 

@@ -1,6 +1,6 @@
 """``run-study stats``: data-set statistics in a trained model's feature space.
 
-``fdsl.datasets.stats`` computes the intra-class std and class-mean distances of a shard folder
+``fdsl.datasets.inspect.stats`` computes the intra-class std and class-mean distances of a shard folder
 for any feature function; this module supplies one that the data layer may not import: the
 penultimate layer (the pooled features before the classification head) of an fdsl checkpoint,
 with the run's own evaluation preprocessing (resize, centre crop, normalisation).
@@ -63,8 +63,8 @@ def checkpoint_features(checkpoint: str | Path, *, device: str = "cpu", native_s
 
 def checkpoint_stats(folder: str | Path, out: str | Path, checkpoint: str | Path | None = None, *,
                      max_per_class: int | None = 200, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
-    """``fdsl.datasets.stats.dataset_stats`` in the feature space of ``checkpoint`` (None: pixels)."""
-    from fdsl.datasets.stats import dataset_stats
+    """``fdsl.datasets.inspect.stats.dataset_stats`` in the feature space of ``checkpoint`` (None: pixels)."""
+    from fdsl.datasets.inspect.stats import dataset_stats
 
     features = None if checkpoint is None else checkpoint_features(checkpoint, device=device)
     return dataset_stats(folder, out, features=features, max_per_class=max_per_class, seed=seed)

@@ -36,6 +36,6 @@ def stored_images(folder: Path) -> np.ndarray:
     """Every image of the shards in ``folder``, uint8 [N, H, W] or [N, H, W, C], in index order."""
     from fdsl.datasets import ShardDataset
 
-    ds = ShardDataset(folder)
+    ds = ShardDataset(folder, mode=None)  # the stored channels
     images = np.stack([ds[i][0].numpy() for i in range(len(ds))])  # [N, C, H, W]
     return images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)

@@ -19,7 +19,7 @@ import study_presets  # noqa: E402
 from toy_source import ToySource  # noqa: E402
 
 from fdsl.atomic import FolderLockedError, folder_lock  # noqa: E402
-from fdsl.datasets.build import build_dataset  # noqa: E402
+from fdsl.datasets.builder.build import build_dataset  # noqa: E402
 from fdsl.errors import FdslError  # noqa: E402
 from fdsl.studies.affinity import measure_affinity  # noqa: E402
 from fdsl.studies.augment import DEFAULT_CANDIDATES, run_augment_study, three_sets  # noqa: E402

@@ -13,9 +13,9 @@ import pytest
 from helpers import Gate, listed_shards, run_with_fault, write_build_script
 from toy_source import ToySource
 
-from fdsl.datasets import shards
-from fdsl.datasets.build import build_dataset, plan_tasks
-from fdsl.datasets.jobs import run_tasks
+from fdsl.datasets.builder.build import build_dataset, plan_tasks
+from fdsl.datasets.builder.jobs import run_tasks
+from fdsl.datasets.format import read_manifest, verify_dataset
 from fdsl.errors import ConfigMismatchError, FdslError
 
 TESTS = Path(__file__).parent
@@ -82,18 +82,16 @@ def test_failures_recorded_and_counted(tmp_path):
     lines = [json.loads(x) for x in (out / "failures.jsonl").read_text().splitlines()]
     assert [x["item"] for x in lines] == [4, 9, 14, 19, 24, 29]
     assert result.failures == 6 and result.images == 24
-    manifest = shards.read_manifest(out)
+    manifest = read_manifest(out)
     assert manifest["failures"] == 6 and manifest["num_images"] == 24 and manifest["num_items"] == 30
 
 
-def test_shards_written_part_by_part_hold_the_same_images(tmp_path, monkeypatch):
+def test_shards_written_part_by_part_hold_the_same_images(tmp_path):
     import h5py
 
-    from fdsl.datasets import build
-
     whole = build_dataset(ToySource(fail_every=5), tmp_path / "whole", shard_size=12, workers=1)
-    monkeypatch.setattr(build, "RENDER_PART", 5)  # 12-item shards now take three render() calls
-    parts = build_dataset(ToySource(fail_every=5), tmp_path / "parts", shard_size=12, workers=1)
+    # 12-item shards in parts of 5 take three render() calls
+    parts = build_dataset(ToySource(fail_every=5), tmp_path / "parts", shard_size=12, workers=1, render_part=5)
     assert parts.images == whole.images == 24 and parts.failures == whole.failures == 6
     for name in ("shard-00000.h5", "shard-00001.h5", "shard-00002.h5"):
         with h5py.File(tmp_path / "whole" / name) as a, h5py.File(tmp_path / "parts" / name) as b:
@@ -102,12 +100,10 @@ def test_shards_written_part_by_part_hold_the_same_images(tmp_path, monkeypatch)
     assert (tmp_path / "whole" / "failures.jsonl").read_bytes() == (tmp_path / "parts" / "failures.jsonl").read_bytes()
 
 
-def test_png_tasks_rendered_part_by_part_give_the_same_files(tmp_path, monkeypatch, hashes):
-    from fdsl.datasets import build
-
+def test_png_tasks_rendered_part_by_part_give_the_same_files(tmp_path, hashes):
     build_dataset(ToySource(fail_every=5), tmp_path / "whole", shard_size=12, workers=1, storage="png")
-    monkeypatch.setattr(build, "RENDER_PART", 5)
-    build_dataset(ToySource(fail_every=5), tmp_path / "parts", shard_size=12, workers=1, storage="png")
+    build_dataset(ToySource(fail_every=5), tmp_path / "parts", shard_size=12, workers=1, storage="png",
+                  render_part=5)
     assert hashes(tmp_path / "whole") == hashes(tmp_path / "parts")
 
 
@@ -119,10 +115,10 @@ def test_png_format_layout_and_resume(tmp_path, hashes):
     # ImageFolder (the official training scripts) takes every folder of the root as a class.
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["00000", "00001"]
     before = hashes(out)
-    assert shards.verify_dataset(out) == []
+    assert verify_dataset(out) == []
     (out / "00001/00001_0002.png").write_bytes(b"broken")
     (out / "00000/00000_0001.png").unlink()
-    problems = {(Path(p.file).name, p.check) for p in shards.verify_dataset(out)}
+    problems = {(Path(p.file).name, p.check) for p in verify_dataset(out)}
     assert problems == {("00001_0002.png", "sha256"), ("00001_0002.png", "image_shape"), ("00000_0001.png", "exists")}
     again = build_dataset(ToySource(classes=2, per_class=3), out, shard_size=4, storage="png", workers=1)
     assert again.shards_skipped == 0  # both tasks lost a file
@@ -177,7 +173,7 @@ KILLABLE = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from toy_source import ToySource
     from fdsl.cli import run_cli
-    from fdsl.datasets.build import build_dataset
+    from fdsl.datasets.builder.build import build_dataset
 
     def body(argv):
         build_dataset(ToySource(classes=4, per_class=12, gate=argv[1] if len(argv) > 1 else None), argv[0],
@@ -235,7 +231,7 @@ def test_ctrl_c_stops_at_once_with_one_line_and_resumes(tmp_path, hashes, fault)
 def test_a_worker_that_cannot_see_the_output_folder_refuses_in_one_line(tmp_path):
     """A Ray node without the shared file system sees no manifest: it must not write shards the
     driver never sees, and the run must stop with one line that says why."""
-    from fdsl.datasets.build import ShardTask, _Job
+    from fdsl.datasets.builder.build import ShardTask, _Job
 
     elsewhere = tmp_path / "not-shared"
     elsewhere.mkdir()

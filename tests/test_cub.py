@@ -15,9 +15,10 @@ torch = pytest.importorskip("torch")
 from fake_cub import CLASSES, FakeImage, make_fake_cub  # noqa: E402
 
 from fdsl.datasets import ShardDataset  # noqa: E402
-from fdsl.datasets.importers.cub import BBOX_FIELDS, import_cub, load_image, main  # noqa: E402
-from fdsl.datasets.pruning import prune_dataset  # noqa: E402
-from fdsl.datasets.shards import read_manifest  # noqa: E402
+from fdsl.datasets.format import read_manifest  # noqa: E402
+from fdsl.datasets.importers.cli import main  # noqa: E402
+from fdsl.datasets.importers.cub import BBOX_FIELDS, import_cub, load_image  # noqa: E402
+from fdsl.datasets.read.pruning import prune_dataset  # noqa: E402
 
 SIZE = 32
 FAST = dict(image_size=SIZE, workers=1, backend="inline", shard_size=5)

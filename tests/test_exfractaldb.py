@@ -17,7 +17,7 @@ from helpers import (
     counter_uniform,
 )
 
-from fdsl.datasets import cli as inspect_cli
+from fdsl.datasets.inspect import cli as inspect_cli
 from fdsl.errors import FdslError
 from fdsl.generators import cli, exfractaldb
 from fdsl.generators.exfractaldb import params as ex_params

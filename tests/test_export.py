@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -12,11 +13,12 @@ import pytest
 from PIL import Image
 
 from fdsl.atomic import folder_lock
-from fdsl.datasets import export as export_mod
-from fdsl.datasets.build import build_dataset
-from fdsl.datasets.export import RECORD_NAME, export_shards, hf_datasets
-from fdsl.datasets.export_cli import main as export_main
-from fdsl.datasets.loader import ShardDataset
+from fdsl.datasets import ShardDataset
+from fdsl.datasets.builder.build import build_dataset
+from fdsl.datasets.export import targets as export_mod
+from fdsl.datasets.export.cli import main as export_main
+from fdsl.datasets.export.export import export_shards
+from fdsl.datasets.export.targets import RECORD_NAME, hf_datasets
 from fdsl.errors import FdslError
 from fdsl.sources import RenderedBatch
 
@@ -57,7 +59,7 @@ def make(tmp_path: Path, rgb: bool = False, names=("c0", "c1", "c2")) -> Path:
 
 def reference(folder: Path) -> tuple[ShardDataset, list[np.ndarray]]:
     """The data set and each image as the HWC / HW array a PNG decoder gives back."""
-    ds = ShardDataset(folder)
+    ds = ShardDataset(folder, mode=None)
     images = []
     for i in range(len(ds)):
         chw = ds[i][0].numpy()
@@ -72,26 +74,48 @@ def check_meta(ds: ShardDataset, i: int, got: dict) -> None:
 
 
 @pytest.mark.parametrize("rgb", [False, True], ids=["grey", "rgb"])
-def test_webdataset_round_trip(tmp_path, rgb):
+def test_webdataset_round_trip_in_a_seeded_shuffled_order(tmp_path, rgb):
     wds = pytest.importorskip("webdataset")
     src = make(tmp_path, rgb)
     ds, images = reference(src)
     out = tmp_path / "wds"
     result = export_shards(src, "webdataset", out, samples_per_tar=4)
     tars = sorted(str(p) for p in out.glob("shard-*.tar"))
-    assert len(tars) == -(-len(ds) // 4) == len(result.files) and result.num_images == len(ds)
+    assert len(tars) == -(-len(ds) // 4) == len(result.files) - 1 and result.num_images == len(ds)
+    assert "order.json" in result.files
     samples = list(wds.WebDataset(tars, shardshuffle=False).decode("rgb8" if rgb else "l8").to_tuple("__key__", "png", "cls", "json"))
-    assert len(samples) == len(ds)
-    for i, (key, image, label, meta) in enumerate(samples):
-        assert key == f"{i:08d}" and label == ds.labels[i] == meta["label"]
-        assert meta["class"] == ds.classes[label]
+    order = json.loads((out / "order.json").read_text())
+    assert order["seed"] == 0 and sorted(order["indices"]) == list(range(len(ds)))
+    assert order["indices"] != sorted(order["indices"])
+    assert [int(key) for key, *_ in samples] == order["indices"]  # the recorded order is the written one
+    for key, image, label, meta in samples:
+        i = int(key)
+        assert label == ds.labels[i] == meta["label"] and meta["class"] == ds.classes[label]
         np.testing.assert_array_equal(np.asarray(image), images[i])
         check_meta(ds, i, meta)
+    # class-ordered data: in the data set's order every tar of 4 holds 1 or 2 classes; shuffled, more mix
+    classes_per_tar = [len({s[2] for s in samples[k:k + 4]}) for k in range(0, len(samples), 4)]
+    assert max(classes_per_tar) == 3
     record = json.loads((out / RECORD_NAME).read_text())
     assert record["complete"] and record["num_images"] == len(ds) and record["to"] == "webdataset"
-    before = {p.name: p.read_bytes() for p in out.glob("*.tar")}
+    assert record["shuffle_seed"] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".tar", ".json") and p.name != RECORD_NAME}
     export_shards(src, "webdataset", out, samples_per_tar=4, overwrite=True)
-    assert before == {p.name: p.read_bytes() for p in out.glob("*.tar")}  # same data, same bytes
+    assert before == {p.name: p.read_bytes() for p in out.iterdir() if p.name in before}  # same seed, same bytes
+    export_shards(src, "webdataset", out, samples_per_tar=4, overwrite=True, shuffle_seed=1)
+    assert json.loads((out / "order.json").read_text())["indices"] != order["indices"]
+
+
+def test_webdataset_in_the_data_sets_order(tmp_path, capsys):
+    wds = pytest.importorskip("webdataset")
+    src = make(tmp_path)
+    out = tmp_path / "wds"
+    assert export_main([str(src), "--to", "webdataset", str(out), "--samples-per-tar", "5", "--no-shuffle"]) == 0
+    keys = [key for (key,) in wds.WebDataset(sorted(str(p) for p in out.glob("*.tar")), shardshuffle=False)
+            .to_tuple("__key__")]
+    assert keys == [f"{i:08d}" for i in range(len(ShardDataset(src)))]
+    assert json.loads((out / "order.json").read_text()) == {"seed": None, "indices": list(range(len(keys)))}
+    assert json.loads((out / RECORD_NAME).read_text())["shuffle_seed"] is None
 
 
 @pytest.mark.parametrize("names", [("c0", "c1", "c2"), ("zebra", "apple", "a/b")], ids=["sorted", "unsorted"])
@@ -169,6 +193,27 @@ def test_interrupted_export_is_unfinished_and_the_rerun_replaces_it(tmp_path, mo
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
 
 
+def test_hf_no_progress_silences_the_libraries_bars_too(tmp_path, monkeypatch, capfd, caplog):
+    try:
+        hf = hf_datasets()
+    except FdslError:
+        pytest.skip("the Hugging Face datasets library is not installed")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("FDSL_PROGRESS_INTERVAL", "0")  # our progress lines at every update
+    caplog.set_level(logging.INFO, logger="fdsl.progress")
+    src = make(tmp_path, False)
+    capfd.readouterr()
+    assert export_main([str(src), "--to", "hf", str(tmp_path / "loud")]) == 0
+    assert "Saving the dataset" in capfd.readouterr().err  # the control: the library reports...
+    assert "export hf: 12/12 img (100.0%)" in caplog.text  # ...and so do we, in plain lines
+    caplog.clear()
+    assert export_main([str(src), "--to", "hf", str(tmp_path / "quiet"), "--no-progress"]) == 0
+    quiet = capfd.readouterr()
+    assert "Saving the dataset" not in quiet.err and "Generating" not in quiet.err
+    assert "export hf:" not in caplog.text and "exported 12 images" in quiet.out
+    assert hf.is_progress_bar_enabled()  # the library's setting is given back
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     src = make(tmp_path)
     out = tmp_path / "out"
@@ -212,16 +257,17 @@ def test_png_sets_export_like_shards(tmp_path):
     ds, images = reference(make(tmp_path, True))  # the same items stored as HDF5 shards
     export_shards(png_src, "webdataset", tmp_path / "wds")
     samples = list(wds.WebDataset(sorted(str(p) for p in (tmp_path / "wds").glob("*.tar")),
-                                  shardshuffle=False).decode("rgb8").to_tuple("png", "json"))
+                                  shardshuffle=False).decode("rgb8").to_tuple("__key__", "png", "json"))
     assert len(samples) == len(ds)
-    for i, (image, meta) in enumerate(samples):
+    for key, image, meta in samples:
+        i = int(key)
         np.testing.assert_array_equal(image, images[i])
         assert meta["label"] == ds.labels[i]
         check_meta(ds, i, meta)
 
 
 def test_class_folders_sort_in_label_order_and_avoid_reserved_names():
-    from fdsl.datasets.export import class_folders
+    from fdsl.datasets.export.targets import class_folders
 
     assert class_folders(["a", "b"]) == ["a", "b"]
     for classes in (["b", "a"], ["a", "metadata.csv"], ["a", "a"], ["x/../y", "z"], [".hidden", "z"]):

@@ -28,10 +28,10 @@ from helpers import (
 from toy_source import ToySource
 
 from fdsl import __version__
-from fdsl.datasets import manifest as mf
-from fdsl.datasets.build import build_dataset
-from fdsl.datasets.cli import main as inspect_main
-from fdsl.datasets.format import open_dataset, verify_dataset
+from fdsl.datasets.builder.build import build_dataset
+from fdsl.datasets.format import manifest as mf
+from fdsl.datasets.format import open_dataset, read_manifest, verify_dataset
+from fdsl.datasets.inspect.cli import main as inspect_main
 from fdsl.errors import ConfigMismatchError, DiskFullError, FdslError, ShardError
 
 TESTS = Path(__file__).parent
@@ -78,7 +78,7 @@ def _render_main(argv):
 
 
 def _cub_main(argv):
-    from fdsl.datasets.importers.cub import main
+    from fdsl.datasets.importers.cli import main
 
     return main(argv)
 
@@ -295,7 +295,7 @@ def test_paths_outside_the_folder_are_refused_and_never_deleted(tmp_path, refere
     else:
         edit_manifest(folder, lambda m: m["extra_files"].update({escape: {"bytes": 8, "sha256": "0" * 64}}))
     with pytest.raises(ShardError, match="outside the data set folder"):
-        mf.read_manifest(folder)
+        read_manifest(folder)
     assert verify_dataset(folder)[0].check == "manifest"
     with pytest.raises(ConfigMismatchError, match="outside the data set folder"):
         build_dataset(ToySource(**TOY), folder, **BUILD)
@@ -313,7 +313,7 @@ def test_png_listing_escape_never_deleted(tmp_path, references):
     lines[1] = "../victim.png," + lines[1].split(",", 1)[1]
     listing.write_text("\n".join(lines) + "\n")
     # The manifest is made to agree with the tampered listing, so only the path check is left.
-    from fdsl.atomic import sha256_file
+    from fdsl.datasets.format.checksum import sha256_file
 
     edit_manifest(folder, lambda m: m["shards"][0].update(bytes=listing.stat().st_size, sha256=sha256_file(listing)))
     problems = verify_dataset(folder)
@@ -354,7 +354,7 @@ SLOW_BUILD = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     from toy_source import ToySource
-    from fdsl.datasets.build import build_dataset
+    from fdsl.datasets.builder.build import build_dataset
     if __name__ == "__main__":
         build_dataset(ToySource(classes=3, per_class=6, gate=sys.argv[4]), sys.argv[1], shard_size=5,
                       workers=int(sys.argv[2]), storage=sys.argv[3])
@@ -481,7 +481,7 @@ FULL_DISK = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from toy_source import ToySource
     from fdsl.cli import run_cli
-    from fdsl.datasets.build import build_dataset
+    from fdsl.datasets.builder.build import build_dataset
 
     def body(argv):
         build_dataset(ToySource(classes=4, per_class=50, size=128), argv[0], shard_size=50,
@@ -522,7 +522,7 @@ KILLABLE = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
     from toy_source import ToySource
-    from fdsl.datasets.build import build_dataset
+    from fdsl.datasets.builder.build import build_dataset
     if __name__ == "__main__":
         build_dataset(ToySource(classes=4, per_class=10), sys.argv[1], shard_size=4,
                       workers=int(sys.argv[2]), storage=sys.argv[3])
@@ -579,7 +579,7 @@ RAY_INTERRUPTIBLE = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from toy_source import ToySource
     from fdsl.cli import run_cli
-    from fdsl.datasets.build import build_dataset
+    from fdsl.datasets.builder.build import build_dataset
 
     def body(argv):
         build_dataset(ToySource(classes=4, per_class=12, gate=argv[1]), argv[0], shard_size=4, workers=2,

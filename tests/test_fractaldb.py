@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fdsl.atomic import FolderLockedError, folder_lock
-from fdsl.datasets import shards
+from fdsl.datasets.format import read_manifest, verify_dataset
 from fdsl.errors import FdslError
 from fdsl.generators import cli, fractaldb, search
 from fdsl.generators.fractaldb import params as fdb_params
@@ -39,7 +39,7 @@ def small_source(params, color="gray", seed=0, instances=1000, **kw) -> fractald
 
 def read_images(folder: Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """All images, labels and metadata of a data set folder, in item order."""
-    manifest = shards.read_manifest(folder)
+    manifest = read_manifest(folder)
     images, labels, meta = [], [], {}
     for entry in manifest["shards"]:
         with h5py.File(folder / entry["file"], "r") as f:
@@ -204,9 +204,9 @@ def test_generate_is_identical_across_workers_and_shard_sizes(tmp_path):
     assert list(a_meta["variant"][:12]) == [0] * 4 + [1] * 4 + [2] * 4 and list(a_meta["render"][:12]) == [0] * 12
     assert set(a_meta) >= {"item", "variant", "render", "flip", "n_maps", "points_drawn"}
     assert (tmp_path / "one" / "classes.npz").read_bytes() == (tmp_path / "two" / "classes.npz").read_bytes()
-    manifest = shards.read_manifest(tmp_path / "one")
+    manifest = read_manifest(tmp_path / "one")
     assert manifest["classes"] == ["00000", "00001"]
-    assert not shards.verify_dataset(tmp_path / "two")
+    assert not verify_dataset(tmp_path / "two")
 
 
 def test_params_from_round_trip_gives_identical_images(tmp_path):
@@ -337,7 +337,7 @@ def test_cli_checks_every_input_before_the_lock_and_searches_holding_it(tmp_path
              "--fill-rate", "0.04", "--workers", "1"]
     monkeypatch.setattr(fractaldb, "search_classes", search_holding_the_lock)
     assert run_main(["--db", "fractaldb", "--classes", "2", "--out", str(tmp_path / "ok"), *small]) == 0
-    assert len(searched) == 1 and shards.read_manifest(tmp_path / "ok")["complete"]
+    assert len(searched) == 1 and read_manifest(tmp_path / "ok")["complete"]
     capsys.readouterr()
 
     monkeypatch.setattr(fractaldb, "search_classes", no_search)
@@ -415,4 +415,4 @@ def test_cli_writes_a_small_data_set(tmp_path, capsys):
     images, labels, meta = read_images(tmp_path / "d")
     assert images.shape == (8, 48, 48, 3) and list(labels) == [0] * 4 + [1] * 4
     assert (images > 0).any(axis=(1, 2, 3)).all()
-    assert shards.read_manifest(tmp_path / "d")["config"]["color"] == "color"
+    assert read_manifest(tmp_path / "d")["config"]["color"] == "color"

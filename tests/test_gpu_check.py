@@ -305,7 +305,7 @@ def test_train_benchmark_compiled_step_runs_on_cpu(tmp_path: Path) -> None:
         sys.path.remove(str(ROOT / "benchmarks"))
     import torch
 
-    from fdsl.datasets.build import build_dataset
+    from fdsl.datasets.builder.build import build_dataset
 
     data = tmp_path / "shards"
     build_dataset(bench_train.Blobs(64, 40, classes=4), data, shard_size=64, backend="inline", workers=1)

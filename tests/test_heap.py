@@ -1,4 +1,4 @@
-"""fdsl.datasets._heap: freed part arrays are reused inside a shard task, and given back after."""
+"""fdsl.datasets.builder._heap: freed part arrays are reused inside a shard task, and given back after."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import ctypes
 import numpy as np
 import pytest
 
-from fdsl.datasets import _heap
+from fdsl.datasets.builder import _heap
 
 PART = 64 * 2**20  # above glibc's largest mmap threshold (32 MiB): mmap'd afresh by default
 

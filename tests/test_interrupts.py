@@ -18,7 +18,7 @@ from toy_source import ToySource
 
 from fdsl import entry, interrupts
 from fdsl.cli import run_cli
-from fdsl.datasets.build import build_dataset
+from fdsl.datasets.builder.build import build_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from helpers import assert_same_bytes_for_1_and_2_workers, counter_below, counter_draw
 
-from fdsl.datasets import cli as inspect_cli
+from fdsl.datasets.inspect import cli as inspect_cli
 from fdsl.errors import FdslError
 from fdsl.generators import cli, linedb
 from fdsl.generators.generate import generate

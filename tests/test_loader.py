@@ -13,10 +13,16 @@ import numpy as np
 import pytest
 import torch
 
-from fdsl.datasets import shards
-from fdsl.datasets.build import RenderedBatch, build_dataset
-from fdsl.datasets.loader import ShardDataset, ShardLoader
-from fdsl.datasets.sampler import batch_diversity, block_order, rank_positions, uniform_distinct
+from fdsl.datasets import ShardDataset, ShardLoader
+from fdsl.datasets.builder.build import RenderedBatch, build_dataset
+from fdsl.datasets.format import read_manifest
+from fdsl.datasets.format.manifest import shard_records
+from fdsl.datasets.read.sampler import (
+    batch_diversity,
+    block_order,
+    rank_positions,
+    uniform_distinct,
+)
 from fdsl.errors import FdslError, ShardError
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -63,9 +69,9 @@ def make(tmp_path: Path, name: str = "ds", rgb: bool | str = False, compression:
 
 def h5_reference(folder: Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Every image (as C,H,W), label and metadata field, read with plain h5py."""
-    manifest = shards.read_manifest(folder)
+    manifest = read_manifest(folder)
     images, labels, meta = [], [], {}
-    for record in shards.shard_records(manifest):
+    for record in shard_records(manifest):
         with h5py.File(folder / record.file, "r") as f:
             imgs = f["images"][: record.count]
             images.append(imgs[:, None] if imgs.ndim == 3 else imgs.transpose(0, 3, 1, 2))
@@ -96,12 +102,12 @@ def grey(tmp_path_factory) -> Path:
 def test_every_image_matches_h5py(tmp_path, rgb, compression):
     folder = make(tmp_path, rgb=rgb, compression=compression)
     images, labels, meta = h5_reference(folder)
-    counts = [r.count for r in shards.shard_records(shards.read_manifest(folder))]
+    counts = [r.count for r in shard_records(read_manifest(folder))]
     assert len(set(counts)) > 1  # uneven shards
-    ds = ShardDataset(folder)
+    ds = ShardDataset(folder, mode=None)  # the stored channels
     if rgb in ("sparse", True) and compression == "lz4":  # the chunks really are compressed
         nbytes = int(np.prod(images.shape[1:]))
-        assert all((layout.sizes < nbytes).all() for layout in ds._index.reader.layouts)
+        assert all((layout.sizes < nbytes).all() for layout in ds._index.images.layouts)
     assert len(ds) == len(labels) == sum(counts)
     assert ds.image_shape == images.shape[1:]
     for i in range(len(ds)):
@@ -132,9 +138,9 @@ def test_loader_modes_agree(grey, workers, num):
 
 def test_h5py_fallback_reads_the_same(tmp_path, monkeypatch):
     folder = make(tmp_path, compression="zstd")
-    monkeypatch.setattr("fdsl.datasets._chunks._ZSTD", False)  # as if zstandard were missing
+    monkeypatch.setattr("fdsl.datasets.format.hdf5.chunks._ZSTD", False)  # as if zstandard were missing
     ds = ShardDataset(folder)
-    assert {layout.codec for layout in ds._index.reader.layouts} == {"h5py"}
+    assert {layout.codec for layout in ds._index.images.layouts} == {"h5py"}
     images, _, _ = h5_reference(folder)
     np.testing.assert_array_equal(collect(ShardLoader(ds, batch_size=7, shuffle=False))[0], images)
 
@@ -256,13 +262,14 @@ def test_auto_shuffle_picks_block_only_for_data_bigger_than_the_memory_share(gre
 
 def test_read_ahead_advice_merges_contiguous_chunks(grey):
     ds = ShardDataset(grey)
-    index = ds._index
-    shards_used = len(np.unique(index.shard_of))
+    images = ds._index.images
+    rows = np.arange(len(ds))
+    shards_used = len(np.unique(images.shard_of))
     # natural order: one range per shard; every other image of one shard: still one (small gaps)
-    assert index.reader.advise(index.shard_of, index.local) == shards_used
-    first = np.flatnonzero(index.shard_of == 0)[::2]
-    assert index.reader.advise(index.shard_of[first], index.local[first]) == 1
-    assert index.reader.advise(index.shard_of[first], index.local[first], gap=0) == len(first)
+    assert images.advise(rows) == shards_used
+    first = np.flatnonzero(images.shard_of == 0)[::2]
+    assert images.advise(first) == 1
+    assert images.advise(first, gap=0) == len(first)
 
 
 # --------------------------------------------------------------------------- torchvision-style
@@ -280,7 +287,7 @@ def test_imagefolder_style_attributes_and_transforms(tmp_path):
             seen.append(image)
             return np.asarray(image)
 
-        ds = ShardDataset(folder, transform=transform, target_transform=lambda y: f"class-{y}")
+        ds = ShardDataset(folder, transform=transform, target_transform=lambda y: f"class-{y}", mode=None)
         assert ds.targets == labels.tolist() and all(type(t) is int for t in ds.targets)
         assert ds.class_to_idx == {name: i for i, name in enumerate(ds.classes)}
         assert len(ds.classes) == 3
@@ -342,13 +349,13 @@ def test_dataset_pickles_without_open_files(grey):
     ds = ShardDataset(grey)
     _ = ds[0]  # opens a file in this process
     clone = pickle.loads(pickle.dumps(ds))
-    assert clone._index.reader._fds == {}
+    assert clone._index.images._fds == {}
     assert np.array_equal(clone[3][0].numpy(), ds[3][0].numpy())
 
 
 def test_spawn_dataloader_over_shard_dataset(grey):
     images, labels, _ = h5_reference(grey)
-    loader = torch.utils.data.DataLoader(ShardDataset(grey), batch_size=6, shuffle=False,
+    loader = torch.utils.data.DataLoader(ShardDataset(grey, mode=None), batch_size=6, shuffle=False,
                                          num_workers=2, multiprocessing_context="spawn")
     got = collect(loader)
     np.testing.assert_array_equal(got[0], images)
@@ -356,7 +363,7 @@ def test_spawn_dataloader_over_shard_dataset(grey):
 
 
 def test_fork_dataloader_after_reading_in_parent(grey):
-    ds = ShardDataset(grey)
+    ds = ShardDataset(grey, mode=None)
     _ = ds[len(ds) - 1]  # the parent holds open descriptors before the fork
     loader = torch.utils.data.DataLoader(ds, batch_size=5, num_workers=2,
                                          multiprocessing_context="fork")
@@ -364,7 +371,7 @@ def test_fork_dataloader_after_reading_in_parent(grey):
 
 
 def test_datasets_package_does_not_import_torch():
-    code = ("import sys, fdsl.datasets, fdsl.datasets.shards, fdsl.datasets.build; "
+    code = ("import sys, fdsl.datasets, fdsl.datasets.format, fdsl.datasets.builder.build; "
             "assert 'torch' not in sys.modules; from fdsl.datasets import ShardLoader; "
             "assert 'torch' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -411,7 +418,7 @@ def test_flipped_byte_fails_verify(tmp_path):
 def test_corrupted_chunk_names_the_file_when_read(tmp_path):
     folder = make(tmp_path)
     ds = ShardDataset(folder)
-    layout = ds._index.reader.layouts[0]
+    layout = ds._index.images.layouts[0]
     path = folder / "shard-00000.h5"
     data = bytearray(path.read_bytes())
     data[int(layout.offsets[2]) + 4] ^= 0x7F  # the LZ4 header's size field of image 2
@@ -483,7 +490,7 @@ def test_stopping_early_then_iterating_again(grey):
 
 
 def test_pruning_budgets_ties_and_modes():
-    from fdsl.datasets.pruning import select_per_class
+    from fdsl.datasets.read.pruning import select_per_class
 
     labels = np.array([0] * 10 + [1] * 5)
     values = np.array([5, 1, 1, 9, 3, 7, 2, 8, 6, 4] + [2, 2, 2, 1, 3], np.float64)
@@ -501,7 +508,7 @@ def test_pruning_budgets_ties_and_modes():
 
 
 def test_prune_dataset_saves_indices_usable_with_subset(grey, tmp_path):
-    from fdsl.datasets.pruning import load_kept, prune_dataset
+    from fdsl.datasets.read.pruning import load_kept, prune_dataset
     from fdsl.errors import FdslError
 
     ds = ShardDataset(grey)
@@ -521,7 +528,7 @@ def test_prune_dataset_saves_indices_usable_with_subset(grey, tmp_path):
 
 def test_without_liblz4_the_lz4_package_decodes(tmp_path, monkeypatch):
     folder = make(tmp_path, rgb="sparse")
-    monkeypatch.setattr("fdsl.datasets._chunks._LIBLZ4", [None])  # as if ctypes found no liblz4
+    monkeypatch.setattr("fdsl.datasets.format.hdf5.chunks._LIBLZ4", [None])  # as if ctypes found no liblz4
     images, _, _ = h5_reference(folder)
     np.testing.assert_array_equal(collect(ShardLoader(folder, batch_size=4, shuffle=False))[0], images)
 
@@ -531,7 +538,7 @@ def test_without_liblz4_the_lz4_package_decodes(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("rgb", [False, True], ids=["grey", "rgb"])
 def test_png_sets_load_like_shards_and_prune_by_area(tmp_path, rgb):
-    from fdsl.datasets.pruning import prune_dataset
+    from fdsl.datasets.read.pruning import prune_dataset
 
     cls = RGBSource if rgb else SparseGreySource
     shards_dir, png_dir = tmp_path / "h5", tmp_path / "png"

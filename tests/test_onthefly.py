@@ -160,7 +160,7 @@ def test_transfer_study_pretrains_on_generated_data(tmp_path):
 
 
 def test_old_location_is_gone_and_datasets_does_not_import_generators():
-    code = ("import sys, fdsl.datasets, fdsl.datasets.loader\n"
+    code = ("import sys, fdsl.datasets, fdsl.datasets.read.loader\n"
             "assert not hasattr(fdsl.datasets, 'OnTheFlyFractalDataset')\n"
             "assert not any(m.startswith('fdsl.generators') for m in sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)

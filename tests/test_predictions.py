@@ -17,7 +17,7 @@ from helpers import SmallSource  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch import nn  # noqa: E402
 
-from fdsl.datasets.build import RenderedBatch, build_dataset  # noqa: E402
+from fdsl.datasets.builder.build import RenderedBatch, build_dataset  # noqa: E402
 from fdsl.train.data import split_indices  # noqa: E402
 from fdsl.train.loop import train_classifier  # noqa: E402
 from fdsl.train.predictions import predict, predictions_csv  # noqa: E402

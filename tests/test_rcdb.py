@@ -12,7 +12,7 @@ import pytest
 from helpers import assert_same_bytes_for_1_and_2_workers, counter_below, counter_uniform
 from PIL import Image, ImageDraw
 
-from fdsl.datasets import cli as inspect_cli
+from fdsl.datasets.inspect import cli as inspect_cli
 from fdsl.errors import FdslError
 from fdsl.generators import rcdb
 from fdsl.generators.generate import generate

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fdsl.datasets.build import build_dataset
+from fdsl.datasets.builder.build import build_dataset
 from fdsl.generators.generate import generate
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -304,7 +304,7 @@ class _Blobs:
     def build(out: Path) -> Path:
         from helpers import SmallSource
 
-        from fdsl.datasets.build import RenderedBatch, build_dataset
+        from fdsl.datasets.builder.build import RenderedBatch, build_dataset
 
         class Blobs(SmallSource):
             name, CLASSES = "blobs", ("dark", "bright")
@@ -371,7 +371,7 @@ def _as_imagefolder(source, tmp_path: Path):
         image, label = source.dataset[i]
         folder = root / source.classes[label]
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.asarray(image).squeeze()).save(folder / f"{i:03d}.png")
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i:03d}.png")  # ds[i]: RGB CHW
     return open_data(root, 32, 1.0)
 
 

@@ -17,7 +17,7 @@ from fake_cub import make_fake_cub
 from helpers import ViewsSource, exit_code
 from toy_source import ToySource
 
-from fdsl.datasets.build import build_dataset
+from fdsl.datasets.builder.build import build_dataset
 from fdsl.entry import COMMANDS, command_main
 
 
@@ -43,7 +43,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "empty.bin").write_bytes(b"")
     (root / "cub-broken" / "CUB_200_2011").mkdir(parents=True)
     (root / "cub-broken" / "CUB_200_2011" / "images.txt").write_text("1 a.jpg\nnot numbers\n")
-    from fdsl.datasets.export import export_shards
+    from fdsl.datasets.export.export import export_shards
 
     export_shards(root / "toy", "webdataset", root / "export")
     partial = root / "partial"

@@ -1,4 +1,5 @@
-"""The generator registry and gen-fractal's shared checks: specs, light imports, size limits, --version."""
+"""The generator registry and gen-fractal's shared checks: specs, light imports, --version (size
+limits: test_limits.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from fdsl import __version__
 from fdsl.errors import FdslError
-from fdsl.generators import cli, limits, registry
+from fdsl.generators import cli, registry
 from fdsl.generators.generate import generate
 from fdsl.generators.registry import GeneratorSpec, register_generator
 
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import assert_refused_in_one_line, edit_manifest, exit_code  # noqa: E402
 from toy_source import ToySource  # noqa: E402
 
-HEAVY = ("h5py", "torch", "fdsl.datasets.build", "fdsl.datasets.shards", "fdsl.datasets.jobs", "ray")
+HEAVY = ("h5py", "torch", "fdsl.datasets.builder.build", "fdsl.datasets.format", "fdsl.datasets.builder.jobs", "ray")
 
 
 @pytest.mark.parametrize("module", [m.rsplit(".", 1)[1] for m in registry.BUILTIN_MODULES]
@@ -149,17 +150,6 @@ def test_bad_generator_flags_are_refused_in_one_line(tmp_path, capsys, argv, mes
     assert not (tmp_path / "o").exists()
 
 
-def test_memory_estimate_scales_with_workers_and_sizes():
-    one = limits.worker_bytes(512, 0, 10_000)
-    assert one == 2 * 1000 * 512 * 512
-    assert limits.worker_bytes(512, 10**6, 10) == 2 * 10 * 512 * 512 + 10**6 * limits.POINT_BYTES
-    limits.check_job(classes=1, instances=1, image_size=512, points=None, workers=4, shard_size=10_000,
-                     memory=4 * one * 2)
-    with pytest.raises(FdslError, match="4 worker"):
-        limits.check_job(classes=1, instances=1, image_size=512, points=None, workers=4, shard_size=10_000,
-                         memory=4 * one)
-
-
 # Small settings of each built-in generator, for the uniform per-generator API below.
 _SMALL = {
     "fractaldb": dict(instances=4, image_size=32, points=500, search_points=20_000, fill_rate=0.04),
@@ -171,8 +161,7 @@ _SMALL = {
 
 @pytest.mark.parametrize("db", list(_SMALL))
 def test_every_generator_rebuilds_its_source_from_its_folder(tmp_path, db):
-    from fdsl.datasets.format import open_dataset
-    from fdsl.datasets.manifest import read_manifest
+    from fdsl.datasets.format import open_dataset, read_manifest
     from fdsl.generators.rebuild import source_from_folder
 
     spec = registry.get_generator(db)

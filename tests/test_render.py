@@ -20,7 +20,8 @@ import trimesh
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_shapenet import BROKEN, CHAIR, GOOD, LAPTOP, make_tree  # noqa: E402
 
-from fdsl.datasets import shards  # noqa: E402
+from fdsl.datasets.format import read_manifest  # noqa: E402
+from fdsl.datasets.format.hdf5.shardfile import open_shard  # noqa: E402
 from fdsl.errors import FdslError  # noqa: E402
 from fdsl.render import procedural, shapenet  # noqa: E402
 from fdsl.render import source as render_source  # noqa: E402
@@ -216,7 +217,7 @@ def _build(out, **kwargs):
 
 
 def _hashes(out):
-    return [s["sha256"] for s in shards.read_manifest(out)["shards"]]
+    return [s["sha256"] for s in read_manifest(out)["shards"]]
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
@@ -230,10 +231,10 @@ def test_shapenet_build_with_failures(trees, tmp_path, version):
     assert {r["model_id"]: r["synset"] for r in records} == dict.fromkeys(BROKEN, CHAIR)
     for record in records:
         assert BROKEN[record["model_id"]] in record["reason"] and record["path"]
-    manifest = shards.read_manifest(out)
+    manifest = read_manifest(out)
     assert manifest["complete"] and manifest["classes"] == ["chair", "laptop"]
     assert set(POSE_FIELDS) | {"area", "azimuth", "elevation", "distance", "view", "model_id", "synset"} <= set(manifest["metadata_fields"])
-    with shards.open_shard(out / manifest["shards"][0]["file"]) as f:
+    with open_shard(out / manifest["shards"][0]["file"]) as f:
         area = f["metadata"]["area"][:]
         assert f["images"].shape[1:] == (32, 32, 3)
         assert ((area > 0.01) & (area < 1)).all()
@@ -331,7 +332,7 @@ def test_cli_renders_and_reports(tmp_path, trees, capsys):
                  "--views", "2", "--image-size", "32", "--workers", "1", "--viewpoints", "grid"]) == 0
     err = capsys.readouterr().err
     assert "models: 2 rendered, 0 failed" in err
-    assert shards.read_manifest(out)["num_images"] == 4
+    assert read_manifest(out)["num_images"] == 4
 
 
 def test_png_layout(tmp_path):

@@ -1,4 +1,4 @@
-"""The shard format: round trips, byte-stable writes, atomicity and verification."""
+"""The HDF5 shard format: round trips, byte-stable writes, atomicity and verification."""
 
 from __future__ import annotations
 
@@ -8,9 +8,24 @@ import h5py
 import numpy as np
 import pytest
 
-from fdsl.datasets import shards
-from fdsl.datasets.cli import main as inspect_main
+from fdsl.datasets.format import COMPRESSIONS, read_manifest
+from fdsl.datasets.format.hdf5.shardfile import open_shard
+from fdsl.datasets.format.hdf5.writer import Hdf5ShardWriter
+from fdsl.datasets.format.manifest import FORMAT_NAME
+from fdsl.datasets.inspect.cli import main as inspect_main
 from fdsl.errors import ShardError
+
+
+def write_shard(folder, images, labels, metadata=None, compression="lz4"):
+    """One shard written the way the builder's workers write it: ``folder/shard-00000.h5``."""
+    folder.mkdir(exist_ok=True)
+    writer = Hdf5ShardWriter(folder, 0, compression=compression, expected=len(labels))
+    try:
+        writer.append(images, labels, metadata)
+        return writer.close()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def _arrays(n=5, shape=(8, 8)):
@@ -19,12 +34,13 @@ def _arrays(n=5, shape=(8, 8)):
     return images, np.arange(n) % 3, {"area": rng.random(n).astype(np.float32), "name": np.array([f"m{i}" for i in range(n)])}
 
 
-@pytest.mark.parametrize("compression", shards.COMPRESSIONS)
+@pytest.mark.parametrize("compression", COMPRESSIONS)
 @pytest.mark.parametrize("shape", [(8, 8), (6, 7, 3)])
 def test_round_trip(tmp_path, compression, shape):
     images, labels, meta = _arrays(shape=shape)
-    rec = shards.write_shard(tmp_path / "shard-00000.h5", images, labels, meta, compression)
-    assert rec.count == 5 and rec.bytes == (tmp_path / "shard-00000.h5").stat().st_size
+    entry = write_shard(tmp_path, images, labels, meta, compression)
+    assert entry["file"] == "shard-00000.h5"
+    assert entry["count"] == 5 and entry["bytes"] == (tmp_path / "shard-00000.h5").stat().st_size
     with h5py.File(tmp_path / "shard-00000.h5") as f:
         np.testing.assert_array_equal(f["images"][:], images)
         np.testing.assert_array_equal(f["labels"][:], labels)
@@ -37,49 +53,50 @@ def test_round_trip(tmp_path, compression, shape):
 
 def test_same_arrays_same_bytes(tmp_path):
     images, labels, meta = _arrays()
-    a = shards.write_shard(tmp_path / "a.h5", images, labels, meta)
-    b = shards.write_shard(tmp_path / "b.h5", images, labels, meta)
-    assert a.sha256 == b.sha256
+    a = write_shard(tmp_path / "a", images, labels, meta)
+    b = write_shard(tmp_path / "b", images, labels, meta)
+    assert a["sha256"] == b["sha256"]
     images[0, 0, 0] ^= 1
-    c = shards.write_shard(tmp_path / "c.h5", images, labels, meta)
-    assert c.sha256 != a.sha256
+    c = write_shard(tmp_path / "c", images, labels, meta)
+    assert c["sha256"] != a["sha256"]
 
 
 def test_bad_arrays_rejected(tmp_path):
     images, labels, meta = _arrays()
     with pytest.raises(ShardError, match="uint8"):
-        shards.write_shard(tmp_path / "x.h5", images.astype(np.float32), labels)
+        write_shard(tmp_path, images.astype(np.float32), labels)
     with pytest.raises(ShardError, match="labels"):
-        shards.write_shard(tmp_path / "x.h5", images, labels[:2])
+        write_shard(tmp_path, images, labels[:2])
     with pytest.raises(ShardError, match="area"):
-        shards.write_shard(tmp_path / "x.h5", images, labels, {"area": np.zeros(2)})
+        write_shard(tmp_path, images, labels, {"area": np.zeros(2)})
+    assert not list(tmp_path.iterdir()), "a refused shard left a file"
 
 
 def test_manifest_errors(tmp_path):
     with pytest.raises(ShardError, match="no such data set folder"):
-        shards.read_manifest(tmp_path / "missing")
+        read_manifest(tmp_path / "missing")
     with pytest.raises(ShardError, match="missing manifest"):
-        shards.read_manifest(tmp_path)
+        read_manifest(tmp_path)
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(ShardError, match="unreadable manifest"):
-        shards.read_manifest(tmp_path)
-    (tmp_path / "manifest.json").write_text(json.dumps({"format": shards.FORMAT_NAME, "format_version": 99}))
+        read_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": FORMAT_NAME, "format_version": 99}))
     with pytest.raises(ShardError, match="newer"):
-        shards.read_manifest(tmp_path)
+        read_manifest(tmp_path)
 
 
 def test_open_shard_names_truncated_file(tmp_path):
     images, labels, meta = _arrays()
     path = tmp_path / "shard-00000.h5"
-    shards.write_shard(path, images, labels, meta)
+    write_shard(tmp_path, images, labels, meta)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ShardError, match="shard-00000.h5"):
-        shards.open_shard(path)
+        open_shard(path)
 
 
 def _dataset(tmp_path, toy):
-    from fdsl.datasets.build import build_dataset
+    from fdsl.datasets.builder.build import build_dataset
 
     out = tmp_path / "ds"
     build_dataset(toy(classes=2, per_class=10, size=16), out, shard_size=7, workers=1)
@@ -148,11 +165,77 @@ def test_compressed_shards_read_in_a_fresh_process(tmp_path, compression):
 
     from toy_source import ToySource
 
-    from fdsl.datasets.build import build_dataset
+    from fdsl.datasets.builder.build import build_dataset
 
     build_dataset(ToySource(), tmp_path / "ds", shard_size=10, workers=1, compression=compression)
     grid = tmp_path / "grid.png"
-    done = subprocess.run([sys.executable, "-m", "fdsl.datasets.cli", str(tmp_path / "ds"), "--verify",
+    done = subprocess.run([sys.executable, "-m", "fdsl.datasets.inspect.cli", str(tmp_path / "ds"), "--verify",
                            "--grid", str(grid)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert grid.stat().st_size > 0
+
+
+BLAMED = [
+    ("image_shape", lambda m: m.update(image_shape=[32, 32]), "image_shape",
+     "[16, 16], manifest says [32, 32]"),
+    ("classes", lambda m: m.update(classes=m["classes"][:1]), "classes", "labels span 0..1 but there are 1 classes"),
+    ("metadata", lambda m: m["metadata_fields"].update(inst="<i8"), "metadata_fields", "fields"),
+    ("count", lambda m: (m["shards"][1].update(count=6), m.update(num_images=19)), "shards[1].count",
+     "manifest says 6"),
+]
+
+
+@pytest.mark.parametrize("storage", ["hdf5", "png"])
+@pytest.mark.parametrize("name,edit,field,detail", BLAMED, ids=[b[0] for b in BLAMED])
+def test_verify_blames_the_manifest_when_the_shards_match_their_checksums(tmp_path, capsys, storage, name,
+                                                                          edit, field, detail):
+    from helpers import edit_manifest
+    from toy_source import ToySource
+
+    from fdsl.datasets import ShardDataset
+    from fdsl.datasets.builder.build import build_dataset
+
+    out = tmp_path / "ds"
+    build_dataset(ToySource(classes=2, per_class=10, size=16), out, shard_size=7, workers=1, storage=storage)
+    edit_manifest(out, edit)
+    assert inspect_main([str(out), "--verify"]) == 1
+    bad = [line for line in capsys.readouterr().err.splitlines() if line.startswith("BAD ")]
+    blamed = [line for line in bad if f"manifest.json: {field} check failed: " in line]
+    assert blamed and detail in blamed[0] and "whose bytes match their recorded sha256" in blamed[0], bad
+    assert not [line for line in bad if "shard-0" in line.split(": ")[0] or ".png" in line.split(": ")[0]
+                or ".png-index" in line.split(": ")[0]], bad
+    if name != "count":  # (the count also breaks the totals, which open refuses first)
+        with pytest.raises(ShardError, match=f"manifest.json: {field.replace('[', '.').replace(']', '.')}"):
+            ShardDataset(out, verify=True)
+
+
+def test_verify_blames_a_changed_shard_not_the_manifest(tmp_path, capsys):
+    """The same edit of the manifest, but the shard changed too: its checksum fails, so it is named."""
+    from helpers import edit_manifest
+    from toy_source import ToySource
+
+    out = _dataset(tmp_path, ToySource)
+    edit_manifest(out, lambda m: m.update(image_shape=[32, 32]))
+    victim = out / "shard-00000.h5"
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    victim.write_bytes(bytes(data))
+    assert inspect_main([str(out), "--verify"]) == 1
+    err = capsys.readouterr().err
+    assert "shard-00000.h5: sha256 check failed" in err
+    assert "shard-00001.h5: image_shape check failed" not in err  # shard 1 is intact: the manifest's fault
+    assert "manifest.json: image_shape check failed" in err
+
+
+def test_verify_blames_the_manifests_png_digest(tmp_path, capsys):
+    from helpers import edit_manifest
+    from toy_source import ToySource
+
+    from fdsl.datasets.builder.build import build_dataset
+
+    out = tmp_path / "ds"
+    build_dataset(ToySource(classes=2, per_class=10, size=16), out, shard_size=7, workers=1, storage="png")
+    edit_manifest(out, lambda m: m["shards"][2].update(png_sha256="0" * 64))
+    assert inspect_main([str(out), "--verify"]) == 1
+    err = capsys.readouterr().err
+    assert "BAD " + str(out / "manifest.json") + ": shards[2].png_sha256 check failed" in err

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from helpers import SmallSource
 
-from fdsl.datasets import cli as inspect_cli
-from fdsl.datasets.build import build_dataset
-from fdsl.datasets.stats import class_statistics, dataset_stats, pixel_features
+from fdsl.datasets.builder.build import build_dataset
+from fdsl.datasets.inspect import cli as inspect_cli
+from fdsl.datasets.inspect.stats import class_statistics, dataset_stats, pixel_features
 from fdsl.sources import RenderedBatch
 
 
@@ -64,11 +64,17 @@ def test_inspect_shards_stats_writes_json_and_plots(levels: Path, tmp_path: Path
     assert data["classes"] == ["black", "white", "mixed"] and data["mean_intra_class_std"] == pytest.approx(0.5 / 3)
 
 
-def test_png_data_sets_are_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    build_dataset(Levels(), tmp_path / "png", shard_size=50, backend="inline", workers=1, storage="png")
-    assert inspect_cli.main([str(tmp_path / "png"), "--stats", str(tmp_path / "s")]) == 2
-    err = capsys.readouterr().err
-    assert "needs HDF5 shards" in err and len(err.strip().splitlines()) == 1
+def test_png_data_sets_give_the_same_statistics(levels: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture) -> None:
+    png = tmp_path / "png"
+    build_dataset(Levels(), png, shard_size=5, backend="inline", workers=1, storage="png")
+    stats = class_statistics(png, pixel_features(8))
+    assert stats["counts"] == [6, 6, 6] and stats["intra_class_std"] == pytest.approx([0.0, 0.0, 0.5])
+    assert np.asarray(stats["class_mean_distance"]) == pytest.approx(np.array([[0, 8, 4], [8, 0, 4], [4, 4, 0]]))
+    hdf5 = class_statistics(levels, pixel_features(8), max_per_class=4, seed=3)
+    assert class_statistics(png, pixel_features(8), max_per_class=4, seed=3) == {**hdf5, "folder": str(png)}
+    assert inspect_cli.main([str(png), "--stats", str(tmp_path / "s")]) == 0
+    assert json.loads((tmp_path / "s" / "stats.json").read_text())["counts"] == [6, 6, 6]
 
 
 def test_checkpoint_features_use_the_penultimate_layer(levels: Path, tmp_path: Path,

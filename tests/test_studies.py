@@ -18,7 +18,7 @@ pytest.importorskip("sklearn")
 
 import study_presets  # noqa: E402
 
-from fdsl.datasets.build import build_dataset  # noqa: E402
+from fdsl.datasets.builder.build import build_dataset  # noqa: E402
 from fdsl.errors import FdslError  # noqa: E402
 from fdsl.sources import RenderedBatch  # noqa: E402
 from fdsl.studies import cli, report, runner  # noqa: E402
@@ -364,7 +364,7 @@ def test_digits_import_matches_scikit_learn(tmp_path: Path) -> None:
     from fdsl.datasets import ShardDataset
 
     folder = import_digits(tmp_path / "digits", image_size=16)
-    ds = ShardDataset(folder)
+    ds = ShardDataset(folder, mode="L")  # stored grey
     target = load_digits().target
     assert len(ds) == 1797 and ds.classes == [str(d) for d in range(10)]
     assert np.array_equal(np.asarray(ds.labels), target)

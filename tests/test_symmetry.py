@@ -15,7 +15,7 @@ pytest.importorskip("kornia")
 
 from helpers import SmallSource  # noqa: E402
 
-from fdsl.datasets.build import RenderedBatch, build_dataset  # noqa: E402
+from fdsl.datasets.builder.build import RenderedBatch, build_dataset  # noqa: E402
 from fdsl.train.loop import train_classifier  # noqa: E402
 
 torch.set_num_threads(1)

@@ -20,7 +20,7 @@ pytest.importorskip("kornia")
 from helpers import SmallSource  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from fdsl.datasets.build import RenderedBatch, build_dataset  # noqa: E402
+from fdsl.datasets.builder.build import RenderedBatch, build_dataset  # noqa: E402
 from fdsl.errors import FdslError  # noqa: E402
 from fdsl.train import cli  # noqa: E402
 from fdsl.train.augment import (  # noqa: E402

@@ -17,7 +17,7 @@ pytest.importorskip("kornia")
 
 from toy_source import ToySource  # noqa: E402
 
-from fdsl.datasets.build import build_dataset  # noqa: E402
+from fdsl.datasets.builder.build import build_dataset  # noqa: E402
 from fdsl.train import cli  # noqa: E402
 from fdsl.train.figures import curves_figure  # noqa: E402
 from fdsl.train.loop import train_classifier  # noqa: E402

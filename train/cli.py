@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from collections.abc import Sequence
 
@@ -154,9 +153,7 @@ FIELD_FLAGS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "optimi
 def _body(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
-    if args.quiet:
-        logging.getLogger().setLevel(logging.WARNING)
+    setup_logging(args.verbose, args.quiet)
     from fdsl.train.recipes import config_yaml, parse_set
 
     fields = {name: getattr(args, name) for name in FIELD_FLAGS}

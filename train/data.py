@@ -85,7 +85,7 @@ class _WholeBatches(torch.utils.data.Dataset):
 class MapLoader:
     """ShardLoader's contract for any map-style data set (used for ImageFolder trees).
 
-    Same per-epoch order (``fdsl.datasets.sampler``: seeded by (seed, epoch), padded to equal
+    Same per-epoch order (``fdsl.datasets.read.sampler``: seeded by (seed, epoch), padded to equal
     length per rank) and the same batches whatever ``num_workers``.
     """
 
@@ -102,7 +102,7 @@ class MapLoader:
         self.epoch = int(epoch)
 
     def _batches(self) -> list[list[int]]:
-        from fdsl.datasets import sampler
+        from fdsl.datasets.read import sampler
 
         positions = sampler.rank_positions(len(self.indices), shuffle=self.shuffle, seed=self.seed,
                                            epoch=self.epoch, rank=self.rank, world_size=self.world_size)
@@ -110,7 +110,7 @@ class MapLoader:
                 sampler.split_batches(positions, self.batch_size, self.drop_last)]
 
     def __len__(self) -> int:
-        from fdsl.datasets import sampler
+        from fdsl.datasets.read import sampler
 
         return sampler.num_batches(len(self.indices), self.batch_size, self.drop_last, self.world_size)
 

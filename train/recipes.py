@@ -73,7 +73,7 @@ class TrainConfig:
     grad_clip: float = 0.0
     val_fraction: float = 0.1
     split_by: str = ""  # metadata field whose groups (e.g. model_id) stay on one side of the split
-    # Data pruning of the training split, per class (fdsl.datasets.pruning): "none", "random",
+    # Data pruning of the training split, per class (fdsl.datasets.read.pruning): "none", "random",
     # "drop-smallest" or "drop-largest" by the metadata field prune_field, keeping keep_fraction.
     prune: str = "none"
     prune_field: str = ""

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from fdsl.datasets import ShardLoader
-from fdsl.datasets import sampler as base_sampler
+from fdsl.datasets.read import sampler as base_sampler
 from fdsl.train.data import DataSource, MapLoader
 
 SELECTED_ROUND = 256  # RASampler: the epoch keeps a multiple of 256 images

@@ -119,7 +119,7 @@ def pruned(source: Any, train_idx: np.ndarray, config: TrainConfig) -> np.ndarra
     """The training positions kept by ``config.prune`` (per class, ranked by ``prune_field``)."""
     if config.prune == "none":
         return train_idx
-    from fdsl.datasets.pruning import select_per_class
+    from fdsl.datasets.read.pruning import select_per_class
 
     values = None
     if config.prune != "random":

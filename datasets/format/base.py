@@ -1,96 +1,64 @@
-"""The two interfaces every storage format implements, and the checks they share.
+"""The interfaces every storage format implements; the rest of fdsl talks to these alone.
 
 A **writer** turns the parts of one shard (task) into files: ``append`` parts, then ``close``
 returns the shard's manifest entry, or ``abort`` removes what it wrote to temporary names. A
 **reader** gives one view of a finished data set whatever its storage: ``labels``,
-``metadata(fields)`` and ``read_images(indices)`` by global image index, plus ``check_entry`` (the
-per-shard verifier used by ``verify``, resume and the loaders) and ``entry_files`` (what
-``--overwrite`` may delete).
+``metadata(fields)`` and ``read_images(indices)`` by global image index, ``row_reader()`` (the
+loaders' batch path), plus ``check_entry`` (the per-shard verifier used by ``verify``, resume
+and the loaders), ``entry_labels`` (the labels of one written shard, for summaries of unfinished
+sets) and ``entry_files`` (what ``--overwrite`` may delete). A ``StorageFormat`` bundles a
+format's writer and reader with what a build adds at the end (``finish``) and the files it names
+its own in a folder (``own_files``).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from fdsl.atomic import sha256_file
-from fdsl.datasets.manifest import (
+from fdsl.datasets.format.checks import Problem
+from fdsl.datasets.format.checksum import check_file
+from fdsl.datasets.format.manifest import (
+    EntryKeys,
     ShardRecord,
     manifest_path,
-    read_manifest,
     require_field,
-    resolve_member,
     shard_records,
-    totals_problem,
 )
 from fdsl.errors import ShardError
+from fdsl.sources import ShardSource
 
-MARGIN = 1 << 20  # bytes kept free beyond a free-space estimate: file system metadata, the manifest
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One failed check: which file, which check, what was found."""
-
-    file: str
-    check: str
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.check} check failed: {self.detail}"
-
-    @classmethod
-    def from_error(cls, path: str | Path, check: str, exc: BaseException) -> Problem:
-        """The failed ``check`` of ``path`` that ``exc`` reports (its message less the leading
-        file name, which ``file`` already gives)."""
-        return cls(str(path), check, str(exc).split(": ", 1)[-1])
+# Checks that fault a file itself: while one of them fails, the files are to blame.
+FILE_CHECKS = frozenset({"path", "exists", "size", "sha256", "readable", "listing"})
+# Checks of what a file holds against a manifest field: the manifest field they compare with.
+_MANIFEST_FIELDS = {"image_shape": "image_shape", "labels": "classes", "metadata": "metadata_fields",
+                    "count": "shards[{k}].count", "png_sha256": "shards[{k}].png_sha256"}
 
 
-def check_record(folder: Path, record: ShardRecord, checksum: bool = True) -> Problem | None:
-    """Check one listed file: inside the folder, present, of the recorded size and (optionally)
-    checksum."""
-    try:
-        path = resolve_member(folder, record.file)
-    except ShardError as exc:
-        return Problem.from_error(Path(folder) / str(record.file), "path", exc)
-    if not path.is_file():
-        return Problem(str(path), "exists", "file is missing")
-    size = path.stat().st_size
-    if size != record.bytes:
-        kind = "truncated" if size < record.bytes else "too long"
-        return Problem(str(path), "size", f"{kind}: {size} bytes, manifest says {record.bytes}")
-    if checksum:
-        digest = sha256_file(path)
-        if digest != record.sha256:
-            return Problem(str(path), "sha256", f"got {digest[:16]}..., manifest says {record.sha256[:16]}...")
-    return None
-
-
-def check_arrays(path: Path, manifest: Mapping[str, Any], count: int, labels: np.ndarray,
-                 image_shape: tuple[int, ...] | None, fields: Mapping[str, np.dtype]) -> Problem | None:
-    """The manifest against what one shard holds: count, image shape, label range, metadata
-    fields and dtypes (an incomplete manifest may not know the shape and fields yet)."""
-    if len(labels) != count:
-        return Problem(str(path), "count", f"holds {len(labels)} images, manifest says {count}")
-    want = manifest.get("image_shape")
-    if want is not None and image_shape is not None and count and tuple(want) != tuple(image_shape):
-        return Problem(str(path), "image_shape", f"images are {list(image_shape)}, manifest says {want}")
-    classes = len(manifest["classes"])
-    if len(labels) and (labels.min() < 0 or labels.max() >= classes):
-        return Problem(str(path), "labels", f"labels span {labels.min()}..{labels.max()} but there are "
-                                            f"{classes} classes")
-    declared = manifest.get("metadata_fields")
-    if declared is not None:
-        got = {name: np.dtype(dtype).str for name, dtype in fields.items()}
-        want_fields = {name: np.dtype(dtype).str for name, dtype in declared.items()}
-        if got != want_fields:
-            return Problem(str(path), "metadata", f"fields {got} differ from the manifest's {want_fields}")
-    return None
+def blame_manifest(folder: Path, manifest: Mapping[str, Any], entry: Mapping[str, Any],
+                   problems: list[Problem]) -> list[Problem]:
+    """``problems`` of an entry whose files match their recorded sha256: the files are as
+    written, so a disagreement with the manifest is the manifest's, and is reported against
+    ``manifest.json`` and the field (the shard's own problems, when any, are left as they are)."""
+    if any(p.check in FILE_CHECKS for p in problems):
+        return problems
+    k = next(i for i, e in enumerate(manifest["shards"]) if e["index"] == entry["index"])
+    blamed = []
+    for p in problems:
+        key = _MANIFEST_FIELDS.get(p.check)
+        if key is None:
+            blamed.append(p)
+            continue
+        key = key.format(k=k)
+        blamed.append(Problem(str(manifest_path(folder)), key,
+                              f"{p.detail} in {Path(p.file).name}, whose bytes match their recorded "
+                              f"sha256: the manifest's {key} is wrong"))
+    return blamed
 
 
 def metadata_array(name: str, values: np.ndarray, count: int) -> np.ndarray:
@@ -117,14 +85,14 @@ def check_part(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.n
 
 class ShardWriter(ABC):
     """Writes one shard of a data set part by part; nothing appears under a final name until
-    ``close``. ``png_path`` (label, metadata of one image, item) -> relative path is used by
-    formats that store one file per image; ``expected`` is the planned item count (for the
+    ``close``. ``source`` is the ShardSource being built (a format that stores one file per
+    image asks it for each image's path); ``expected`` is the planned item count (for the
     free-space estimate)."""
 
-    def __init__(self, folder: Path, index: int, *, compression: str = "lz4", png_path: Any = None,
-                 expected: int = 0) -> None:
+    def __init__(self, folder: Path, index: int, source: ShardSource | None = None, *,
+                 compression: str = "lz4", expected: int = 0) -> None:
         self.folder, self.index, self.compression = Path(folder), index, compression
-        self.png_path, self.expected = png_path, expected
+        self.expected = expected
         self.count = 0
 
     @abstractmethod
@@ -140,13 +108,38 @@ class ShardWriter(ABC):
         """Remove the temporary files; the shard stays unlisted (a re-run writes it again)."""
 
 
+class RowReader(Protocol):
+    """How the loaders read images: by global row, into a batch, from any thread."""
+
+    def read_rows(self, rows: np.ndarray, out: np.ndarray) -> None:
+        """Images at global ``rows`` (int64 [B]) into ``out``: uint8 [B, C, H, W]."""
+
+    def advise(self, rows: np.ndarray) -> int:
+        """Hint that ``rows`` will be read soon; returns how many read-ahead requests it made."""
+
+
+class DecodedRows:
+    """The generic RowReader: ``read_images`` of a DatasetReader, transposed to [B, C, H, W]."""
+
+    def __init__(self, reader: DatasetReader) -> None:
+        self.reader = reader
+
+    def read_rows(self, rows: np.ndarray, out: np.ndarray) -> None:
+        images = self.reader.read_images(rows)  # checks every shape against the manifest
+        out[...] = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+
+    def advise(self, rows: np.ndarray) -> int:
+        return 0  # files read whole: the kernel's per-file read-ahead already applies
+
+
 class DatasetReader(ABC):
     """Read-only view of a data set: (images, labels, metadata) by global image index, in shard
-    order. Subclasses implement the storage; ``open_dataset`` picks one from the manifest."""
+    order. Subclasses implement the storage; ``open_dataset`` picks one from the manifest, which
+    it has validated."""
 
-    def __init__(self, folder: str | Path, manifest: dict[str, Any] | None = None) -> None:
+    def __init__(self, folder: str | Path, manifest: dict[str, Any]) -> None:
         self.folder = Path(folder)
-        self.manifest = manifest if manifest is not None else read_manifest(self.folder)
+        self.manifest = manifest
         self.records = shard_records(self.manifest)
         self.classes: list[str] = list(self.manifest["classes"])
         self.image_shape: tuple[int, ...] = tuple(self.manifest.get("image_shape") or ())
@@ -159,6 +152,11 @@ class DatasetReader(ABC):
     @abstractmethod
     def labels(self) -> np.ndarray:
         """int64 [N]: label of every image."""
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes on disk of the data set's images."""
+        return sum(self.data_bytes(entry) for entry in self.manifest["shards"])
 
     def metadata(self, fields: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """name -> [N] array for ``fields`` (default: all), with the manifest's dtypes; ShardError
@@ -176,24 +174,38 @@ class DatasetReader(ABC):
     def read_images(self, indices: Sequence[int]) -> np.ndarray:
         """uint8 [n, *image_shape]: the images at these global indices, in the order given."""
 
-    def read_image(self, index: int) -> np.ndarray:
-        return self.read_images([index])[0]
+    def sample_names(self) -> list[str]:
+        """Every image's locator, relative to the folder, in row order: ``FILE:ROW`` (row ``ROW``
+        of the listed file ``FILE``); formats that store a file per image name the file."""
+        return [f"{record.file}:{j}" for record in self.records for j in range(record.count)]
+
+    def row_reader(self) -> RowReader:
+        """The loaders' reader of batches; formats with a faster path than ``read_images``
+        override it. It may outlive this reader's open files (``close``)."""
+        return DecodedRows(self)
 
     @classmethod
     def check_entry(cls, folder: Path, entry: Mapping[str, Any], manifest: Mapping[str, Any],
                     checksum: bool = True) -> list[Problem]:
         """Problems with one ``shards`` entry: its files present, unchanged and agreeing with the
-        manifest (count, shape, labels, fields)."""
+        manifest (count, shape, labels, fields). With ``checksum``, a disagreement over files
+        whose bytes match their recorded sha256 names ``manifest.json`` and the field."""
         record = ShardRecord.from_entry(entry)
-        if problem := check_record(folder, record, checksum):
+        if problem := check_file(folder, record, checksum):
             return [problem]
-        return cls._check_files(folder, record, entry, manifest, checksum)
+        problems = cls._check_files(folder, record, entry, manifest, checksum)
+        return blame_manifest(folder, manifest, entry, problems) if checksum else problems
 
     @classmethod
     @abstractmethod
     def _check_files(cls, folder: Path, record: ShardRecord, entry: Mapping[str, Any],
                      manifest: Mapping[str, Any], checksum: bool) -> list[Problem]:
         """The format's own checks of an entry whose listed file is present and unchanged."""
+
+    @classmethod
+    @abstractmethod
+    def entry_labels(cls, folder: Path, entry: Mapping[str, Any]) -> np.ndarray:
+        """int64 [count]: the labels of one written shard (ShardError if it cannot be read)."""
 
     @classmethod
     def data_bytes(cls, entry: Mapping[str, Any]) -> int:
@@ -224,14 +236,20 @@ class DatasetReader(ABC):
         self.close()
 
 
-def require_totals(folder: Path, manifest: Mapping[str, Any]) -> None:
-    """ShardError unless the manifest's totals agree with its shard list (see ``totals_problem``)."""
-    if problem := totals_problem(manifest):
-        raise ShardError(f"{manifest_path(folder)}: {problem}")
+# (folder, finished entries by index, class names) -> (image shape, metadata dtypes, extra_files
+# entries of the sidecars it wrote)
+Finish = Callable[[Path, Mapping[int, Mapping[str, Any]], list[str]],
+                  tuple[list[int] | None, dict[str, str] | None, dict[str, Any]]]
 
 
-def require_complete(folder: Path, manifest: Mapping[str, Any]) -> None:
-    if not manifest.get("complete", False):
-        raise ShardError(f"{manifest_path(folder)}: incomplete data set "
-                         f"({len(manifest.get('shards', []))}/{manifest.get('num_shards', '?')} "
-                         "shards); re-run the same command to finish it")
+@dataclass(frozen=True)
+class StorageFormat:
+    """One storage format: how to write a shard, read a data set, and finish a build."""
+
+    name: str
+    writer: type[ShardWriter]
+    reader: type[DatasetReader]
+    finish: Finish  # after the last shard: what the format adds to the final manifest
+    own_files: Callable[[Path], list[Path]]  # what it names its own in a folder, without a manifest
+    compression: str | None = None  # fixed (png), or None: the --compression given
+    entry_keys: EntryKeys = field(default_factory=dict)  # keys its manifest entries add

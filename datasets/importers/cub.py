@@ -1,4 +1,5 @@
-"""``import-cub``: import CUB-200-2011 (Wah et al., 2011) into fdsl shards, with per-image metadata.
+"""Import CUB-200-2011 (Wah et al., 2011) into fdsl shards, with per-image metadata (``import_cub``;
+the ``import-cub`` command is ``cli.py``).
 
 Reads the official ``CUB_200_2011`` folder: ``images.txt`` (id, path), ``image_class_labels.txt``
 (id, 1-based class), ``classes.txt`` (id, name), ``train_test_split.txt`` (id, is_train),
@@ -20,10 +21,8 @@ decoded is skipped and recorded in ``failures.jsonl`` as ``{"image_id", "path", 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +31,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from fdsl import cli
-from fdsl.datasets.build import BuildResult
-from fdsl.datasets.buildcli import add_build_arguments, build_from_options, parse_options
+from fdsl.datasets.builder.build import BuildResult
+from fdsl.datasets.builder.cli import build_from_options
 from fdsl.errors import FdslError
 from fdsl.imaging import resize_center_crop
 from fdsl.sources import RenderedBatch
@@ -283,7 +281,7 @@ class CubSource:
         return {"images.tsv": ("\n".join(lines) + "\n").encode()}
 
 
-# --------------------------------------------------------------------------- import and CLI
+# --------------------------------------------------------------------------- import
 
 
 def import_cub(
@@ -308,43 +306,3 @@ def import_cub(
     """
     source = CubSource(root, split=split, image_size=image_size, classes=classes)
     return build_from_options(source, out, strict=True, shard_size=shard_size, **build)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = cli.OneLineParser(
-        prog="import-cub",
-        description="Import CUB-200-2011 into resumable, checksummed HDF5 shards (or an ImageFolder "
-                    "PNG tree): square RGB images with image_id, is_train, visible_parts (of 15 "
-                    "annotated parts), original size and bounding box per image, ready for "
-                    "train-classifier --prune ... --prune-field visible_parts.")
-    add = parser.add_argument
-    add("--root", required=True, type=Path,
-        help="the CUB_200_2011 folder (with images.txt, classes.txt, parts/part_locs.txt, ...) or its parent")
-    add("--out", required=True, type=Path, help="output folder (created; re-run to resume)")
-    add("--split", choices=SPLITS, default="train",
-        help="which images: the official train or test split, or all (default train)")
-    add("--image-size", type=cli.number(int, low=1, high=MAX_IMAGE_SIZE), default=DEFAULT_IMAGE_SIZE,
-        help=f"image side in pixels; short side resized, centre crop (default {DEFAULT_IMAGE_SIZE})")
-    add("--classes", type=cli.positive_int, default=None,
-        help="keep only the first N classes of classes.txt (default: all 200)")
-    add_build_arguments(parser, shard_size=DEFAULT_SHARD_SIZE, shard_size_help=f"default {DEFAULT_SHARD_SIZE}",
-                        png_help="PNG files as <class>/<image stem>.png (an ImageFolder tree) with metadata.csv")
-    return parser
-
-
-def _main(argv: Sequence[str] | None) -> int:
-    options = parse_options(build_parser(), argv)
-    result = import_cub(options.pop("root"), options.pop("out"), **options)
-    print(result.summary(), file=sys.stderr)
-    if result.failures:
-        print(f"{result.failures} unreadable images skipped (reasons in {result.out / 'failures.jsonl'})",
-              file=sys.stderr)
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return cli.run_cli("import-cub", _main, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

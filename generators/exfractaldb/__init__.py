@@ -50,8 +50,8 @@ from fdsl.generators.exfractaldb.params import (
     search_classes,
 )
 from fdsl.generators.exfractaldb.source import NAME, ExFractalDBSource, source_from_config
-from fdsl.generators.limits import MAX_POINTS, at_most
 from fdsl.generators.registry import GeneratorSpec, register_generator
+from fdsl.limits import MAX_POINTS, at_most
 from fdsl.sources import Unsearched, with_preview
 
 __all__ = ["SPEC", "ClassParams", "ExFractalDBSource", "load_class_params", "make_source", "prepare_source",

@@ -67,8 +67,8 @@ from fdsl.generators.fractaldb.source import (
     FractalDBSource,
     source_from_config,
 )
-from fdsl.generators.limits import MAX_POINTS, at_most
 from fdsl.generators.registry import GeneratorSpec, register_generator
+from fdsl.limits import MAX_POINTS, at_most
 from fdsl.sources import Unsearched, with_preview
 
 __all__ = ["SPEC", "ClassParams", "FractalDBSource", "load_class_params", "make_source", "prepare_source",

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from fdsl.errors import FdslError
 from fdsl.generators.classfile import first_classes
-from fdsl.generators.limits import at_most
 from fdsl.generators.linedb.params import (
     LINE_STEP,
     PAPER,
@@ -36,6 +35,7 @@ from fdsl.generators.linedb.params import (
 )
 from fdsl.generators.linedb.source import NAME, LineDBSource, source_from_config
 from fdsl.generators.registry import GeneratorSpec, checked_sizes, register_generator
+from fdsl.limits import at_most
 from fdsl.sources import with_preview
 
 __all__ = ["SPEC", "ClassParams", "LineDBSource", "load_class_params", "make_source", "prepare_source",

@@ -27,13 +27,16 @@ from fdsl.atomic import (
     free_bytes,
     is_disk_full,
     remove_quietly,
-    sha256_file,
     temp_path,
     write_bytes_atomic,
 )
-from fdsl.datasets.format.base import MARGIN, ShardWriter, check_part, metadata_array
-from fdsl.datasets.manifest import FORMAT_NAME, FORMAT_VERSION, ShardRecord
+from fdsl.datasets.format.base import ShardWriter, check_part, metadata_array
+from fdsl.datasets.format.checksum import file_record
+from fdsl.datasets.format.hdf5.shardfile import open_shard
+from fdsl.datasets.format.manifest import FORMAT_NAME, FORMAT_VERSION, resolve_member
 from fdsl.errors import ShardError
+from fdsl.limits import DISK_MARGIN
+from fdsl.sources import ShardSource
 
 COMPRESSIONS = ("none", "lz4", "zstd")
 # Write straight to disk only when this many uncompressed shards would fit in the free space
@@ -63,12 +66,12 @@ def _h5_disk_full(exc: BaseException) -> bool:
 
 
 class Hdf5ShardWriter(ShardWriter):
-    """One HDF5 shard: ``FOLDER/shard-NNNNN.h5`` (or ``path`` when given, for ``write_shard``)."""
+    """One HDF5 shard: ``FOLDER/shard-NNNNN.h5``."""
 
-    def __init__(self, folder: Path, index: int, *, compression: str = "lz4", png_path: Any = None,
-                 expected: int = 0, path: str | Path | None = None) -> None:
-        super().__init__(folder, index, compression=compression, expected=expected)
-        self.path = Path(path) if path is not None else self.folder / shard_file_name(index)
+    def __init__(self, folder: Path, index: int, source: ShardSource | None = None, *,
+                 compression: str = "lz4", expected: int = 0) -> None:
+        super().__init__(folder, index, source, compression=compression, expected=expected)
+        self.path = self.folder / shard_file_name(index)
         self._filter = compression_kwargs(compression)
         self._tmp = temp_path(self.path)
         self._file: h5py.File | None = None
@@ -91,7 +94,7 @@ class Hdf5ShardWriter(ShardWriter):
         """Bytes ``items`` more images will take, from this shard's bytes per image so far."""
         if not self.count or not self._tmp.exists():
             return 0
-        return int(self._tmp.stat().st_size / self.count * items * 1.1) + MARGIN
+        return int(self._tmp.stat().st_size / self.count * items * 1.1) + DISK_MARGIN
 
     def append(self, images: np.ndarray, labels: np.ndarray, metadata: Mapping[str, np.ndarray] | None = None) -> None:
         images, labels = check_part(images, labels)
@@ -117,7 +120,7 @@ class Hdf5ShardWriter(ShardWriter):
 
     def _open(self) -> h5py.File:
         if self._file is None:
-            upper = (max(self.expected, self.count, 1) * int(np.prod(self._image_shape or (1,))) * 1.1 + MARGIN)
+            upper = (max(self.expected, self.count, 1) * int(np.prod(self._image_shape or (1,))) * 1.1 + DISK_MARGIN)
             self.in_memory = free_bytes(self.path.parent) < SAFE_FACTOR * upper
             if self.in_memory:
                 self._file = h5py.File(self._tmp.name, "w", libver="earliest", track_order=False,
@@ -151,24 +154,20 @@ class Hdf5ShardWriter(ShardWriter):
             image = f.id.get_file_image()
             f.close()
             self._file = None
-            with disk_full_guard(self.path.parent, len(image) + MARGIN):
+            with disk_full_guard(self.path.parent, len(image) + DISK_MARGIN):
                 write_bytes_atomic(self.path, image)
             return
         f.close()
         self._file = None
         commit_file(self._tmp, self.path)
 
-    def close_record(self) -> ShardRecord:
-        """Finish the file, fsync it, rename it to its final name and return its record."""
+    def close(self) -> dict[str, Any]:
+        """Finish the file, fsync it, rename it to its final name and return its entry."""
         if self._image_shape is None:
             self.abort()
             raise ShardError(f"{self.path}: nothing was appended to the shard")
         self._guarded(self._finish)
-        return ShardRecord(index=self.index, file=self.path.name, count=self.count,
-                           bytes=self.path.stat().st_size, sha256=sha256_file(self.path))
-
-    def close(self) -> dict[str, Any]:
-        return self.close_record().to_json()
+        return {"index": self.index, "file": self.path.name, "count": self.count, **file_record(self.path)}
 
     def abort(self) -> None:
         if self._file is not None:
@@ -178,29 +177,18 @@ class Hdf5ShardWriter(ShardWriter):
         remove_quietly(self._tmp)
 
 
-def write_shard(
-    path: str | Path,
-    images: np.ndarray,
-    labels: np.ndarray,
-    metadata: Mapping[str, np.ndarray] | None = None,
-    compression: str = "lz4",
-    index: int = 0,
-) -> ShardRecord:
-    """Write one shard atomically from whole arrays and return its manifest record.
+def finish(folder: Path, entries: Mapping[int, Mapping[str, Any]], classes: list[str]) -> tuple[
+        list[int] | None, dict[str, str] | None, dict[str, Any]]:
+    """Image shape and metadata dtypes for the final manifest, from the first non-empty shard
+    (HDF5 sets have no sidecar files)."""
+    for index in sorted(entries):
+        if entries[index]["count"]:
+            with open_shard(resolve_member(folder, entries[index]["file"])) as f:
+                shape = list(f["images"].shape[1:])
+                return shape, {k: f["metadata"][k].dtype.str for k in sorted(f["metadata"])}, {}
+    return None, None, {}
 
-    Args:
-        path: final file name (``shard-00000.h5``); a temporary name is used until complete.
-        images: uint8, [N, H, W] (grey) or [N, H, W, C]; stored one HDF5 chunk per image.
-        labels: int, [N]; stored as int64.
-        metadata: per-image 1-D arrays of length N (numbers or fixed-width strings).
-        compression: ``none``, ``lz4`` or ``zstd`` (the last two through hdf5plugin).
-        index: the shard's position in the data set.
-    """
-    path = Path(path)
-    writer = Hdf5ShardWriter(path.parent, index, compression=compression, path=path, expected=len(labels))
-    try:
-        writer.append(images, labels, metadata)
-        return writer.close_record()
-    except BaseException:
-        writer.abort()
-        raise
+
+def own_files(folder: Path) -> list[Path]:
+    """What an HDF5 build names its own directly in ``folder``: its shard files."""
+    return list(folder.glob("shard-[0-9]*.h5"))

@@ -7,9 +7,9 @@ apart the classes are, in a stated feature space.
 
 The feature space is passed in as a function of a uint8 image batch; the default is the pixels at
 a fixed size (``pixel_features``). A checkpoint's penultimate layer lives in ``fdsl.studies.stats``
-(the data layer imports no training code). Images are read from HDF5 shards, at most
-``max_per_class`` per class (a seeded sample), and accumulated in float64 sums, so memory stays
-at (classes x D) whatever the data set size.
+(the data layer imports no training code). Images are read through ``open_dataset`` (any
+storage), at most ``max_per_class`` per class (a seeded sample), and accumulated in float64 sums,
+so memory stays at (classes x D) whatever the data set size.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from fdsl.atomic import write_bytes_atomic
-from fdsl.datasets import shards
+from fdsl.atomic import check_output_folder, write_bytes_atomic
+from fdsl.datasets.format import open_dataset
 from fdsl.errors import FdslError
+from fdsl.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -57,34 +58,27 @@ def _sample(labels: np.ndarray, classes: int, max_per_class: int | None, seed: i
 
 
 def class_statistics(folder: str | Path, features: Features, *, max_per_class: int | None = 200,
-                     seed: int = 0, batch: int = 256) -> dict[str, Any]:
-    """Per-class counts, intra-class std and the class-mean distance matrix of ``folder``."""
+                     seed: int = 0, batch: int = 256, progress: bool = False) -> dict[str, Any]:
+    """Per-class counts, intra-class std and the class-mean distance matrix of ``folder`` (a
+    complete data set of any storage); ``progress`` reports the images read (``fdsl.progress``)."""
     folder = Path(folder)
-    manifest = shards.read_manifest(folder)
-    if manifest.get("storage", "hdf5") != "hdf5":
-        raise FdslError(f"{folder}: --stats needs HDF5 shards (this data set is {manifest['storage']})")
-    classes = list(manifest["classes"])
-    records = shards.shard_records(manifest)
-    labels = np.concatenate([p["labels"] for p in shards.iter_shard_arrays(folder)] or [np.zeros(0, np.int64)])
-    chosen = _sample(labels, len(classes), max_per_class, seed)
-    if len(chosen) == 0:
-        raise FdslError(f"{folder}: the data set holds no images")
-    starts = np.cumsum([0] + [r.count for r in records])
-    # Sums are taken around each class's first feature vector (a shifted-data variance), so large
-    # features do not lose the spread to cancellation and identical images give exactly 0.
-    ref: np.ndarray | None = None
-    sums = np.zeros(0)
-    sq = np.zeros(len(classes))
-    counts = np.zeros(len(classes), np.int64)
-    for s, record in enumerate(records):
-        local = chosen[(chosen >= starts[s]) & (chosen < starts[s + 1])] - starts[s]
-        if not len(local):
-            continue
-        with shards.open_shard(folder / record.file) as f:
-            for k in range(0, len(local), batch):
-                part = local[k:k + batch]
-                x = np.asarray(features(f["images"][part]), np.float64)
-                y = labels[part + starts[s]]
+    with open_dataset(folder) as reader:
+        classes = list(reader.classes)
+        labels = reader.labels
+        chosen = _sample(labels, len(classes), max_per_class, seed)
+        if len(chosen) == 0:
+            raise FdslError(f"{folder}: the data set holds no images")
+        # Sums are taken around each class's first feature vector (a shifted-data variance), so
+        # large features do not lose the spread to cancellation and identical images give exactly 0.
+        ref: np.ndarray | None = None
+        sums = np.zeros(0)
+        sq = np.zeros(len(classes))
+        counts = np.zeros(len(classes), np.int64)
+        with Progress(total=len(chosen), unit="img", desc="stats", disable=not progress) as bar:
+            for k in range(0, len(chosen), batch):
+                rows = chosen[k:k + batch]
+                x = np.asarray(features(reader.read_images(rows)), np.float64)
+                y = labels[rows]
                 if ref is None:
                     ref, sums = np.zeros((len(classes), x.shape[1])), np.zeros((len(classes), x.shape[1]))
                 first = np.unique(y[counts[y] == 0], return_index=True)
@@ -93,6 +87,7 @@ def class_statistics(folder: str | Path, features: Features, *, max_per_class: i
                 x = x - ref[y]
                 np.add.at(sums, y, x)
                 np.add.at(sq, y, (x * x).sum(1))
+                bar.update(len(rows))
     assert ref is not None
     seen = np.maximum(counts, 1)
     shift = sums / seen[:, None]
@@ -160,22 +155,29 @@ def _plots(stats: dict[str, Any], out: Path, title: str) -> list[Path]:
     return [bar, heat]
 
 
+def check_out_folder(out: str | Path, flag: str = "--stats") -> Path:
+    """The stats output folder: new or a folder, never a file; FdslError (one line) otherwise.
+    Nothing is created (callers check every argument before any work)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FdslError(f"{flag} {out} is a file; give a folder for stats.json and its two plots")
+    check_output_folder(out, "the stats folder")  # writable, not held by another run
+    return out
+
+
 def dataset_stats(folder: str | Path, out: str | Path, *, features: Features | None = None,
                   feature_space: str | None = None, max_per_class: int | None = 200,
-                  seed: int = 0) -> dict[str, Any]:
+                  seed: int = 0, progress: bool = False) -> dict[str, Any]:
     """Write ``out/stats.json``, ``out/intra_class_std.png`` (bar chart) and
     ``out/class_mean_distance.png`` (heat map) for the shard folder ``folder``; return the stats.
 
     ``features`` maps a uint8 image batch to float vectors (default: ``pixel_features()``);
     ``feature_space`` describes it in stats.json. The returned dict lists the files in ``written``.
     """
-    from fdsl.atomic import check_output_folder
-
     features = features or pixel_features()
     space = feature_space or getattr(features, "describe", "a caller-given feature function")
-    out = Path(out)
-    check_output_folder(out, "the stats folder")  # refusals first: a refused run makes no folder
-    stats = class_statistics(folder, features, max_per_class=max_per_class, seed=seed)
+    out = check_out_folder(out)
+    stats = class_statistics(folder, features, max_per_class=max_per_class, seed=seed, progress=progress)
     stats = {"feature_space": space, "max_per_class": max_per_class, "seed": seed,
              "definitions": {"intra_class_std": "sqrt(mean over images of ||x - class mean||^2 / D)",
                              "class_mean_distance": "Euclidean distance between class-mean vectors"},

@@ -1,6 +1,6 @@
 """Read shard images without h5py: chunk byte offsets are read once, then ``os.pread`` + LZ4/zstd.
 
-Every image is one HDF5 chunk (see shards.write_shard), so an image is a byte range of its shard
+Every image is one HDF5 chunk (see ``writer.py``), so an image is a byte range of its shard
 file, compressed by at most one filter. h5py takes a global lock on every call, so threads cannot
 read through it in parallel; ``os.preadv`` and liblz4 called through ctypes release the GIL, so
 they can, and liblz4 decodes straight into the batch. The ``lz4`` package (and ``zstandard`` for
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fdsl.datasets import shards
+from fdsl.datasets.format.hdf5.shardfile import open_shard
 from fdsl.errors import ShardError
 
 LZ4_FILTER = 32004
@@ -60,7 +60,7 @@ def _codec(dset) -> str:
 def read_layout(path: Path, count: int, image_shape: tuple[int, ...]) -> ShardLayout:
     """Chunk offsets of the first ``count`` images of an open-able shard (ShardError if broken)."""
     empty = np.zeros(0, np.int64)
-    with shards.open_shard(path) as f:
+    with open_shard(path) as f:
         dset = f["images"]
         if dset.shape[0] < count or f["labels"].shape[0] < count:
             raise ShardError(f"{path}: holds {dset.shape[0]} images, manifest says {count}")
@@ -125,7 +125,8 @@ def decode_lz4(data: bytes, nbytes: int) -> bytes | memoryview:
 
 
 class ChunkReader:
-    """Reads images of a list of shard layouts; opens files lazily, once per process.
+    """Reads images of a list of shard layouts by global row (the loaders' ``RowReader``); opens
+    files lazily, once per process.
 
     Pickles without open files (safe with fork and spawn): after unpickling, or in a forked child,
     files are opened again on first use.
@@ -135,6 +136,11 @@ class ChunkReader:
         self.layouts = layouts
         self.image_shape = image_shape
         self.nbytes = int(np.prod(image_shape))
+        counts = [layout.count for layout in layouts]
+        # shard of each global row, and the row within its shard
+        self.shard_of = np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+        self.local = (np.concatenate([np.arange(c, dtype=np.int64) for c in counts]) if counts
+                      else np.zeros(0, np.int64))
         self._pid = -1
         self._fds: dict[int, int] = {}
         self._h5: dict[int, object] = {}
@@ -172,7 +178,7 @@ class ChunkReader:
         if dset is None:
             import hdf5plugin  # noqa: F401  (registers the filters)
 
-            dset = self._h5.setdefault(shard, shards.open_shard(self.layouts[shard].path)["images"])
+            dset = self._h5.setdefault(shard, open_shard(self.layouts[shard].path)["images"])
         return dset
 
     def read(self, shard: int, j: int) -> np.ndarray:
@@ -211,6 +217,10 @@ class ChunkReader:
         else:
             out[...] = flat.reshape(self.image_shape).transpose(2, 0, 1)
 
+    def read_rows(self, rows: np.ndarray, out: np.ndarray) -> None:
+        """Global ``rows`` into ``out`` (uint8 [B, C, H, W])."""
+        self.read_many(self.shard_of[rows].tolist(), self.local[rows].tolist(), out)
+
     def read_many(self, shard_ids: list[int], local: list[int], out: np.ndarray) -> None:
         """Read images ``local[k]`` of shards ``shard_ids[k]`` into ``out[k]`` (uint8 [B, C, H, W]).
 
@@ -247,25 +257,26 @@ class ChunkReader:
             # anything else, and errors, with their messages
             self.read_into(shard, j, out[k, 0] if grey else out[k])
 
-    def advise(self, shard_ids: np.ndarray, local: np.ndarray, gap: int = 1 << 18) -> int:
-        """Ask the kernel to start reading these images' chunks into the page cache, as a few
-        large reads (``POSIX_FADV_WILLNEED`` per run of chunks less than ``gap`` bytes apart).
+    def advise(self, rows: np.ndarray, gap: int = 1 << 18) -> int:
+        """Ask the kernel to start reading the chunks of global ``rows`` into the page cache, as a
+        few large reads (``POSIX_FADV_WILLNEED`` per run of chunks less than ``gap`` bytes apart).
 
         Reads of a block-shuffled order then hit the page cache instead of waiting on one small
         random read per image. Returns the number of ranges advised (0 where unsupported).
         """
-        if not hasattr(os, "posix_fadvise") or not len(shard_ids):
+        if not hasattr(os, "posix_fadvise") or not len(rows):
             return 0
         self._check_process()
         ranges = 0
-        shard_ids, local = np.asarray(shard_ids), np.asarray(local)
+        rows = np.asarray(rows)
+        shard_ids, local = self.shard_of[rows], self.local[rows]
         for shard in np.unique(shard_ids).tolist():
             layout = self.layouts[shard]
             if layout.codec == "h5py" or not len(layout.offsets):
                 continue
-            rows = local[shard_ids == shard]
-            starts = np.sort(layout.offsets[rows])
-            ends = np.sort(layout.offsets[rows] + layout.sizes[rows])
+            within = local[shard_ids == shard]
+            starts = np.sort(layout.offsets[within])
+            ends = np.sort(layout.offsets[within] + layout.sizes[within])
             cut = np.flatnonzero(starts[1:] - ends[:-1] > gap) + 1
             fd = self._fd(shard)
             for a, b in zip(starts[np.r_[0, cut]].tolist(), ends[np.r_[cut - 1, len(ends) - 1]].tolist(),

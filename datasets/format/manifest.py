@@ -1,16 +1,16 @@
 """``manifest.json``: what a data set is and which files belong to it (see docs/FORMAT.md).
 
 Every reader (loaders, ``inspect-shards --verify``, the builder's resume and ``--overwrite``) gets
-the manifest through ``read_manifest``, which refuses in one line a manifest that is unreadable,
-lacks a key, holds a value of the wrong type, is inconsistent with itself (counts, shard list,
-classes) or names a path outside the data set folder (``resolve_member``).
+the manifest through ``fdsl.datasets.format.read_manifest``, which refuses in one line a manifest
+that is unreadable, lacks a key, holds a value of the wrong type, is inconsistent with itself
+(counts, shard list, classes) or names a path outside the data set folder (``resolve_member``).
+This module knows no storage format: each format declares the keys its ``shards`` entries add.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from fdsl.atomic import write_bytes_atomic
+from fdsl.datasets.format.checksum import is_sha256
 from fdsl.errors import ShardError
 from fdsl.jsonfile import read_json
 
@@ -25,10 +26,11 @@ FORMAT_NAME = "fdsl-shards"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 FAILURES_NAME = "failures.jsonl"
-STORAGES = ("hdf5", "png")
 REQUIRED_KEYS = ("generator", "config", "classes", "num_items", "num_images", "num_shards", "complete", "shards")
 RECORD_KEYS = ("index", "file", "count", "bytes", "sha256")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# A storage format's own keys in each ``shards`` entry: name -> kind ("count": an integer >= 0,
+# "sha256": a hex digest), checked like the common ones.
+EntryKeys = Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,10 @@ class ShardRecord:
 
     def to_json(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in RECORD_KEYS}
+
+    def path(self, folder: str | Path) -> Path:
+        """The listed file, inside ``folder`` (``resolve_member``)."""
+        return resolve_member(folder, self.file)
 
 
 def manifest_path(folder: str | Path) -> Path:
@@ -103,21 +109,20 @@ def _check_keys(obj: Mapping[str, Any], keys: tuple[str, ...], path: Path, where
             raise ShardError(f"{path}: missing key {key!r}{where}")
 
 
-def _check_entry(folder: Path, path: Path, k: int, entry: Any, storage: str, num_shards: int) -> None:
+_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "count": (_is_int, "an integer >= 0"), "sha256": (is_sha256, "a sha256 hex digest")}
+_RECORD_KINDS = {"index": "count", "count": "count", "bytes": "count", "sha256": "sha256"}
+
+
+def _check_entry(folder: Path, path: Path, k: int, entry: Any, keys: EntryKeys, num_shards: int) -> None:
     where = f" in shards[{k}]"
     _need(isinstance(entry, dict), path, f"shards[{k}] is not an object")
-    _check_keys(entry, RECORD_KEYS, path, where)
-    for key in ("index", "count", "bytes"):
-        _need(_is_int(entry[key]), path, f"key {key!r}{where} is {entry[key]!r}, expected an integer >= 0")
+    _check_keys(entry, (*RECORD_KEYS, *keys), path, where)
+    for key, kind in {**_RECORD_KINDS, **keys}.items():
+        ok, want = _KINDS[kind]
+        _need(ok(entry[key]), path, f"key {key!r}{where} is {entry[key]!r}, expected {want}")
     _need(entry["index"] < num_shards, path, f"shards[{k}] has index {entry['index']} >= num_shards {num_shards}")
-    _need(isinstance(entry["sha256"], str) and bool(_SHA256.match(entry["sha256"])), path,
-          f"key 'sha256'{where} is not a sha256 hex digest")
     resolve_member(folder, entry["file"])
-    if storage == "png":
-        _check_keys(entry, ("png_bytes", "png_sha256"), path, where)
-        _need(_is_int(entry["png_bytes"]), path, f"key 'png_bytes'{where} is not an integer >= 0")
-        _need(isinstance(entry["png_sha256"], str) and bool(_SHA256.match(entry["png_sha256"])), path,
-              f"key 'png_sha256'{where} is not a sha256 hex digest")
     if "first_item" in entry:
         _need(_is_int(entry["first_item"]), path, f"key 'first_item'{where} is not an integer >= 0")
 
@@ -140,9 +145,11 @@ def _check_layout(manifest: Mapping[str, Any], path: Path) -> None:
                 raise ShardError(f"{path}: metadata field {name!r} has unknown dtype {dtype!r}") from None
 
 
-def validate_manifest(folder: Path, manifest: Any, path: Path | None = None) -> dict[str, Any]:
+def validate_manifest(folder: Path, manifest: Any, storages: Mapping[str, EntryKeys],
+                      path: Path | None = None) -> dict[str, Any]:
     """Check a manifest's keys, types and self-consistency; return it, or raise ShardError (one
-    line naming the file and the key)."""
+    line naming the file and the key). ``storages`` maps each known storage to the keys its
+    ``shards`` entries add (``fdsl.datasets.format`` passes every format's)."""
     path = path or manifest_path(folder)
     _need(isinstance(manifest, dict) and manifest.get("format") == FORMAT_NAME, path,
           "not an fdsl manifest (format field missing)")
@@ -153,7 +160,7 @@ def validate_manifest(folder: Path, manifest: Any, path: Path | None = None) -> 
                          f"({FORMAT_VERSION}); upgrade fdsl")
     _check_keys(manifest, REQUIRED_KEYS, path)
     storage = manifest.get("storage", "hdf5")
-    _need(storage in STORAGES, path, f"unknown storage {storage!r}")
+    _need(storage in storages, path, f"unknown storage {storage!r}")
     classes = manifest["classes"]
     _need(isinstance(classes, list) and bool(classes) and all(isinstance(c, str) for c in classes), path,
           "key 'classes' is not a non-empty list of names")
@@ -163,7 +170,7 @@ def validate_manifest(folder: Path, manifest: Any, path: Path | None = None) -> 
     entries = manifest["shards"]
     _need(isinstance(entries, list), path, "key 'shards' is not a list")
     for k, entry in enumerate(entries):
-        _check_entry(folder, path, k, entry, storage, manifest["num_shards"])
+        _check_entry(folder, path, k, entry, storages[storage], manifest["num_shards"])
     indices = [e["index"] for e in entries]
     _need(len(set(indices)) == len(indices), path, "a shard index is listed twice")
     files = [e["file"] for e in entries]
@@ -175,7 +182,7 @@ def validate_manifest(folder: Path, manifest: Any, path: Path | None = None) -> 
         resolve_member(folder, name)
         _need(isinstance(info, dict), path, f"extra_files[{name!r}] is not an object")
         _check_keys(info, ("bytes", "sha256"), path, f" in extra_files[{name!r}]")
-        _need(_is_int(info["bytes"]) and isinstance(info["sha256"], str), path,
+        _need(_is_int(info["bytes"]) and is_sha256(info["sha256"]), path,
               f"extra_files[{name!r}] has a bad size or sha256")
     return manifest
 
@@ -195,16 +202,17 @@ def totals_problem(manifest: Mapping[str, Any]) -> str | None:
     return None
 
 
-def read_manifest(folder: str | Path) -> dict[str, Any]:
+def read_manifest(folder: str | Path, storages: Mapping[str, EntryKeys]) -> dict[str, Any]:
     """Read and check ``folder/manifest.json`` (see ``validate_manifest``); ShardError naming the
-    problem otherwise."""
+    problem otherwise. Callers use ``fdsl.datasets.format.read_manifest``, which knows the
+    storages."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ShardError(f"{folder}: no such data set folder")
     path = manifest_path(folder)
     if not path.is_file():
         raise ShardError(f"{path}: missing manifest (not an fdsl data set, or never finished a shard)")
-    return validate_manifest(folder, read_json(path, "manifest", ShardError), path)
+    return validate_manifest(folder, read_json(path, "manifest", ShardError), storages, path)
 
 
 def shard_records(manifest: Mapping[str, Any]) -> list[ShardRecord]:
@@ -217,3 +225,17 @@ def require_field(manifest: Mapping[str, Any], name: str, flag: str = "field") -
     fields = manifest.get("metadata_fields") or {}
     if name not in fields:
         raise ShardError(f"{flag} {name!r} is not a metadata field here; fields: {', '.join(fields) or 'none'}")
+
+
+def require_totals(folder: Path, manifest: Mapping[str, Any]) -> None:
+    """ShardError unless the manifest's totals agree with its shard list (see ``totals_problem``)."""
+    if problem := totals_problem(manifest):
+        raise ShardError(f"{manifest_path(folder)}: {problem}")
+
+
+def require_complete(folder: Path, manifest: Mapping[str, Any]) -> None:
+    """ShardError unless the manifest says every shard is written."""
+    if not manifest.get("complete", False):
+        raise ShardError(f"{manifest_path(folder)}: incomplete data set "
+                         f"({len(manifest.get('shards', []))}/{manifest.get('num_shards', '?')} "
+                         "shards); re-run the same command to finish it")

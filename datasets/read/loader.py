@@ -1,205 +1,49 @@
-"""Training-time readers of a shard data set: a torch Dataset and a fast batch loader.
+"""``ShardLoader``: the fast batch loader of an fdsl data set (``dataset.py``'s ShardDataset is
+the per-image, ImageFolder-style view).
 
-``ShardDataset`` is a map-style Dataset (``ds[i] -> (uint8 CxHxW tensor, label)``), a drop-in
-for torchvision's ``ImageFolder`` (``transform``, ``target_transform``, ``targets``, ``classes``,
-``class_to_idx``) that works in any torch DataLoader, fork or spawn. ``ShardLoader`` is the fast
-path: it reads whole batches with ``os.preadv`` + liblz4 in threads (both release the GIL)
-straight into one uint8 batch tensor (reused once the caller drops it), so no 16 MB batch is
-ever copied between processes. Float conversion, normalisation and augmentation belong on the GPU.
+It reads whole batches through the format's row reader (HDF5: ``os.preadv`` + liblz4 in threads,
+both release the GIL) straight into one uint8 batch tensor (reused once the caller drops it), so
+no 16 MB batch is ever copied between processes. Float conversion, normalisation and augmentation
+belong on the GPU; a data set's ``transform`` / ``target_transform``, when it has them, are
+applied per image as torch's DataLoader would.
 """
 
 from __future__ import annotations
 
 import logging
-import operator
-import os
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from fdsl.datasets import sampler
-from fdsl.datasets._batches import BatchSet, BufferPool, ReadAhead, read_batch
-from fdsl.datasets._index import Index, open_index
+from fdsl.datasets.read import sampler
+from fdsl.datasets.read._batches import BatchSet, BufferPool, ReadAhead, read_batch
+from fdsl.datasets.read.dataset import ShardDataset
 from fdsl.errors import FdslError
+from fdsl.limits import physical_memory
 
 log = logging.getLogger(__name__)
 
 WORKER_KINDS = ("thread", "process")
 SHUFFLES = ("auto", "full", "block", "none")
-_PIL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
-
-
-class IndexTypeError(FdslError, TypeError):
-    """A float, boolean or other non-integer index (a TypeError, and one line from a command)."""
-
-
-def _position(i: Any) -> int:
-    """``i`` as an int, never a truncated float."""
-    if isinstance(i, bool | np.bool_):
-        raise IndexTypeError(f"indices must be integers, not {type(i).__name__}")
-    try:
-        return operator.index(i)
-    except TypeError:
-        raise IndexTypeError(f"indices must be integers, not {type(i).__name__}") from None
-
-
-def _positions(indices: Sequence[int] | np.ndarray) -> np.ndarray:
-    """Integer positions as int64 [k], never truncated floats."""
-    array = np.asarray(indices)
-    if array.size and array.dtype.kind not in "iu":
-        raise IndexTypeError(f"indices must be integers, got {array.dtype} values")
-    return array.astype(np.int64).reshape(-1)
-
-
-def ram_bytes() -> int:
-    """Physical memory of this machine in bytes (0 where unknown)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 0
-
-
-class ShardDataset(torch.utils.data.Dataset):
-    """A map-style torch Dataset over a shard folder (see docs/FORMAT.md), ImageFolder-style.
-
-    ``ds[i]`` is ``(image, label)``. Without ``transform`` (the fast default) the image is a
-    uint8 tensor [C, H, W] (C = 1 for grey shards); with one, like torchvision's ImageFolder,
-    the transform gets a PIL image (mode ``L`` for grey, ``RGB``, ``RGBA``) and its result is
-    returned. ``target_transform`` maps the int label. ``ds.labels`` (int64 [N]), ``ds.targets``
-    (the same as a list), ``ds.classes`` (names, index = label), ``ds.class_to_idx`` and
-    ``ds.metadata`` (name -> [N] array, every per-image field) are read at open; images are read
-    on demand. Files are opened lazily in each process, so the data set is safe to send to fork-
-    or spawn-started DataLoader workers. ShardLoader reads raw uint8 batches and ignores the
-    transforms.
-
-    Args:
-        path: the data set folder (with manifest.json).
-        transform: called on each PIL image by ``ds[i]``.
-        target_transform: called on each label by ``ds[i]``.
-        verify: also check every shard's sha256 at open (sizes are always checked).
-
-    Raises ShardError (one line naming the file) for a missing manifest or shard, an incomplete
-    data set, a truncated file or, with ``verify``, a checksum mismatch.
-    """
-
-    def __init__(self, path: str | Path, transform: Callable | None = None,
-                 target_transform: Callable | None = None, verify: bool = False) -> None:
-        self._index = open_index(path, verify)
-        self._rows: np.ndarray | None = None
-        self.transform, self.target_transform = transform, target_transform
-
-    @classmethod
-    def _view(cls, index: Index, rows: np.ndarray | None, transform: Callable | None = None,
-              target_transform: Callable | None = None) -> ShardDataset:
-        view = cls.__new__(cls)
-        view._index, view._rows = index, rows
-        view.transform, view.target_transform = transform, target_transform
-        return view
-
-    @property
-    def folder(self) -> Path:
-        return self._index.folder
-
-    @property
-    def classes(self) -> list[str]:
-        return self._index.classes
-
-    @property
-    def class_to_idx(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self._index.classes)}
-
-    @property
-    def image_shape(self) -> tuple[int, ...]:
-        """Shape of one returned image: (C, H, W)."""
-        shape = self._index.image_shape
-        return (1, *shape) if len(shape) == 2 else (shape[2], shape[0], shape[1])
-
-    @property
-    def stored_bytes(self) -> int:
-        """Bytes on disk of this view's images (estimated from the whole data set's)."""
-        total = len(self._index.labels)
-        return self._index.stored_bytes * len(self) // total if total else 0
-
-    @property
-    def rows(self) -> np.ndarray:
-        """The global row (position in the full data set) of each of this view's items."""
-        return np.arange(len(self._index.labels)) if self._rows is None else self._rows
-
-    @property
-    def labels(self) -> np.ndarray:
-        return self._index.labels if self._rows is None else self._index.labels[self._rows]
-
-    @property
-    def targets(self) -> list[int]:
-        """The labels as a list of ints, as torchvision's ImageFolder has them."""
-        return self.labels.tolist()
-
-    @property
-    def metadata(self) -> dict[str, np.ndarray]:
-        if self._rows is None:
-            return dict(self._index.metadata)
-        return {k: v[self._rows] for k, v in self._index.metadata.items()}
-
-    def __len__(self) -> int:
-        return len(self._index.labels) if self._rows is None else len(self._rows)
-
-    def subset(self, indices: Sequence[int] | np.ndarray) -> ShardDataset:
-        """A view of items ``indices`` (integer positions in this data set), same interface and
-        transforms; IndexTypeError for non-integer indices, IndexError out of range."""
-        positions = _positions(indices)
-        if positions.size and (positions.min() < -len(self) or positions.max() >= len(self)):
-            raise IndexError(f"subset index out of range for a data set of {len(self)} items")
-        positions = positions % max(len(self), 1)
-        return self._view(self._index, self.rows[positions], self.transform, self.target_transform)
-
-    def _row(self, i: Any) -> int:
-        i, n = _position(i), len(self)
-        if not -n <= i < n:
-            raise IndexError(f"index {i} out of range for a data set of {n} items")
-        i %= n
-        return i if self._rows is None else int(self._rows[i])
-
-    def __getitem__(self, i: int) -> tuple[Any, Any]:
-        row = self._row(i)
-        out = torch.empty(self.image_shape, dtype=torch.uint8)
-        self._read_into([row], out.numpy()[None])
-        label: Any = int(self._index.labels[row])
-        image: Any = out
-        if self.transform is not None:
-            image = self.transform(self.pil_image(out))
-        if self.target_transform is not None:
-            label = self.target_transform(label)
-        return image, label
-
-    @staticmethod
-    def pil_image(image: torch.Tensor):
-        """A uint8 [C, H, W] tensor as the PIL image torchvision's transforms expect."""
-        from PIL import Image
-
-        mode = _PIL_MODES.get(image.shape[0])
-        if mode is None:
-            raise FdslError(f"no PIL mode for {image.shape[0]}-channel images; read them without "
-                            "a transform")
-        array = image.numpy()
-        return Image.fromarray(array[0] if mode == "L" else np.ascontiguousarray(array.transpose(1, 2, 0)),
-                               mode)
-
-    def _read_into(self, rows: Sequence[int] | np.ndarray, out: np.ndarray) -> None:
-        """Read global ``rows`` into ``out``: uint8 [len(rows), C, H, W]."""
-        index = self._index
-        index.reader.read_many(index.shard_of[rows].tolist(), index.local[rows].tolist(), out)
 
 
 class ShardLoader:
     """Batches ``(uint8 images [B, C, H, W], int64 labels [B])`` from a shard data set, fast.
 
-    Each epoch's order depends only on (seed, epoch) (see ``fdsl.datasets.sampler``), is padded
-    to a multiple of ``world_size`` and split into equal parts, one per DDP rank; call
+    The images are as stored (C = 1 for grey sets: expand them on the device). A ShardDataset
+    with a ``transform`` or ``target_transform`` gets them applied: each batch is then what
+    ``torch.utils.data.DataLoader(dataset)`` would collate, ``dataset[i]`` per item (the image
+    in the data set's ``mode``, through ``transform``; the label through ``target_transform``),
+    computed in the reader threads. Random transforms then draw on torch's global RNG in those
+    threads; for a seeded pipeline, leave the data set without transforms and transform each
+    batch (e.g. kornia or torchvision.transforms.v2 on the device).
+
+    Each epoch's order depends only on (seed, epoch) (see ``fdsl.datasets.read.sampler``), is
+    padded to a multiple of ``world_size`` and split into equal parts, one per DDP rank; call
     ``set_epoch`` before each epoch. Batches come in the same order whatever the number of
     workers.
 
@@ -257,12 +101,12 @@ class ShardLoader:
         self.shuffle = shuffle
         self.order = self._resolve(shuffle, ram_fraction)
         self.epoch = 0
-        self._pool = BufferPool((batch_size, *self.dataset.image_shape))
+        self._pool = BufferPool((batch_size, *self.dataset.stored_shape))
 
     def _resolve(self, shuffle: str, ram_fraction: float) -> str:
         if shuffle != "auto":
             return shuffle
-        size, ram = self.dataset.stored_bytes, ram_bytes()
+        size, ram = self.dataset.stored_bytes, physical_memory() or 0
         order = "block" if ram and size > ram_fraction * ram else "full"
         log.info("shuffle=auto: %s order (%.1f GB of data, %.1f GB of memory, ram_fraction %g)",
                  order, size / 1e9, ram / 1e9, ram_fraction)
@@ -286,7 +130,7 @@ class ShardLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         rows = self.epoch_rows()
         batches = sampler.split_batches(rows, self.batch_size, self.drop_last)
-        full = ShardDataset._view(self.dataset._index, None)
+        full = self.dataset._view(None)  # rows are global; the transforms and mode stay
         # a uniform order has no runs to fetch ahead; the others read ahead one window
         ahead = None if self.order == "full" else ReadAhead(full._index, rows,
                                                              self.block_size * self.window_blocks)

@@ -10,13 +10,14 @@ its own files, directly in the folder.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from fdsl.atomic import LOCK_NAME, ensure_writable, remove_quietly
-from fdsl.datasets import manifest as mf
-from fdsl.datasets.format import FORMATS, get_format
+from fdsl.datasets.format import FORMATS, read_manifest, storage_of
+from fdsl.datasets.format import manifest as mf
 from fdsl.errors import ConfigMismatchError, ShardError
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def prepare_folder(out: Path, identity: dict[str, Any], overwrite: bool, *,
         check_folder(out, overwrite)
         return {}
     try:
-        old = mf.read_manifest(out)
+        old = read_manifest(out)
     except ShardError as exc:
         if not overwrite:
             raise ConfigMismatchError(f"{exc}; pass --overwrite to rebuild the data set in {out}") from None
@@ -78,7 +79,7 @@ def prepare_folder(out: Path, identity: dict[str, Any], overwrite: bool, *,
         return {}
     if check_only:
         return {}
-    reader = get_format(old.get("storage", "hdf5")).reader
+    reader = storage_of(old).reader
     kept = {}
     for entry in old["shards"]:
         problems = reader.check_entry(out, entry, old, checksum=True)
@@ -93,7 +94,7 @@ def prepare_folder(out: Path, identity: dict[str, Any], overwrite: bool, *,
 
 def remove_dataset(out: Path, manifest: Mapping[str, Any]) -> None:
     """Delete the files a (validated) manifest lists, and nothing else the user keeps there."""
-    reader = get_format(manifest.get("storage", "hdf5")).reader
+    reader = storage_of(manifest).reader
     for entry in manifest["shards"]:
         for path in reader.entry_files(out, entry):
             remove_quietly(path)
@@ -111,3 +112,32 @@ def remove_own_files(out: Path) -> None:
     for name in (mf.FAILURES_NAME, RUN_LOG, mf.MANIFEST_NAME):
         if (out / name).is_file() or (out / name).is_symlink():
             remove_quietly(out / name)
+
+
+@contextmanager
+def undone_if_nothing_written(out: Path) -> Iterator[None]:
+    """On an exception before the run wrote a manifest, remove the lock file and the folders this
+    run created, so a refused or failed start leaves the folder as it was."""
+    created = [p for p in (out, *out.parents) if not p.exists()]
+    lock = out / LOCK_NAME
+    had_lock = lock.exists()
+    before = _stamp(mf.manifest_path(out))
+    try:
+        yield
+    except BaseException:
+        if not had_lock and _stamp(mf.manifest_path(out)) == before:
+            for path in (lock, *created):  # the lock file, then the folders deepest first
+                try:
+                    path.unlink() if path is lock else path.rmdir()
+                except OSError:  # not there, or a folder that is not empty: keep the rest
+                    if path is not lock:
+                        break
+        raise
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns

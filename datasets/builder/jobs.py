@@ -1,4 +1,4 @@
-"""Run one task per shard on an execution backend, with retries and a progress bar.
+"""Run one task per shard on an execution backend, with retries and progress (``fdsl.progress``).
 
 Backends share one signature, ``backend(fn, tasks, workers) -> iterator of (task, result | error)``,
 and are picked by name (``local`` processes by default, ``ray`` for a cluster), so generators and
@@ -18,11 +18,10 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from tqdm import tqdm
-
 from fdsl import interrupts
 from fdsl.errors import FdslError
 from fdsl.faults import fault_point
+from fdsl.progress import Progress
 from fdsl.workers import init_worker
 
 log = logging.getLogger(__name__)
@@ -174,12 +173,14 @@ def run_tasks(
     total_items: int | None = None,
     unit: str = "img",
     desc: str = "",
+    progress: bool = True,
 ) -> JobStats:
     """Run ``fn(task)`` for every task and hand each result to ``on_result`` in the main process.
 
     ``on_result(task, result)`` returns how many items the task produced (for the progress bar).
     A task that raises is run again up to ``retries`` times; if it still fails the job stops with
-    an FdslError naming the task and the error.
+    an FdslError naming the task and the error. ``progress``: a bar on a terminal, progress lines
+    in a log (``fdsl.progress.Progress``); False shows neither.
     """
     if backend not in BACKENDS:
         raise FdslError(f"unknown backend {backend!r}; choose one of {', '.join(sorted(BACKENDS))}")
@@ -188,8 +189,8 @@ def run_tasks(
     attempts: dict[int, int] = {}
     todo = list(tasks)
     start = time.perf_counter()
-    with tqdm(total=total_items, unit=unit, desc=desc, dynamic_ncols=True, mininterval=0.5,
-              disable=None, smoothing=0.1) as bar:
+    with Progress(total=total_items, unit=unit, desc=desc, disable=not progress, mininterval=0.5,
+                  smoothing=0.1) as bar:
         while todo:
             failed = []
             for task, result, error in BACKENDS[backend](fn, todo, min(workers, len(todo))):

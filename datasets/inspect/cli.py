@@ -1,61 +1,20 @@
-"""``inspect-shards``: summary, verification, contact sheets and histograms of a data set (HDF5 or PNG)."""
+"""``inspect-shards``: the command-line face of ``fdsl.datasets.inspect.report.inspect_shards``."""
 
 from __future__ import annotations
 
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from fdsl.cli import OneLineParser, add_version, positive_int, run_cli, setup_logging
-from fdsl.datasets import inspection
-from fdsl.datasets.format import Problem, verify_dataset
-
-
-@dataclass
-class InspectReport:
-    """What ``inspect_shards`` found and wrote."""
-
-    summary: dict[str, Any]
-    problems: list[Problem] = field(default_factory=list)
-    verified: bool = False
-    written: list[Path] = field(default_factory=list)
-
-
-def inspect_shards(
-    folder: str | Path,
-    *,
-    verify: bool = False,
-    grid: str | Path | None = None,
-    per_class: int = 10,
-    max_classes: int = 20,
-    sort_by: str | None = None,
-    hist: tuple[str, str | Path] | None = None,
-) -> InspectReport:
-    """Summarise ``folder``; optionally verify every checksum, write a contact sheet and a histogram.
-
-    ``hist`` is (metadata field, output PNG). Raises ShardError when the manifest is unreadable.
-    """
-    report = InspectReport(summary=inspection.summarize(folder) if not verify else {})
-    if verify:
-        report.problems = verify_dataset(folder)
-        report.verified = True
-        if any(p.check == "manifest" for p in report.problems):
-            return report
-        report.summary = inspection.summarize(folder, read_labels=not report.problems)
-    if grid is not None:
-        report.written.append(inspection.contact_sheet(folder, grid, per_class=per_class,
-                                                    max_classes=max_classes, sort_by=sort_by))
-    if hist is not None:
-        report.written.append(inspection.histogram(folder, hist[0], hist[1], max_classes=max_classes))
-    return report
+from fdsl.cli import OneLineParser, add_quiet, add_version, positive_int, run_cli, setup_logging
+from fdsl.datasets.inspect.report import inspect_shards
+from fdsl.datasets.inspect.summary import format_summary
 
 
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="inspect-shards",
-                           description="Summarise, verify and look at an fdsl shard data set.")
+                           description="Summarise, verify and look at an fdsl data set (HDF5 shards or a PNG tree).")
     parser.add_argument("folder", type=Path, help="data set folder (holds manifest.json)")
     parser.add_argument("--verify", action="store_true",
                         help="check the manifest, and the size, sha256 and content of every listed file; exit 1 and name each bad file")
@@ -70,21 +29,19 @@ def build_parser() -> OneLineParser:
                         help="write stats.json, a bar chart of intra-class std and a heat map of "
                              "class-mean distances (pixels at 32x32) into OUT_FOLDER")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_quiet(parser)
     return add_version(parser)
 
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging()
+    setup_logging(quiet=args.quiet)
     report = inspect_shards(args.folder, verify=args.verify, grid=args.grid, per_class=args.per_class,
                             max_classes=args.max_classes, sort_by=args.sort_by,
-                            hist=tuple(args.hist) if args.hist else None)
+                            hist=tuple(args.hist) if args.hist else None, stats=args.stats,
+                            progress=not args.quiet)
     if report.summary:
-        print(json.dumps(report.summary, indent=1) if args.json else inspection.format_summary(report.summary))
-    if args.stats is not None:
-        from fdsl.datasets.stats import dataset_stats
-
-        report.written += [Path(p) for p in dataset_stats(args.folder, args.stats)["written"]]
+        print(json.dumps(report.summary, indent=1) if args.json else format_summary(report.summary))
     for path in report.written:
         print(f"wrote {path}")
     if report.verified:

@@ -11,15 +11,11 @@ writes the same bytes whether or not it was interrupted.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
-import os
 import socket
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from fdsl.atomic import (
-    LOCK_NAME,
     check_free_space,
     check_output_folder,
     disk_full_guard,
@@ -35,29 +30,18 @@ from fdsl.atomic import (
     remove_stale_temps,
     write_bytes_atomic,
 )
-from fdsl.datasets import manifest as mf
-from fdsl.datasets._heap import reuse_freed_memory
-from fdsl.datasets.format import COMPRESSIONS, get_format
-from fdsl.datasets.format.hdf5.writer import MARGIN
-from fdsl.datasets.jobs import default_workers, run_tasks
-from fdsl.datasets.outfolder import check_folder, prepare_folder
+from fdsl.datasets.builder._heap import reuse_freed_memory
+from fdsl.datasets.builder.jobs import default_workers, run_tasks
+from fdsl.datasets.builder.outfolder import check_folder, prepare_folder, undone_if_nothing_written
+from fdsl.datasets.format import COMPRESSIONS, STORAGES, get_format
+from fdsl.datasets.format import manifest as mf
+from fdsl.datasets.format.checksum import bytes_record
 from fdsl.errors import FdslError
 from fdsl.faults import fault_point
-from fdsl.sources import RenderedBatch, ShardSource  # noqa: F401  (re-exported for old imports)
+from fdsl.limits import DISK_MARGIN, PART_BYTES, RENDER_PART, check_plan
+from fdsl.sources import RenderedBatch, ShardSource
 
 log = logging.getLogger(__name__)
-
-STORAGES = mf.STORAGES
-# Images rendered and held in memory at a time per worker (a whole 10,000-image FractalDB shard
-# would be 1.3 GB); shards are written part by part.
-RENDER_PART = 1000
-# Sane limits, checked before any work or file: beyond them a run would hang or exhaust memory.
-MAX_ITEMS = 10**10
-MAX_SHARDS = 10**6
-# A part of more image bytes than this is followed by parts a fifth as long (1000 -> 200 -> 40,
-# so part boundaries stay on multiples of 40 or 100 views): big parts miss the CPU caches between
-# render and compression (RCDB at 512 px: 1.43 -> 1.21 CPU-ms per image end to end at 200).
-PART_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -109,6 +93,8 @@ class _Job:
     storage: str
     compression: str
     bytes_per_item: float = 0.0  # from shards already written; 0: no estimate yet
+    render_part: int = RENDER_PART
+    part_bytes: int = PART_BYTES
 
     def __call__(self, task: ShardTask) -> dict[str, Any]:
         out = Path(self.out)
@@ -121,9 +107,9 @@ class _Job:
                             f"(NFS, Lustre, ...)")
         expected = task.stop - task.start
         if self.bytes_per_item:
-            check_free_space(out, int(self.bytes_per_item * expected * 1.1) + MARGIN)
-        writer = get_format(self.storage).writer(out, task.index, compression=self.compression,
-                                                 png_path=getattr(self.source, "png_path", None), expected=expected)
+            check_free_space(out, int(self.bytes_per_item * expected * 1.1) + DISK_MARGIN)
+        writer = get_format(self.storage).writer(out, task.index, self.source, compression=self.compression,
+                                                 expected=expected)
         failures: list[dict[str, Any]] = []
         with reuse_freed_memory():  # each render part reuses the last one's pages (no page faults)
             try:
@@ -143,21 +129,21 @@ class _Job:
     def _parts(self, task: ShardTask, failures: list[dict[str, Any]]) -> Iterator[RenderedBatch]:
         """The task's items rendered part by part (``render_parts``); their failures are collected
         into ``failures``."""
-        for batch in render_parts(self.source, task.start, task.stop):
+        for batch in render_parts(self.source, task.start, task.stop, self.render_part, self.part_bytes):
             # A unit (a model) cut by a part boundary reports its failure in both parts.
             failures.extend(f for f in batch.failures if f not in failures)
             yield batch
 
 
-def render_parts(source: ShardSource, start: int, stop: int) -> Iterator[RenderedBatch]:
-    """Items ``[start, stop)`` rendered RENDER_PART at a time (fewer once a part exceeds
-    PART_BYTES), so a worker never holds a whole shard."""
-    part = RENDER_PART
+def render_parts(source: ShardSource, start: int, stop: int, part: int = RENDER_PART,
+                 part_bytes: int = PART_BYTES) -> Iterator[RenderedBatch]:
+    """Items ``[start, stop)`` rendered ``part`` at a time, a fifth as many once a part's images
+    exceed ``part_bytes`` (see ``fdsl.limits``), so a worker never holds a whole shard."""
     while start < stop:
         batch = source.render(start, min(start + part, stop))
         start += part
         per_item = batch.images.nbytes / max(len(batch.items), 1)
-        while part >= 5 and part * per_item > PART_BYTES:
+        while part >= 5 and part * per_item > part_bytes:
             part //= 5
         yield batch
 
@@ -203,35 +189,12 @@ def _manifest(identity: dict[str, Any], source: ShardSource, tasks: list[ShardTa
     }
 
 
-def available_memory() -> int:
-    """Bytes of memory available to new allocations (MemAvailable; total memory elsewhere)."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
 def check_size(source: ShardSource, shard_size: int, workers: int) -> None:
-    """FdslError (one line naming the limit) when the data set is too large to plan, or when one
-    rendered part per worker would not fit in memory (sources that know their ``image_shape``)."""
-    items = source.num_items()
-    if items > MAX_ITEMS:
-        raise FdslError(f"{items} images is more than the limit of {MAX_ITEMS}; ask for fewer classes or images")
-    if -(-items // shard_size) > MAX_SHARDS:
-        raise FdslError(f"{-(-items // shard_size)} shards is more than the limit of {MAX_SHARDS}; "
-                        "raise --shard-size")
-    shape = getattr(source, "image_shape", None)
-    if callable(shape):
-        part = min(RENDER_PART, shard_size, max(items, 1)) * math.prod(shape())
-        if part * min(workers, -(-items // shard_size) or 1) > available_memory():
-            raise FdslError(f"images of shape {list(shape())} need {part / 2**30:.1f} GiB per worker "
-                            f"({min(RENDER_PART, shard_size)} at a time) x {workers} workers, more than the "
-                            f"{available_memory() / 2**30:.1f} GiB of memory available; use a smaller "
-                            "--image-size or fewer --workers")
+    """FdslError (one line naming the limit) when the data set is too large to plan, or when the
+    workers' render parts would not fit in memory (``fdsl.limits.check_plan``; sources that know
+    their ``image_shape``, an optional method of a ShardSource)."""
+    shape = source.image_shape() if callable(getattr(source, "image_shape", None)) else None
+    check_plan(items=source.num_items(), shard_size=shard_size, workers=workers, image_shape=shape)
 
 
 def _check_settings(shard_size: int, storage: str, compression: str) -> None:
@@ -253,6 +216,9 @@ def build_dataset(
     compression: str = "lz4",
     storage: str = "hdf5",
     overwrite: bool = False,
+    progress: bool = True,
+    render_part: int = RENDER_PART,
+    part_bytes: int = PART_BYTES,
     params_only: bool = False,
 ) -> BuildResult:
     """Render every item of ``source`` into ``out`` (resuming what a previous run finished).
@@ -262,15 +228,19 @@ def build_dataset(
     its folder, or one finding the folder busy, does none of that work. The run holds an
     exclusive lock on ``out`` (a second run into it is refused in one line), and removes the
     temporary files that killed runs left; a run that stops before it writes a manifest leaves no
-    lock file or folder of its own behind. Raises FdslError (one line) for bad settings, an
-    unwritable, locked, mismatched or tampered folder, a full disk, or a shard that keeps failing.
-    ``params_only`` stops once the manifest and the source's extra files (its class parameters) are
-    written, before any shard: a later run with the same settings resumes from there.
+    lock file or folder of its own behind. ``progress`` shows a bar on a terminal and progress
+    lines in a log (``fdsl.progress``). ``render_part`` and ``part_bytes`` size the parts a
+    worker renders at a time (``fdsl.limits``; they never change a byte of the output).
+    ``params_only`` stops once the manifest and the source's extra files (its class parameters)
+    are written, before any shard: a later run with the same settings resumes from there. Raises
+    FdslError (one line) for bad settings, an unwritable, locked, mismatched or tampered folder,
+    a full disk, or a shard that keeps failing.
     """
     _check_settings(shard_size, storage, compression)
-    workers = workers or default_workers()
+    settings = _Settings(shard_size, workers or default_workers(), backend, compression, storage,
+                         overwrite, progress, render_part, part_bytes, params_only)
     if hasattr(source, "render"):
-        check_size(source, shard_size, workers)
+        check_size(source, shard_size, settings.workers)
     out = Path(out)
     # Every refusal before anything is created or locked: a refused run leaves the folder as it was.
     check_output_folder(out)
@@ -280,58 +250,43 @@ def build_dataset(
         prepare_folder(out, _identity(planned, storage, compression, shard_size), overwrite, check_only=True)
     else:
         check_folder(out, overwrite)
-    with _undone_if_nothing_written(out), folder_lock(out):
+    with undone_if_nothing_written(out), folder_lock(out):
         if not hasattr(source, "render"):
             source = source()
-            check_size(source, shard_size, workers)
+            check_size(source, shard_size, settings.workers)
         with disk_full_guard(out):
-            return _build_locked(source, out, shard_size, workers, backend,
-                                 compression, storage, overwrite, params_only)
+            return _build_locked(source, out, settings)
 
 
-@contextmanager
-def _undone_if_nothing_written(out: Path) -> Iterator[None]:
-    """On an exception before the run wrote a manifest, remove the lock file and the folders this
-    run created, so a refused or failed start leaves the folder as it was."""
-    created = [p for p in (out, *out.parents) if not p.exists()]
-    lock = out / LOCK_NAME
-    had_lock = lock.exists()
-    before = _stamp(mf.manifest_path(out))
-    try:
-        yield
-    except BaseException:
-        if not had_lock and _stamp(mf.manifest_path(out)) == before:
-            for path in (lock, *created):  # the lock file, then the folders deepest first
-                try:
-                    path.unlink() if path is lock else path.rmdir()
-                except OSError:  # not there, or a folder that is not empty: keep the rest
-                    if path is not lock:
-                        break
-        raise
+@dataclass(frozen=True)
+class _Settings:
+    """``build_dataset``'s settings, checked."""
+
+    shard_size: int
+    workers: int
+    backend: str
+    compression: str
+    storage: str
+    overwrite: bool
+    progress: bool
+    render_part: int
+    part_bytes: int
+    params_only: bool
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns
-
-
-def _build_locked(source: ShardSource, out: Path, shard_size: int, workers: int, backend: str,
-                  compression: str, storage: str, overwrite: bool, params_only: bool = False) -> BuildResult:
+def _build_locked(source: ShardSource, out: Path, settings: _Settings) -> BuildResult:
     start = time.perf_counter()
     remove_stale_temps(out)
-    identity = _identity(source, storage, compression, shard_size)
-    done = prepare_folder(out, identity, overwrite)
-    tasks = plan_tasks(source.num_items(), shard_size)
+    storage, fmt = settings.storage, get_format(settings.storage)
+    identity = _identity(source, storage, settings.compression, settings.shard_size)
+    done = prepare_folder(out, identity, settings.overwrite)
+    tasks = plan_tasks(source.num_items(), settings.shard_size)
     valid = {t.index for t in tasks}
     done = {i: e for i, e in done.items() if i in valid}
     skipped = len(done)
 
     extra_files = source.extra_files()
-    extras = {name: {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-              for name, data in sorted(extra_files.items())}
+    extras = {name: bytes_record(data) for name, data in sorted(extra_files.items())}
 
     def on_result(task: ShardTask, entry: dict[str, Any]) -> int:
         done[task.index] = entry
@@ -346,21 +301,23 @@ def _build_locked(source: ShardSource, out: Path, shard_size: int, workers: int,
         write_bytes_atomic(out / name, data)
     todo = [t for t in tasks if t.index not in done]
     counted = sum(e["count"] for e in done.values())
-    data_bytes = get_format(storage).reader.data_bytes
-    if params_only and todo:
+    data_bytes = fmt.reader.data_bytes
+    if settings.params_only and todo:
         return BuildResult(out=out, images=counted, shards=len(tasks), shards_skipped=skipped, failures=0,
                            seconds=time.perf_counter() - start, bytes=sum(data_bytes(e) for e in done.values()),
                            classes=len(source.class_names()))
-    job = _Job(source, str(out), storage, compression,
-               sum(data_bytes(e) for e in done.values()) / counted if counted else 0.0)
+    job = _Job(source, str(out), storage, settings.compression,
+               sum(data_bytes(e) for e in done.values()) / counted if counted else 0.0,
+               settings.render_part, settings.part_bytes)
     try:
-        run_tasks(job, todo, on_result, backend=backend, workers=workers,
-                  total_items=sum(t.stop - t.start for t in todo), desc=source.name)
+        run_tasks(job, todo, on_result, backend=settings.backend, workers=settings.workers,
+                  total_items=sum(t.stop - t.start for t in todo), desc=source.name,
+                  progress=settings.progress)
     except BaseException:
         remove_stale_temps(out)  # stopped workers cannot clean up after themselves
         raise
 
-    shape, meta_fields, sidecars = get_format(storage).finish(out, done, source.class_names())
+    shape, meta_fields, sidecars = fmt.finish(out, done, source.class_names())
     manifest = _manifest(identity, source, tasks, done, {**extras, **sidecars}, True, shape, meta_fields)
     failures = [f for i in sorted(done) for f in done[i].get("failures", [])]
     failures_file = out / mf.FAILURES_NAME
@@ -372,7 +329,7 @@ def _build_locked(source: ShardSource, out: Path, shard_size: int, workers: int,
     result = BuildResult(out=out, images=manifest["num_images"], shards=len(tasks), shards_skipped=skipped,
                          failures=len(failures), seconds=time.perf_counter() - start,
                          bytes=sum(data_bytes(e) for e in done.values()), classes=len(manifest["classes"]))
-    _write_run_log(out, result, workers, backend)
+    _write_run_log(out, result, settings.workers, settings.backend)
     log.debug(result.summary())  # the CLIs print it; keep it out of the log stream to avoid a duplicate
     return result
 

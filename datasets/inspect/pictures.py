@@ -1,7 +1,5 @@
-"""Look at a data set (HDF5 shards or a PNG tree): a summary, contact sheets and histograms.
-
-Named ``inspection`` rather than ``inspect``, which would shadow the standard library's module.
-"""
+"""Pictures of a data set (any storage): a contact sheet of thumbnails per class, and per-class
+histograms of a metadata field."""
 
 from __future__ import annotations
 
@@ -13,29 +11,17 @@ from typing import Any
 import numpy as np
 
 from fdsl.atomic import check_output_folder, write_bytes_atomic
-from fdsl.datasets import manifest as mf
-from fdsl.datasets.format import get_format, open_dataset
-from fdsl.datasets.format.hdf5.reader import iter_shard_arrays
+from fdsl.datasets.format import open_dataset
+from fdsl.datasets.format.manifest import require_field
 from fdsl.errors import FdslError
 
 log = logging.getLogger(__name__)
 
 
-def _labels(folder: Path, manifest: dict[str, Any]) -> np.ndarray | None:
-    """Every image's label: from the reader of a complete set, from the listed HDF5 shards of an
-    unfinished one (None for an unfinished PNG tree, whose sidecar is written last)."""
-    if manifest["complete"]:
-        with open_dataset(folder) as reader:
-            return reader.labels
-    if manifest.get("storage", "hdf5") == "hdf5":
-        parts = [p["labels"] for p in iter_shard_arrays(folder)]
-        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
-    return None
-
-
-def _out_file(path: str | Path, flag: str) -> Path:
-    """An output image path: not a folder, in a folder that can be made; FdslError (one line)
-    otherwise. Nothing is created yet (``_save`` does): a refused run leaves no folder."""
+def check_image_path(path: str | Path, flag: str) -> Path:
+    """An output image path: not a folder, ending in an image suffix, in a folder that can be
+    made; FdslError (one line) otherwise. Nothing is created (``_save`` does), so callers check
+    every argument before any work and a refused run leaves no folder."""
     path = Path(path)
     if path.is_dir():
         raise FdslError(f"{flag} {path} is a folder; give a file name such as {path / 'sheet.png'}")
@@ -46,62 +32,6 @@ def _out_file(path: str | Path, flag: str) -> Path:
     except FdslError as exc:
         raise FdslError(f"{flag} {path}: {exc}") from None
     return path
-
-
-def summarize(folder: str | Path, read_labels: bool = True) -> dict[str, Any]:
-    """Counts per class, image shape, metadata fields and size of a data set.
-
-    ``read_labels=False`` takes everything from the manifest alone (for damaged data sets); the
-    per-class counts are then None.
-    """
-    folder = Path(folder)
-    manifest = mf.read_manifest(folder)
-    labels = _labels(folder, manifest) if read_labels else None
-    readable = labels is not None
-    classes = manifest["classes"]
-    counts = np.bincount(labels, minlength=len(classes)) if readable and len(labels) else np.zeros(len(classes), int)
-    return {
-        "folder": str(folder),
-        "generator": manifest["generator"],
-        "seed": manifest.get("seed"),
-        "complete": manifest.get("complete", False),
-        "storage": manifest.get("storage", "hdf5"),
-        "compression": manifest.get("compression"),
-        "images": int(manifest["num_images"]),
-        "planned": int(manifest.get("num_items", manifest["num_images"])),
-        "shards": len(manifest["shards"]),
-        "failures": int(manifest.get("failures", 0)),
-        "image_shape": manifest.get("image_shape"),
-        "metadata_fields": manifest.get("metadata_fields") or {},
-        "bytes": sum(get_format(manifest.get("storage", "hdf5")).reader.data_bytes(s) for s in manifest["shards"]),
-        "classes": {name: (int(n) if readable else None) for name, n in zip(classes, counts, strict=True)},
-    }
-
-
-def format_summary(summary: dict[str, Any], max_classes: int = 20) -> str:
-    """Human-readable text of ``summarize``'s result."""
-    gen = summary["generator"]
-    known = [n for n in summary["classes"].values() if n is not None]
-    counts = np.array(known or [0])
-    lines = [
-        f"data set   {summary['folder']}",
-        f"generator  {gen['name']} v{gen['version']}, seed {summary['seed']}",
-        f"status     {'complete' if summary['complete'] else 'INCOMPLETE (re-run the command to resume)'}",
-        f"images     {summary['images']} of {summary['planned']} planned in {summary['shards']} shards "
-        f"({summary['storage']}, {summary['compression']}), {summary['bytes'] / 2**20:.1f} MiB",
-        f"failures   {summary['failures']}",
-        f"shape      {summary['image_shape']} uint8",
-        "metadata   " + (", ".join(f"{k} ({v})" for k, v in summary["metadata_fields"].items()) or "-"),
-        f"classes    {len(summary['classes'])}, "
-        + (f"images per class min {counts.min()} / mean {counts.mean():.1f} / max {counts.max()}" if known
-           else "images per class not read (the data set failed verification)"),
-    ]
-    for i, (name, n) in enumerate(summary["classes"].items()):
-        if i == max_classes:
-            lines.append(f"  ... {len(summary['classes']) - max_classes} more classes")
-            break
-        lines.append(f"  {i:5d} {name:<24} {'?' if n is None else n}")
-    return "\n".join(lines)
 
 
 def _pick(members: np.ndarray, values: np.ndarray | None, per_class: int, rng: np.random.Generator) -> np.ndarray:
@@ -128,10 +58,10 @@ def contact_sheet(folder: str | Path, out_png: str | Path, *, per_class: int = 1
     """
     from PIL import Image, ImageDraw
 
-    out_png = _out_file(out_png, "--grid")
+    out_png = check_image_path(out_png, "--grid")
     with open_dataset(folder) as reader:
         if sort_by is not None:
-            mf.require_field(reader.manifest, sort_by, "--sort-by")
+            require_field(reader.manifest, sort_by, "--sort-by")
         labels = reader.labels
         values = reader.metadata([sort_by])[sort_by] if sort_by else None
         rng = np.random.default_rng(seed)
@@ -165,9 +95,9 @@ def histogram(folder: str | Path, field: str, out_png: str | Path, *, max_classe
     import matplotlib.pyplot as plt
 
     folder = Path(folder)
-    out_png = _out_file(out_png, "--hist")
+    out_png = check_image_path(out_png, "--hist")
     with open_dataset(folder) as reader:
-        mf.require_field(reader.manifest, field, "--hist")
+        require_field(reader.manifest, field, "--hist")
         classes = reader.classes[:max_classes]
         values = reader.metadata([field])[field].astype(float)
         labels = reader.labels

@@ -1,7 +1,7 @@
 """Batch plumbing behind ShardLoader: reused batch buffers, process-worker batches, read-ahead.
 
-A reader here is anything with ``read_many(shard_ids, local, out)`` and ``advise(shard_ids,
-local)`` (``_chunks.ChunkReader`` for HDF5 shards, the PNG reader for PNG trees).
+Images come from the data set's ``Index.images``, its format's ``RowReader`` (``read_rows(rows,
+out)``, ``advise(rows)``).
 """
 
 from __future__ import annotations
@@ -49,9 +49,12 @@ _POOL_REFS = 2
 
 
 def read_batch(dataset: Any, rows: np.ndarray, pin: bool,
-               pool: BufferPool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Global ``rows`` of a ShardDataset as (uint8 [B, C, H, W], int64 [B])."""
-    shape = (len(rows), *dataset.image_shape)
+               pool: BufferPool | None = None) -> tuple[Any, Any]:
+    """Global ``rows`` of a ShardDataset as (uint8 [B, C, H, W], int64 [B]), or, when it has
+    transforms, its items collated (see ``transformed``)."""
+    if dataset.has_transforms:
+        return transformed(dataset, rows, pin)
+    shape = (len(rows), *dataset.stored_shape)
     if pool is not None and not pin:
         images = torch.from_numpy(pool.get(len(rows)))
     else:
@@ -60,6 +63,18 @@ def read_batch(dataset: Any, rows: np.ndarray, pin: bool,
         images = torch.empty(shape, dtype=torch.uint8, pin_memory=pin)
     dataset._read_into(rows, images.numpy())
     return images, torch.from_numpy(dataset._index.labels[rows])
+
+
+def transformed(dataset: Any, rows: np.ndarray, pin: bool) -> tuple[Any, Any]:
+    """``dataset.item`` of every row (its mode, ``transform`` and ``target_transform``), collated
+    as torch's DataLoader does (``default_collate``)."""
+    raw = torch.empty((len(rows), *dataset.stored_shape), dtype=torch.uint8)
+    dataset._read_into(rows, raw.numpy())
+    labels = dataset._index.labels[rows].tolist()
+    batch = torch.utils.data.default_collate([dataset.item(raw[k], labels[k]) for k in range(len(rows))])
+    if pin:
+        batch = [part.pin_memory() if isinstance(part, torch.Tensor) else part for part in batch]
+    return tuple(batch)
 
 
 class BatchSet(torch.utils.data.Dataset):
@@ -71,11 +86,13 @@ class BatchSet(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.batches)
 
-    def __getitem__(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, b: int) -> tuple[Any, Any]:
         rows = self.batches[b]
+        if self.dataset.has_transforms:
+            return transformed(self.dataset, rows, False)
         # allocate straight in shared memory, as torch's default collate does in workers:
         # otherwise sending the batch to the main process copies it once more
-        shape = self.dataset.image_shape
+        shape = self.dataset.stored_shape
         storage = torch.UntypedStorage._new_shared(len(rows) * int(np.prod(shape)))
         images = torch.empty(0, dtype=torch.uint8).set_(storage).view(len(rows), *shape)
         self.dataset._read_into(rows, images.numpy())
@@ -97,7 +114,7 @@ class ReadAhead:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="fdsl-readahead")
 
     def _advise(self, rows: np.ndarray) -> None:
-        self.index.reader.advise(self.index.shard_of[rows], self.index.local[rows])
+        self.index.images.advise(rows)
 
     def ensure(self, stop: int) -> None:
         target = min(len(self.rows), stop + self.span)
