@@ -14,6 +14,7 @@ from typing import Any
 
 from fdsl.cli import (
     OneLineParser,
+    add_quiet,
     add_version,
     fraction,
     non_negative_float,
@@ -80,6 +81,7 @@ def _common(p: argparse.ArgumentParser, seeds: str) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace a study made with other settings in --out (else it is an error)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_quiet(p)
 
 
 def build_parser() -> OneLineParser:
@@ -163,6 +165,7 @@ def build_parser() -> OneLineParser:
     s.add_argument("--max-per-class", type=positive_int, default=200, help="images per class, sampled (default 200)")
     s.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device of the feature model")
     s.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_quiet(s)
     return add_version(parser)
 
 
@@ -170,7 +173,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     from fdsl.train.recipes import parse_set
 
     shared = dict(jobs=args.jobs, backend=args.backend, threads=args.threads, device=args.device,
-                  overwrite=args.overwrite)
+                  overwrite=args.overwrite, progress=not args.quiet)
     if args.study == "pruning":
         from fdsl.studies.pruning import run_pruning_study
 
@@ -198,17 +201,17 @@ def _augment(args: argparse.Namespace) -> dict[str, Any]:
                              self_paced=args.self_paced, seeds=tuple(args.seeds), preset=args.preset,
                              overrides=parse_set(args.set), jobs=args.jobs, overwrite=args.overwrite,
                              threshold=args.threshold, ratio=args.ratio, device=args.device,
-                             backend=args.backend, threads=args.threads)
+                             backend=args.backend, threads=args.threads, progress=not args.quiet)
 
 
 def _body(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, args.quiet)
     if args.study == "stats":
         from fdsl.studies.stats import checkpoint_stats
 
         stats = checkpoint_stats(args.folder, args.out, args.checkpoint, max_per_class=args.max_per_class,
-                                 device=args.device)
+                                 device=args.device, progress=not args.quiet)
         print(f"feature space: {stats['feature_space']}; mean intra-class std {stats['mean_intra_class_std']:.4g}, "
               f"mean class-mean distance {stats['mean_class_mean_distance']}")
         print("\n".join(f"wrote {p}" for p in stats["written"]))

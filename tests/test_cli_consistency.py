@@ -1,0 +1,103 @@
+"""One command-line face for every command and run-study subcommand (issue 20): ``--quiet``,
+``--threads``, data folders as ``--data DIR`` / ``--out DIR`` beside the positional forms,
+``--version`` in one format, each result printed once, and progress lines in batch logs."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import pytest
+from toy_source import ToySource
+
+from fdsl.datasets.builder.build import build_dataset
+from fdsl.entry import COMMANDS, command_main
+
+STUDIES = ("pruning", "transfer", "augment", "stats")
+# Every command and subcommand, as the words that start it.
+EVERY = [(prog,) for prog in COMMANDS if prog != "run-study"] + [("run-study", s) for s in STUDIES]
+
+
+def _parser(words: tuple[str, ...]) -> argparse.ArgumentParser:
+    """The parser of a command or run-study subcommand."""
+    import importlib
+
+    module = importlib.import_module(command_main(words[0]).__module__)
+    parser = module.build_parser()
+    for word in words[1:]:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[word]
+    return parser
+
+
+def _options(words: tuple[str, ...]) -> set[str]:
+    return {o for action in _parser(words)._actions for o in action.option_strings}
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("toy") / "toy"
+    build_dataset(ToySource(classes=2, per_class=8, size=16), out, shard_size=8, workers=1, progress=False)
+    return out
+
+
+# ---------------------------------------------------------------- --quiet
+
+
+@pytest.mark.parametrize("words", EVERY, ids=" ".join)
+def test_every_command_takes_quiet(words: tuple[str, ...]) -> None:
+    assert "--quiet" in _options(words)
+    assert "--quiet" in _parser(words).format_help()
+
+
+# (subcommand, its argv, the module and function the CLI hands over to)
+STUDY_CALLS = [
+    ("pruning", ["--data", "{toy}"], "fdsl.studies.pruning", "run_pruning_study"),
+    ("transfer", ["--pretrain", "p={toy}", "--downstream", "d={toy}"], "fdsl.studies.transfer", "run_transfer_study"),
+    ("augment", ["--data", "{toy}"], "fdsl.studies.augment", "run_augment_study"),
+    ("stats", ["{toy}"], "fdsl.studies.stats", "checkpoint_stats"),
+]
+
+
+@pytest.mark.parametrize("study,argv,module,name", STUDY_CALLS, ids=[c[0] for c in STUDY_CALLS])
+@pytest.mark.parametrize("quiet", [False, True])
+def test_run_study_quiet_reaches_the_study(study, argv, module, name, quiet, toy, tmp_path, monkeypatch,
+                                           capsys) -> None:
+    import importlib
+
+    seen = {}
+
+    def fake(*args, **kwargs):
+        seen.update(kwargs)
+        return {"table": "", "feature_space": "x", "mean_intra_class_std": 1.0,
+                "mean_class_mean_distance": 1.0, "written": []}
+
+    monkeypatch.setattr(importlib.import_module(module), name, fake)
+    argv = [study, *[a.format(toy=toy) for a in argv], "--out", str(tmp_path / "s")] + (["--quiet"] * quiet)
+    assert command_main("run-study")(argv) == 0
+    assert seen["progress"] is (not quiet)
+
+
+def _train_cell(toy: Path, out: Path):
+    from fdsl.studies.runner import Cell
+
+    return Cell(out=str(out), data=str(toy), recipe="fractaldb-resnet", row={},
+                overrides={"model": "resnet18", "image_size": 16, "resize_ratio": 1.0, "batch_size": 8,
+                           "epochs": 1, "workers": 0, "amp": False, "analysis": False, "val_fraction": 0.25},
+                threads=1, device="cpu")
+
+
+def test_study_runs_show_progress_unless_told_not_to(toy, tmp_path, monkeypatch, caplog) -> None:
+    """``progress=False`` (run-study --quiet) silences the study's progress and its runs' alike."""
+    from fdsl.studies.runner import run_cells
+
+    monkeypatch.setenv("FDSL_PROGRESS_INTERVAL", "0")
+    caplog.set_level(logging.INFO, logger="fdsl.progress")
+    rows = run_cells([_train_cell(toy, tmp_path / "quiet")], progress=False, desc="q")
+    assert rows[0]["epochs"] == 1
+    assert [r for r in caplog.records if r.name == "fdsl.progress"] == []
+    run_cells([_train_cell(toy, tmp_path / "shown")], desc="shown")
+    lines = [r.getMessage() for r in caplog.records if r.name == "fdsl.progress"]
+    assert any(line.startswith("epoch 1/1: ") for line in lines), lines
+    assert lines[-1].startswith("shown: 1/1 run (100.0%)") and "ETA" in lines[-1]
