@@ -75,6 +75,22 @@ def add_quiet(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None
                         help="no progress and no log lines but warnings and errors (results still print)")
 
 
+def add_threads(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: str,
+                *aliases: str) -> None:
+    """Add ``--threads N`` (and ``aliases``), one meaning in every command: the CPU threads torch
+    uses in each process that computes (``default`` says what happens without it)."""
+    parser.add_argument("--threads", *aliases, type=positive_int, metavar="N",
+                        help=f"torch CPU threads per process (default: {default})")
+
+
+def use_threads(threads: int | None) -> None:
+    """Apply ``--threads`` to this process (None: torch's default, one per core)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     """fdsl's own log lines at INFO (DEBUG with ``verbose``, WARNING with ``quiet``); other
     libraries' only from WARNING (PyOpenGL's notes at import, say), unless ``verbose``."""

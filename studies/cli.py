@@ -15,6 +15,7 @@ from typing import Any
 from fdsl.cli import (
     OneLineParser,
     add_quiet,
+    add_threads,
     add_version,
     fraction,
     non_negative_float,
@@ -22,6 +23,7 @@ from fdsl.cli import (
     positive_int,
     run_cli,
     setup_logging,
+    use_threads,
 )
 from fdsl.errors import FdslError
 
@@ -75,8 +77,7 @@ def _common(p: argparse.ArgumentParser, seeds: str) -> None:
     p.add_argument("--jobs", type=positive_int, default=1, help="runs in parallel (default 1)")
     p.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="local processes, or Ray tasks on a cluster (RAY_ADDRESS) or a local Ray")
-    p.add_argument("--threads", type=positive_int,
-                   help="torch CPU threads per run (default: the cores shared out among --jobs)")
+    add_threads(p, "the cores shared out among the --jobs runs")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto", help="training device")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a study made with other settings in --out (else it is an error)")
@@ -164,6 +165,7 @@ def build_parser() -> OneLineParser:
     s.add_argument("--checkpoint", help="fdsl checkpoint.pt: features = its penultimate layer (default: pixels)")
     s.add_argument("--max-per-class", type=positive_int, default=200, help="images per class, sampled (default 200)")
     s.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device of the feature model")
+    add_threads(s, "one per core")
     s.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_quiet(s)
     return add_version(parser)
@@ -210,6 +212,7 @@ def _body(argv: Sequence[str] | None) -> int:
     if args.study == "stats":
         from fdsl.studies.stats import checkpoint_stats
 
+        use_threads(args.threads)
         stats = checkpoint_stats(args.folder, args.out, args.checkpoint, max_per_class=args.max_per_class,
                                  device=args.device, progress=not args.quiet)
         print(f"feature space: {stats['feature_space']}; mean intra-class std {stats['mean_intra_class_std']:.4g}, "

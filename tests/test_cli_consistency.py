@@ -101,3 +101,47 @@ def test_study_runs_show_progress_unless_told_not_to(toy, tmp_path, monkeypatch,
     lines = [r.getMessage() for r in caplog.records if r.name == "fdsl.progress"]
     assert any(line.startswith("epoch 1/1: ") for line in lines), lines
     assert lines[-1].startswith("shown: 1/1 run (100.0%)") and "ETA" in lines[-1]
+
+
+# ---------------------------------------------------------------- --threads
+
+# Commands whose work runs on torch take --threads (torch CPU threads per process); the data
+# commands scale with --workers processes of one thread each and take no --threads.
+THREADED = {("train-classifier",), *((("run-study", s)) for s in STUDIES)}
+
+
+@pytest.mark.parametrize("words", EVERY, ids=" ".join)
+def test_threads_where_torch_computes_with_one_meaning(words: tuple[str, ...], capsys) -> None:
+    from helpers import exit_code
+
+    parser = _parser(words)
+    action = next((a for a in parser._actions if "--threads" in a.option_strings), None)
+    assert (action is not None) == (words in THREADED)
+    if action is None:
+        return
+    assert action.help.startswith("torch CPU threads per process (default: ")
+    assert exit_code(command_main(words[0]), [*words[1:], "--threads", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--threads" in err and "expected a positive integer, got 0" in err
+
+
+def test_run_study_stats_takes_threads(toy, tmp_path, monkeypatch) -> None:
+    import torch
+
+    import fdsl.studies.stats
+
+    seen = {}
+
+    def fake(*args, **kwargs):
+        seen["threads"] = torch.get_num_threads()
+        return {"feature_space": "x", "mean_intra_class_std": 1.0, "mean_class_mean_distance": 1.0,
+                "written": []}
+
+    monkeypatch.setattr(fdsl.studies.stats, "checkpoint_stats", fake)
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    try:
+        assert command_main("run-study")(["stats", str(toy), "--out", str(tmp_path), "--threads", str(wanted)]) == 0
+    finally:
+        torch.set_num_threads(before)
+    assert seen["threads"] == wanted
