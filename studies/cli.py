@@ -13,7 +13,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fdsl.cli import (
+    Folder,
     OneLineParser,
+    add_folders,
     add_quiet,
     add_threads,
     add_version,
@@ -160,7 +162,7 @@ def build_parser() -> OneLineParser:
     _common(a, "0")
 
     s = sub.add_parser("stats", help="intra-class std and class-mean distances in a checkpoint's feature space")
-    s.add_argument("folder", help="shard folder")
+    add_folders(s, Folder("--data", "DIR", "the data set folder", "data set folder"))
     s.add_argument("--out", required=True, help="folder for stats.json and the two plots")
     s.add_argument("--checkpoint", help="fdsl checkpoint.pt: features = its penultimate layer (default: pixels)")
     s.add_argument("--max-per-class", type=positive_int, default=200, help="images per class, sampled (default 200)")
@@ -213,7 +215,7 @@ def _body(argv: Sequence[str] | None) -> int:
         from fdsl.studies.stats import checkpoint_stats
 
         use_threads(args.threads)
-        stats = checkpoint_stats(args.folder, args.out, args.checkpoint, max_per_class=args.max_per_class,
+        stats = checkpoint_stats(args.data, args.out, args.checkpoint, max_per_class=args.max_per_class,
                                  device=args.device, progress=not args.quiet)
         print(f"feature space: {stats['feature_space']}; mean intra-class std {stats['mean_intra_class_std']:.4g}, "
               f"mean class-mean distance {stats['mean_class_mean_distance']}")

@@ -145,3 +145,74 @@ def test_run_study_stats_takes_threads(toy, tmp_path, monkeypatch) -> None:
     finally:
         torch.set_num_threads(before)
     assert seen["threads"] == wanted
+
+
+# ---------------------------------------------------------------- folders: --data DIR / --out DIR
+
+
+@pytest.mark.parametrize("words", EVERY, ids=" ".join)
+def test_a_data_set_folder_is_data_and_an_output_folder_is_out(words: tuple[str, ...]) -> None:
+    """Every command that reads an fdsl data set takes it as --data (run-study transfer names
+    its sets NAME=DIR); every command that writes a folder of its own takes it as --out."""
+    options = _options(words)
+    reads = {("inspect-shards",), ("export-shards",), ("train-classifier",), ("run-study", "pruning"),
+             ("run-study", "augment"), ("run-study", "stats")}
+    assert ("--data" in options) == (words in reads)
+    assert ("--out" in options) == (words != ("inspect-shards",))  # it writes files named by its flags
+
+
+# (command words, argv with {toy} and {out}, the folders it must see)
+SPELLINGS = [
+    ("inspect-shards", ["{toy}"]), ("inspect-shards", ["--data", "{toy}"]),
+    ("run-study stats", ["{toy}", "--out", "{out}"]), ("run-study stats", ["--out", "{out}", "--data", "{toy}"]),
+    ("export-shards", ["{toy}", "--to", "imagefolder", "{out}"]),
+    ("export-shards", ["--data", "{toy}", "--to", "imagefolder", "--out", "{out}"]),
+    ("export-shards", ["{toy}", "--to", "imagefolder", "--out", "{out}"]),
+    ("export-shards", ["--to", "imagefolder", "{out}", "--data", "{toy}"]),
+]
+
+
+@pytest.mark.parametrize("words,argv", SPELLINGS, ids=[f"{w} {' '.join(a)}" for w, a in SPELLINGS])
+def test_folders_positionally_or_by_flag(words: str, argv: list[str], toy: Path, tmp_path: Path) -> None:
+    from fdsl.cli import OneLineParser
+
+    parser = _parser(tuple(words.split()))
+    prefix = words.split()[1:]
+    if prefix:  # a subcommand: parse through run-study's own parser
+        parser = _parser(("run-study",))
+    assert isinstance(parser, OneLineParser)
+    args = parser.parse_args([*prefix, *[a.format(toy=toy, out=tmp_path) for a in argv]])
+    assert args.data == str(toy) and getattr(args, "out", str(tmp_path)) == str(tmp_path)
+    assert not [k for k in vars(args) if "positional" in k or k.startswith("_")]
+
+
+REFUSED = [
+    ("inspect-shards", ["{toy}", "--data", "{toy}"], "the data set folder is given twice, as '{toy}' and as --data"),
+    ("inspect-shards", ["--verify"], "give the data set folder: DIR or --data DIR"),
+    ("run-study", ["stats", "{toy}", "--data", "{toy}", "--out", "{out}"], "the data set folder is given twice"),
+    ("run-study", ["stats", "--out", "{out}"], "run-study stats: error: give the data set folder"),
+    ("export-shards", ["{toy}", "--to", "hf", "{out}", "--data", "{toy}"], "the data set folder is given twice"),
+    ("export-shards", ["{toy}", "--to", "hf", "{out}", "--out", "{out}"], "the export folder is given twice"),
+    ("export-shards", ["--data", "{toy}", "--out", "{out}", "--to", "hf", "{toy}"],
+     "'{toy}' is one folder too many: --data and --out already name the data set folder and the export folder"),
+    ("export-shards", ["--data", "{toy}", "--to", "hf"], "give the export folder: OUT or --out OUT"),
+    ("export-shards", ["--to", "hf"], "give the data set folder: DIR or --data DIR"),
+]
+
+
+@pytest.mark.parametrize("prog,argv,message", REFUSED, ids=[f"{p} {' '.join(a)}" for p, a, _ in REFUSED])
+def test_a_folder_given_twice_or_not_at_all_is_one_line(prog, argv, message, toy, tmp_path, capsys) -> None:
+    from helpers import assert_refused_in_one_line
+
+    out = tmp_path / "out"
+    fill = {"toy": toy, "out": out}
+    assert_refused_in_one_line(capsys, command_main(prog), [a.format(**fill) for a in argv], message.format(**fill))
+    assert not out.exists()
+
+
+def test_help_shows_both_spellings_of_a_folder() -> None:
+    text = " ".join(_parser(("export-shards",)).format_help().split())  # whatever the terminal width
+    assert "[DIR] [OUT]" in text
+    assert "DIR the fdsl data set folder (with manifest.json); or --data DIR" in text
+    assert "--data DIR the data set folder: the same as DIR" in text
+    assert "--out OUT the export folder: the same as OUT" in text
