@@ -133,7 +133,8 @@ fraction = number(float, low=0, high=1)
 
 
 def add_version(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add ``--version`` (prints ``PROG fdsl X.Y.Z`` and exits 0)."""
+    """Add ``--version``: prints ``PROG (fdsl X.Y.Z)`` and exits 0, in every command and
+    subcommand alike (``run-study pruning (fdsl X.Y.Z)``)."""
     from fdsl import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s (fdsl {__version__})")

@@ -85,6 +85,7 @@ def _common(p: argparse.ArgumentParser, seeds: str) -> None:
                    help="replace a study made with other settings in --out (else it is an error)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_quiet(p)
+    add_version(p)
 
 
 def build_parser() -> OneLineParser:
@@ -170,6 +171,7 @@ def build_parser() -> OneLineParser:
     add_threads(s, "one per core")
     s.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_quiet(s)
+    add_version(s)
     return add_version(parser)
 
 

@@ -216,3 +216,17 @@ def test_help_shows_both_spellings_of_a_folder() -> None:
     assert "DIR the fdsl data set folder (with manifest.json); or --data DIR" in text
     assert "--data DIR the data set folder: the same as DIR" in text
     assert "--out OUT the export folder: the same as OUT" in text
+
+
+# ---------------------------------------------------------------- --version
+
+
+@pytest.mark.parametrize("words", [*EVERY, ("run-study",)], ids=" ".join)
+def test_version_in_one_format_everywhere(words: tuple[str, ...], capsys) -> None:
+    from helpers import exit_code
+
+    from fdsl import __version__
+
+    assert exit_code(command_main(words[0]), [*words[1:], "--version"]) == 0
+    out, err = capsys.readouterr()
+    assert (out, err) == (f"{' '.join(words)} (fdsl {__version__})\n", "")
