@@ -158,7 +158,7 @@ def run_augment_study(data: str | Path, out: str | Path, *, candidates: Sequence
         report.write_csv(out / "results.csv", result["runs"], columns=list(result["runs"][0]))
         if not self_paced:
             report.write_csv(out / "candidates.csv", result["rows"], columns=list(result["rows"][0]))
-    log.info("augment study done in %.0f s: %s", result["seconds"], out / "table.md")
+    log.debug("augment study done in %.0f s: %s", result["seconds"], out / "table.md")
     return result
 
 

@@ -210,6 +210,10 @@ def _augment(args: argparse.Namespace) -> dict[str, Any]:
                              backend=args.backend, threads=args.threads, progress=not args.quiet)
 
 
+def _g(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
 def _body(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose, args.quiet)
@@ -220,7 +224,7 @@ def _body(argv: Sequence[str] | None) -> int:
         stats = checkpoint_stats(args.data, args.out, args.checkpoint, max_per_class=args.max_per_class,
                                  device=args.device, progress=not args.quiet)
         print(f"feature space: {stats['feature_space']}; mean intra-class std {stats['mean_intra_class_std']:.4g}, "
-              f"mean class-mean distance {stats['mean_class_mean_distance']}")
+              f"mean class-mean distance {_g(stats['mean_class_mean_distance'])}")
         print("\n".join(f"wrote {p}" for p in stats["written"]))
         return 0
     result = _augment(args) if args.study == "augment" else _run(args)
