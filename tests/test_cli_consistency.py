@@ -230,3 +230,39 @@ def test_version_in_one_format_everywhere(words: tuple[str, ...], capsys) -> Non
     assert exit_code(command_main(words[0]), [*words[1:], "--version"]) == 0
     out, err = capsys.readouterr()
     assert (out, err) == (f"{' '.join(words)} (fdsl {__version__})\n", "")
+
+
+# ---------------------------------------------------------------- the README's command lines
+
+
+def _readme_command_lines() -> list[list[str]]:
+    import re
+    import shlex
+
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    found = []
+    for block in re.findall(r"^```bash\n(.*?)^```", readme.read_text(), flags=re.S | re.M):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words and words[0] in COMMANDS:
+                found.append(words)
+    return found
+
+
+README_LINES = _readme_command_lines()
+
+
+def test_the_readme_shows_every_command_and_the_shared_spellings() -> None:
+    assert {words[0] for words in README_LINES} == set(COMMANDS)
+    used = {w for words in README_LINES for w in words}
+    assert {"--data", "--out", "--threads"} <= used
+
+
+@pytest.mark.parametrize("words", README_LINES, ids=[" ".join(w)[:60] for w in README_LINES])
+def test_every_command_line_in_the_readme_parses(words: list[str]) -> None:
+    """The usage lines are the ones the parsers take (nothing runs: parsing only)."""
+    parser = _parser((words[0],))
+    try:
+        parser.parse_args(words[1:])
+    except SystemExit as exc:  # argparse leaves through SystemExit; its message is on stderr
+        pytest.fail(f"{' '.join(words)}: exit {exc.code}")
