@@ -78,7 +78,7 @@ def run_augment_study(data: str | Path, out: str | Path, *, candidates: Sequence
                       preset: str | Mapping[str, Any] = "mini", overrides: Mapping[str, Any] | None = None,
                       jobs: int = 1, overwrite: bool = False, threshold: float = 1.0,
                       ratio: float = 0.5, device: str = "auto", backend: str = "local",
-                      threads: int | None = None) -> dict[str, Any]:
+                      threads: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Run the augmentation study on ``data`` into ``out``; return its results.
 
     Args:
@@ -103,6 +103,7 @@ def run_augment_study(data: str | Path, out: str | Path, *, candidates: Sequence
         device: ``auto``, ``cpu`` or ``cuda``.
         backend, threads: where cells run (``local`` processes or ``ray``) and torch threads per
             run, as in every study (``fdsl.studies.runner.run_cells``).
+        progress: False shows no progress bars or lines (``--quiet``).
 
     Returns:
         ``{"rows": [...], "correlations": {...}, "spearman": rho of the fdsl score or None,
@@ -140,7 +141,7 @@ def run_augment_study(data: str | Path, out: str | Path, *, candidates: Sequence
                                overrides=merged, threads=runner.cell_threads(jobs, threads), device=device)
 
         def run(cells: list[runner.Cell]) -> list[dict[str, Any]]:
-            return runner.run_cells(cells, jobs=jobs, backend=backend, desc="augment study")
+            return runner.run_cells(cells, jobs=jobs, backend=backend, desc="augment study", progress=progress)
 
         if self_paced:
             policy = {k: v for c in built for k, v in c.fields.items()}
@@ -157,7 +158,7 @@ def run_augment_study(data: str | Path, out: str | Path, *, candidates: Sequence
         report.write_csv(out / "results.csv", result["runs"], columns=list(result["runs"][0]))
         if not self_paced:
             report.write_csv(out / "candidates.csv", result["rows"], columns=list(result["rows"][0]))
-    log.info("augment study done in %.0f s: %s", result["seconds"], out / "table.md")
+    log.debug("augment study done in %.0f s: %s", result["seconds"], out / "table.md")
     return result
 
 

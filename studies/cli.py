@@ -13,7 +13,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fdsl.cli import (
+    Folder,
     OneLineParser,
+    add_folders,
+    add_quiet,
+    add_threads,
     add_version,
     fraction,
     non_negative_float,
@@ -21,6 +25,7 @@ from fdsl.cli import (
     positive_int,
     run_cli,
     setup_logging,
+    use_threads,
 )
 from fdsl.errors import FdslError
 
@@ -74,12 +79,13 @@ def _common(p: argparse.ArgumentParser, seeds: str) -> None:
     p.add_argument("--jobs", type=positive_int, default=1, help="runs in parallel (default 1)")
     p.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="local processes, or Ray tasks on a cluster (RAY_ADDRESS) or a local Ray")
-    p.add_argument("--threads", type=positive_int,
-                   help="torch CPU threads per run (default: the cores shared out among --jobs)")
+    add_threads(p, "the cores shared out among the --jobs runs")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto", help="training device")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a study made with other settings in --out (else it is an error)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_quiet(p)
+    add_version(p)
 
 
 def build_parser() -> OneLineParser:
@@ -157,12 +163,15 @@ def build_parser() -> OneLineParser:
     _common(a, "0")
 
     s = sub.add_parser("stats", help="intra-class std and class-mean distances in a checkpoint's feature space")
-    s.add_argument("folder", help="shard folder")
+    add_folders(s, Folder("--data", "DIR", "the data set folder", "data set folder"))
     s.add_argument("--out", required=True, help="folder for stats.json and the two plots")
     s.add_argument("--checkpoint", help="fdsl checkpoint.pt: features = its penultimate layer (default: pixels)")
     s.add_argument("--max-per-class", type=positive_int, default=200, help="images per class, sampled (default 200)")
     s.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device of the feature model")
+    add_threads(s, "one per core")
     s.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    add_quiet(s)
+    add_version(s)
     return add_version(parser)
 
 
@@ -170,7 +179,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     from fdsl.train.recipes import parse_set
 
     shared = dict(jobs=args.jobs, backend=args.backend, threads=args.threads, device=args.device,
-                  overwrite=args.overwrite)
+                  overwrite=args.overwrite, progress=not args.quiet)
     if args.study == "pruning":
         from fdsl.studies.pruning import run_pruning_study
 
@@ -198,19 +207,24 @@ def _augment(args: argparse.Namespace) -> dict[str, Any]:
                              self_paced=args.self_paced, seeds=tuple(args.seeds), preset=args.preset,
                              overrides=parse_set(args.set), jobs=args.jobs, overwrite=args.overwrite,
                              threshold=args.threshold, ratio=args.ratio, device=args.device,
-                             backend=args.backend, threads=args.threads)
+                             backend=args.backend, threads=args.threads, progress=not args.quiet)
+
+
+def _g(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
 
 
 def _body(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
+    setup_logging(args.verbose, args.quiet)
     if args.study == "stats":
         from fdsl.studies.stats import checkpoint_stats
 
-        stats = checkpoint_stats(args.folder, args.out, args.checkpoint, max_per_class=args.max_per_class,
-                                 device=args.device)
+        use_threads(args.threads)
+        stats = checkpoint_stats(args.data, args.out, args.checkpoint, max_per_class=args.max_per_class,
+                                 device=args.device, progress=not args.quiet)
         print(f"feature space: {stats['feature_space']}; mean intra-class std {stats['mean_intra_class_std']:.4g}, "
-              f"mean class-mean distance {stats['mean_class_mean_distance']}")
+              f"mean class-mean distance {_g(stats['mean_class_mean_distance'])}")
         print("\n".join(f"wrote {p}" for p in stats["written"]))
         return 0
     result = _augment(args) if args.study == "augment" else _run(args)

@@ -44,10 +44,10 @@ def metadata_fields(folder: str | Path) -> list[str]:
         return sorted(reader.metadata_fields)
 
 
-def content_hashes(folder: str | Path, desc: str = "hashing images") -> list[bytes]:
+def content_hashes(folder: str | Path, desc: str = "hashing images", progress: bool = True) -> list[bytes]:
     """SHA-256 of every image's pixels (with its shape), in row order."""
     hashes: list[bytes] = []
-    with _reader(folder) as reader, Progress(total=len(reader), desc=desc, unit="img") as bar:
+    with _reader(folder) as reader, Progress(total=len(reader), desc=desc, unit="img", disable=not progress) as bar:
         for start in range(0, len(reader), HASH_BATCH):
             images = reader.read_images(range(start, min(start + HASH_BATCH, len(reader))))
             for image in images:
@@ -60,10 +60,10 @@ def content_hashes(folder: str | Path, desc: str = "hashing images") -> list[byt
     return hashes
 
 
-def refuse_overlap(data: str | Path, test_data: str | Path) -> None:
+def refuse_overlap(data: str | Path, test_data: str | Path, progress: bool = True) -> None:
     """FdslError (one line) when an image of ``test_data`` has the same pixels as one of ``data``."""
-    train = {h: i for i, h in enumerate(content_hashes(data, "hashing --data"))}
-    shared = [(j, train[h]) for j, h in enumerate(content_hashes(test_data, "hashing --test-data")) if h in train]
+    train = {h: i for i, h in enumerate(content_hashes(data, "hashing --data", progress))}
+    shared = [(j, train[h]) for j, h in enumerate(content_hashes(test_data, "hashing --test-data", progress)) if h in train]
     if shared:
         raise FdslError(f"--test-data {test_data} shares {len(shared)} images with --data {data} (same "
                         f"pixels; first: test image {shared[0][0]} = training image {shared[0][1]}); the "

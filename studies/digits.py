@@ -85,11 +85,12 @@ class DigitsSource:
         return {}
 
 
-def import_digits(out: str | Path, *, image_size: int = 32, overwrite: bool = False) -> Path:
+def import_digits(out: str | Path, *, image_size: int = 32, overwrite: bool = False,
+                  progress: bool = True) -> Path:
     """Write the digits into the shard folder ``out`` (resumes; other settings refused unless
-    ``overwrite``) and return it."""
+    ``overwrite``; ``progress`` False: no progress bar or lines) and return it."""
     from fdsl.datasets.builder.build import build_dataset
 
     build_dataset(DigitsSource(image_size), out, shard_size=NUM_IMAGES, workers=1, backend="local",
-                  overwrite=overwrite)
+                  overwrite=overwrite, progress=progress)
     return Path(out)

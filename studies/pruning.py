@@ -220,6 +220,7 @@ def run_pruning_study(
     device: str = "auto",
     keep_checkpoints: bool = False,
     overwrite: bool = False,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Run (or resume) a pruning study of the render/CUB data set folder ``data`` into ``out``.
 
@@ -243,6 +244,7 @@ def run_pruning_study(
         jobs, backend: parallel runs on local processes, or Ray tasks (``backend="ray"``).
         keep_checkpoints: keep each finished run's checkpoint.pt (by default only its summary,
             metrics, predictions and curves stay: a paper-size study has hundreds of runs).
+        progress: False shows no progress bars or lines (``--quiet``).
 
     Returns:
         ``{"rows", "table", "comparisons", "trend", "verdict", "left_out", "premise", "seconds",
@@ -277,7 +279,7 @@ def run_pruning_study(
     if values.dtype.kind not in "iufb":
         raise FdslError(f"--field {field!r} is not numeric ({values.dtype})")
     if test_data is not None:
-        study_data.refuse_overlap(data, test_data)
+        study_data.refuse_overlap(data, test_data, progress=progress)
     train = {**spec["train"], **(overrides or {})}
     identity = {**settings, "preset": preset_name, "recipe": spec["recipe"], "fraction": fraction,
                 "group_by": group_by, "seeds": list(seeds), "study_seed": study_seed, "train": train,
@@ -306,7 +308,7 @@ def run_pruning_study(
                 overrides={**train, "seed": seed, "train_indices": rows_file, "val_indices": val_file},
                 finetune_from=None if finetune_from is None else str(finetune_from), threads=threads,
                 device=device, keep_checkpoint=keep_checkpoints))
-        rows = runner.run_cells(cells, jobs=jobs, backend=backend, desc="pruning study")
+        rows = runner.run_cells(cells, jobs=jobs, backend=backend, desc="pruning study", progress=progress)
         held = (f"{len(test)} images of whole {group_by} groups" if group_by else
                 f"{len(test)} images held out one by one" if len(test) else f"all of {test_data}")
         result = write_outputs(out, rows, list(strategies(field)), settings, held, classes, left_out,

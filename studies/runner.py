@@ -9,6 +9,7 @@ A cell is done when its run folder holds a readable ``summary.json``; a cell wit
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import shutil
@@ -60,8 +61,9 @@ def read_summary(run: str | Path) -> dict[str, Any] | None:
         return None
 
 
-def run_cell(cell: Cell) -> dict[str, Any]:
-    """Train one cell (resuming it when it was interrupted) and return its results.csv row."""
+def run_cell(cell: Cell, progress: bool = True) -> dict[str, Any]:
+    """Train one cell (resuming it when it was interrupted) and return its results.csv row;
+    ``progress`` False: no progress bar or lines from its training (``--quiet``)."""
     summary = read_summary(cell.out)
     if summary is None:
         import torch
@@ -75,7 +77,7 @@ def run_cell(cell: Cell) -> dict[str, Any]:
         summary = train_classifier(cell.data, cell.out, recipe=cell.recipe, val_data=cell.val_data,
                                    finetune_from=None if resume else cell.finetune_from,
                                    device=cell.device, resume=resume,
-                                   overwrite=not resume, overrides=cell.overrides)
+                                   overwrite=not resume, overrides=cell.overrides, progress=progress)
         if not cell.keep_checkpoint:
             (Path(cell.out) / CHECKPOINT).unlink(missing_ok=True)
     return {**cell.row, "top1": summary["top1"], "train_images": summary["train_images"],
@@ -85,9 +87,10 @@ def run_cell(cell: Cell) -> dict[str, Any]:
 
 
 def run_cells(cells: Sequence[Cell], *, jobs: int = 1, backend: str = "local",
-              desc: str = "runs") -> list[dict[str, Any]]:
+              desc: str = "runs", progress: bool = True) -> list[dict[str, Any]]:
     """Run every cell (finished ones are only read) with ``jobs`` local processes or Ray tasks;
-    the rows come back in the order of ``cells``."""
+    the rows come back in the order of ``cells``. ``progress`` False: no progress bars or lines,
+    the study's nor its runs' (``--quiet``)."""
     from fdsl.datasets.builder.jobs import run_tasks
 
     if backend not in BACKENDS:
@@ -106,8 +109,8 @@ def run_cells(cells: Sequence[Cell], *, jobs: int = 1, backend: str = "local",
             collect(cell, run_cell(cell))
     todo = [cell for cell in cells if not done[cell.out]]
     if todo:
-        run_tasks(run_cell, todo, collect, backend=backend, workers=jobs, retries=1,
-                  total_items=len(todo), unit="run", desc=desc)
+        run_tasks(functools.partial(run_cell, progress=progress), todo, collect, backend=backend,
+                  workers=jobs, retries=1, total_items=len(todo), unit="run", desc=desc, progress=progress)
     return [rows[cell.out] for cell in cells]
 
 

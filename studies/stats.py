@@ -62,9 +62,12 @@ def checkpoint_features(checkpoint: str | Path, *, device: str = "cpu", native_s
 
 
 def checkpoint_stats(folder: str | Path, out: str | Path, checkpoint: str | Path | None = None, *,
-                     max_per_class: int | None = 200, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
-    """``fdsl.datasets.inspect.stats.dataset_stats`` in the feature space of ``checkpoint`` (None: pixels)."""
+                     max_per_class: int | None = 200, seed: int = 0, device: str = "cpu",
+                     progress: bool = True) -> dict[str, Any]:
+    """``fdsl.datasets.inspect.stats.dataset_stats`` in the feature space of ``checkpoint`` (None:
+    pixels); ``progress`` reports the images read (``fdsl.progress``; False for ``--quiet``)."""
     from fdsl.datasets.inspect.stats import dataset_stats
 
     features = None if checkpoint is None else checkpoint_features(checkpoint, device=device)
-    return dataset_stats(folder, out, features=features, max_per_class=max_per_class, seed=seed)
+    return dataset_stats(folder, out, features=features, max_per_class=max_per_class, seed=seed,
+                         progress=progress)

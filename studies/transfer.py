@@ -132,6 +132,7 @@ def run_transfer_study(
     threads: int | None = None,
     device: str = "auto",
     overwrite: bool = False,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Run (or resume) a transfer study into ``out``.
 
@@ -152,6 +153,7 @@ def run_transfer_study(
         pretrain_overrides, finetune_overrides: config fields for those runs (``--set``).
         not_mirror_symmetric: downstream names that train without horizontal flips (sets whose
             manifest declares ``"mirror_symmetric": false`` need not be named).
+        progress: False shows no progress bars or lines (``--quiet``).
 
     Returns:
         ``{"rows", "pretrain", "comparisons", "table", "seconds", "out"}``; table.md,
@@ -203,12 +205,12 @@ def run_transfer_study(
         cells = []
         for down, value in downstream.items():
             folder = value or import_digits(out / f"digits-{fine_train.get('image_size', 224)}px",
-                                            image_size=int(fine_train.get("image_size", 224)))
+                                            image_size=int(fine_train.get("image_size", 224)), progress=progress)
             train = {**fine_train, **({} if flips[down] else {"hflip": 0.0})}
             cells += _downstream_cells(out, down, str(folder), *splits[down], list(pretrain), seeds,
                                        pretrain_seeds, p["finetune_recipe"], train, threads, device)
-        pre_rows = runner.run_cells(pre_cells, jobs=jobs, backend=backend, desc="pre-training")
-        rows = runner.run_cells(cells, jobs=jobs, backend=backend, desc="fine-tuning")
+        pre_rows = runner.run_cells(pre_cells, jobs=jobs, backend=backend, desc="pre-training", progress=progress)
+        rows = runner.run_cells(cells, jobs=jobs, backend=backend, desc="fine-tuning", progress=progress)
         result = write_outputs(out, rows, pre_rows, [SCRATCH, *pretrain], list(downstream), train_per_class,
                                flips=flips, normalisation=_normalisation(p["pretrain_recipe"], pre_train))
         result["seconds"] = round(time.perf_counter() - started, 1)

@@ -193,7 +193,7 @@ def test_interrupted_export_is_unfinished_and_the_rerun_replaces_it(tmp_path, mo
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
 
 
-def test_hf_no_progress_silences_the_libraries_bars_too(tmp_path, monkeypatch, capfd, caplog):
+def test_hf_no_progress_or_a_log_silences_the_libraries_bars_too(tmp_path, monkeypatch, capfd, caplog):
     try:
         hf = hf_datasets()
     except FdslError:
@@ -203,9 +203,15 @@ def test_hf_no_progress_silences_the_libraries_bars_too(tmp_path, monkeypatch, c
     caplog.set_level(logging.INFO, logger="fdsl.progress")
     src = make(tmp_path, False)
     capfd.readouterr()
-    assert export_main([str(src), "--to", "hf", str(tmp_path / "loud")]) == 0
-    assert "Saving the dataset" in capfd.readouterr().err  # the control: the library reports...
-    assert "export hf: 12/12 img (100.0%)" in caplog.text  # ...and so do we, in plain lines
+    assert export_main([str(src), "--to", "hf", str(tmp_path / "log")]) == 0
+    log = capfd.readouterr()  # stderr is no terminal here: a batch log
+    assert "Saving the dataset" not in log.err and "Generating" not in log.err  # no bars drawn into it
+    assert "export hf: 12/12 img (100.0%)" in caplog.text  # ...but our plain lines
+    caplog.clear()
+    with monkeypatch.context() as m:
+        m.setattr("fdsl.datasets.export.export.is_terminal", lambda: True)
+        assert export_main([str(src), "--to", "hf", str(tmp_path / "loud")]) == 0
+    assert "Saving the dataset" in capfd.readouterr().err  # the control: on a terminal the library reports
     caplog.clear()
     assert export_main([str(src), "--to", "hf", str(tmp_path / "quiet"), "--no-progress"]) == 0
     quiet = capfd.readouterr()

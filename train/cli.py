@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from fdsl.cli import (
     OneLineParser,
+    add_threads,
     add_version,
     fraction,
     non_negative_float,
@@ -16,6 +17,7 @@ from fdsl.cli import (
     positive_int,
     run_cli,
     setup_logging,
+    use_threads,
 )
 
 PROG = "train-classifier"
@@ -121,8 +123,7 @@ def build_parser() -> OneLineParser:
     run = parser.add_argument_group("device and output")
     run.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"),
                      help="auto = CUDA when available (bf16 autocast + channels_last there)")
-    run.add_argument("--threads", "--cpu-threads", type=positive_int,
-                     help="torch CPU threads (default: one per core; 1 is faster on a busy machine)")
+    add_threads(run, "one per core; 1 is faster on a busy machine", "--cpu-threads")
     run.add_argument("--compile", "--torchcompile", action="store_true", default=None,
                      help="torch.compile the model")
     run.add_argument("--amp", action=argparse.BooleanOptionalAction,
@@ -165,12 +166,9 @@ def _body(argv: Sequence[str] | None) -> int:
                            **fields)
         print(config_yaml(spec.config), end="")
         return 0
-    import torch
-
     from fdsl.train.loop import train_classifier
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
 
     summary = train_classifier(
         args.data, args.out, recipe=args.recipe, model=args.model, finetune_from=args.finetune_from,

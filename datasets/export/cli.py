@@ -1,12 +1,14 @@
-"""``export-shards DIR --to webdataset|imagefolder|hf OUT``: the command-line face of
-``fdsl.datasets.export.export.export_shards``."""
+"""``export-shards DIR --to webdataset|imagefolder|hf OUT`` (or ``--data DIR ... --out OUT``): the
+command-line face of ``fdsl.datasets.export.export.export_shards``."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from fdsl.cli import (
+    Folder,
     OneLineParser,
+    add_folders,
     add_quiet,
     add_version,
     non_negative_int,
@@ -24,10 +26,10 @@ def build_parser() -> OneLineParser:
         description="Export an fdsl data set (HDF5 shards or a PNG tree) as WebDataset tar "
                     "shards, an ImageFolder tree with metadata.csv, or a Hugging Face datasets "
                     "folder (save_to_disk). export.json, written last, lists what was written.")
-    parser.add_argument("src", metavar="DIR", help="the fdsl data set folder (with manifest.json)")
+    add_folders(parser, Folder("--data", "DIR", "the data set folder", "the fdsl data set folder (with manifest.json)"),
+                Folder("--out", "OUT", "the export folder",
+                       "the export folder (new, empty, or an earlier export with --overwrite)"))
     parser.add_argument("--to", required=True, choices=TARGETS, help="the export format")
-    parser.add_argument("out", metavar="OUT", help="the export folder (new, empty, or an earlier "
-                                                   "export with --overwrite)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an earlier export in OUT (only files it wrote are removed)")
     parser.add_argument("--samples-per-tar", type=positive_int, default=10_000,
@@ -47,7 +49,7 @@ def build_parser() -> OneLineParser:
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(quiet=args.quiet)
-    result = export_shards(args.src, args.to, args.out, overwrite=args.overwrite,
+    result = export_shards(args.data, args.to, args.out, overwrite=args.overwrite,
                            samples_per_tar=args.samples_per_tar,
                            shuffle_seed=None if args.no_shuffle else args.shuffle_seed,
                            progress=not (args.no_progress or args.quiet))

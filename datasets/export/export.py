@@ -43,7 +43,7 @@ from fdsl.atomic import (
 from fdsl.datasets.export import targets
 from fdsl.datasets.export.targets import RECORD_NAME, TARGETS
 from fdsl.errors import FdslError
-from fdsl.progress import Progress
+from fdsl.progress import Progress, is_terminal
 
 log = logging.getLogger(__name__)
 
@@ -147,14 +147,15 @@ def export_shards(src: str | Path, to: str, out: str | Path, *, overwrite: bool 
                 files = targets.write_webdataset(dataset, out, samples_per_tar, bar.update, shuffle_seed)
             elif to == "imagefolder":
                 files = targets.write_imagefolder(dataset, out, bar.update)
-            else:
+            else:  # the library's own bars only beside ours on a terminal: in a log they are noise
                 files = targets.write_hf(dataset, out, bar.update,
-                                         lambda names: _record(out, to, src, dataset, names, False), progress)
+                                         lambda names: _record(out, to, src, dataset, names, False),
+                                         progress and is_terminal())
             _record(out, to, src, dataset, files, True, shuffle_seed)
         except OSError as exc:
             if is_disk_full(exc):
                 raise FdslError(f"disk full writing {out} ({exc.strerror}); free some space and "
                                 "run the export again") from None
             raise
-    log.info("exported %d images of %s to %s (%s)", len(dataset), src, out, to)
+    log.debug("exported %d images of %s to %s (%s)", len(dataset), src, out, to)  # the CLI prints it
     return ExportResult(out, to, len(dataset), files)

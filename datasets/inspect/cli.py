@@ -7,7 +7,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fdsl.cli import OneLineParser, add_quiet, add_version, positive_int, run_cli, setup_logging
+from fdsl.cli import (
+    Folder,
+    OneLineParser,
+    add_folders,
+    add_quiet,
+    add_version,
+    positive_int,
+    run_cli,
+    setup_logging,
+)
 from fdsl.datasets.inspect.report import inspect_shards
 from fdsl.datasets.inspect.summary import format_summary
 
@@ -15,7 +24,7 @@ from fdsl.datasets.inspect.summary import format_summary
 def build_parser() -> OneLineParser:
     parser = OneLineParser(prog="inspect-shards",
                            description="Summarise, verify and look at an fdsl data set (HDF5 shards or a PNG tree).")
-    parser.add_argument("folder", type=Path, help="data set folder (holds manifest.json)")
+    add_folders(parser, Folder("--data", "DIR", "the data set folder", "data set folder (holds manifest.json)"))
     parser.add_argument("--verify", action="store_true",
                         help="check the manifest, and the size, sha256 and content of every listed file; exit 1 and name each bad file")
     parser.add_argument("--grid", type=Path, metavar="OUT.png", help="write a contact sheet, a row per class")
@@ -36,7 +45,7 @@ def build_parser() -> OneLineParser:
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(quiet=args.quiet)
-    report = inspect_shards(args.folder, verify=args.verify, grid=args.grid, per_class=args.per_class,
+    report = inspect_shards(Path(args.data), verify=args.verify, grid=args.grid, per_class=args.per_class,
                             max_classes=args.max_classes, sort_by=args.sort_by,
                             hist=tuple(args.hist) if args.hist else None, stats=args.stats,
                             progress=not args.quiet)

@@ -83,7 +83,7 @@ def contact_sheet(folder: str | Path, out_png: str | Path, *, per_class: int = 1
                 draw.text((label_w + col * (thumb + 2) + 2, y + thumb), f"{float(values[idx]):.3g}", fill="black")
             k += 1
     _save(lambda fh, fmt: sheet.save(fh, format=fmt), out_png, "--grid")
-    log.info("contact sheet of %d classes x %d images -> %s", len(classes), per_class, out_png)
+    log.debug("contact sheet of %d classes x %d images -> %s", len(classes), per_class, out_png)
     return out_png
 
 

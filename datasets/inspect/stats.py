@@ -185,5 +185,5 @@ def dataset_stats(folder: str | Path, out: str | Path, *, features: Features | N
     out.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out / "stats.json", (json.dumps(stats, indent=1) + "\n").encode())
     written = [out / "stats.json", *_plots(stats, out, Path(folder).name)]
-    log.info("stats of %s (%s) -> %s", folder, space, out)
+    log.debug("stats of %s (%s) -> %s", folder, space, out)  # the CLIs print what was written
     return {**stats, "written": [str(p) for p in written]}
