@@ -49,7 +49,7 @@ from fdsl.generators.exfractaldb.params import (
     search_classes,
 )
 from fdsl.generators.exfractaldb.source import NAME, ExFractalDBSource, source_from_config
-from fdsl.generators.registry import GeneratorSpec, register_generator
+from fdsl.generators.spec import GeneratorSpec, register_generator
 from fdsl.limits import MAX_POINTS, at_most
 from fdsl.sources import Unsearched, with_preview
 

@@ -67,7 +67,7 @@ from fdsl.generators.fractaldb.source import (
     FractalDBSource,
     source_from_config,
 )
-from fdsl.generators.registry import GeneratorSpec, register_generator
+from fdsl.generators.spec import GeneratorSpec, register_generator
 from fdsl.limits import MAX_POINTS, at_most
 from fdsl.sources import Unsearched, with_preview
 

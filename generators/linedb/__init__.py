@@ -33,7 +33,7 @@ from fdsl.generators.linedb.params import (
     load_class_params,
 )
 from fdsl.generators.linedb.source import NAME, LineDBSource, source_from_config
-from fdsl.generators.registry import GeneratorSpec, checked_sizes, register_generator
+from fdsl.generators.spec import GeneratorSpec, checked_sizes, register_generator
 from fdsl.limits import at_most
 from fdsl.sources import with_preview
 

@@ -35,7 +35,7 @@ from fdsl.generators.rcdb.params import (
     sample_classes,
 )
 from fdsl.generators.rcdb.source import NAME, RCDBSource, source_from_config
-from fdsl.generators.registry import GeneratorSpec, checked_sizes, register_generator
+from fdsl.generators.spec import GeneratorSpec, checked_sizes, register_generator
 from fdsl.sources import with_preview
 
 __all__ = ["SPEC", "ClassParams", "RCDBSource", "load_class_params", "make_source", "prepare_source",
