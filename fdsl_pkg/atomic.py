@@ -90,9 +90,42 @@ class FolderLockedError(FdslError):
     """Another fdsl process holds the output folder."""
 
 
-def _locked_message(folder: Path) -> str:
-    return (f"{folder} is in use by another fdsl run; wait for it to finish or choose another "
-            "output folder")
+# flock's answers when another process holds the lock
+_HELD = (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+
+
+def locked_error(folder: str | Path) -> FolderLockedError:
+    """The one-line refusal of a folder another fdsl run holds."""
+    return FolderLockedError(f"{folder} is in use by another fdsl run; wait for it to finish or choose "
+                             "another output folder")
+
+
+def folder_busy(folder: str | Path) -> bool:
+    """Whether another process holds ``folder``'s lock, looked at without creating the lock file
+    (only an existing one can be held) or taking the lock."""
+    lock = Path(folder) / LOCK_NAME
+    if not lock.is_file():
+        return False
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in _HELD:
+            return True
+        raise
+    finally:
+        os.close(fd)  # releases the probe lock
+    return False
+
+
+def file_stamp(path: str | Path) -> tuple[int, int, int] | None:
+    """(inode, mtime_ns, size) of a file, None when it cannot be looked at: a later stamp that
+    differs says the file was replaced or changed in between."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def check_output_folder(folder: str | Path, what: str = "output folder") -> None:
@@ -106,17 +139,8 @@ def check_output_folder(folder: str | Path, what: str = "output folder") -> None
         raise FdslError(f"cannot write to {what} {folder}: {existing} is not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise FdslError(f"cannot write to {what} {folder}: {existing} is not writable")
-    lock = folder / LOCK_NAME
-    if existing == folder and lock.is_file():
-        fd = os.open(lock, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise FolderLockedError(_locked_message(folder)) from None
-            raise
-        finally:
-            os.close(fd)  # releases the probe lock
+    if existing == folder and folder_busy(folder):
+        raise locked_error(folder)
 
 
 @contextlib.contextmanager
@@ -136,8 +160,8 @@ def folder_lock(folder: str | Path, *, wait: bool = False) -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise FolderLockedError(_locked_message(folder)) from None
+            if exc.errno in _HELD:
+                raise locked_error(folder) from None
             raise
         # A run refused before writing anything removes the lock file it made; a lock taken on
         # that removed file guards nothing, so take the lock again on the file now in place.

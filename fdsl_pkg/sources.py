@@ -57,13 +57,14 @@ class ShardSource(Protocol):
         """Files to store beside the manifest (e.g. the class parameters), name -> bytes."""
 
 
-def with_preview(factory: Any, preview: Any) -> Any:
+def with_preview(factory: Any, preview: Any = None) -> Any:
     """Give a source factory (a zero-argument callable that makes a ShardSource, perhaps after long
     work such as a category search) its ``preview``: a cheap zero-argument callable making a source
     whose ``name``, ``version`` and ``config()`` equal the real one's. The builder compares those
     with a data set already in the output folder before the long work, so a run of other settings
-    is refused before it searches (and before it creates or locks anything). Returns ``factory``."""
-    factory.preview = preview
+    is refused before it searches (and before it creates or locks anything). Without ``preview``
+    the factory is cheap and its own preview. Returns ``factory``."""
+    factory.preview = factory if preview is None else preview
     return factory
 
 

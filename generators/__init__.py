@@ -2,7 +2,9 @@
 
 ``fractaldb/``, ``exfractaldb/``, ``rcdb/`` and ``linedb/`` each hold ``__init__.py`` (the
 registration), ``params.py`` (class parameters) and ``source.py`` (the ShardSource); the contract
-they keep is in ``fdsl.generators.registry``, which maps ``--db`` names to ``GeneratorSpec``s.
+they keep is in ``fdsl.generators.registry``, which maps ``--db`` names to ``GeneratorSpec``s
+(``spec.py``: what a package registers). ``kernels/`` holds the Numba kernels the CPU and the GPU
+share.
 ``generate.generate`` is the body of ``gen-fractal``; ``rebuild.source_from_folder`` turns a
 generated set's folder back into its source. ``device.generate`` makes a generated set's images on
 the CPU or a GPU (``cuda/``: the numba-cuda kernels), and ``OnTheFlyDataset`` (which imports

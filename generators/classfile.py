@@ -1,15 +1,17 @@
 """``classes.npz``, the class parameters a generator stores beside its data set.
 
 ``npz_bytes`` writes it reproducibly (the same arrays give the same bytes on every run and
-machine); ``read_arrays`` reads named arrays back with one-line errors; ``first_classes`` keeps the
-first ``classes`` classes of a loaded ``ClassParams`` (``fdsl.generators.registry``).
+machine); ``read_arrays`` reads named arrays back with one-line errors; ``read_params_from`` reads
+``--params-from`` for every generator: the first ``classes`` classes of a stored ``ClassParams``
+(``fdsl.generators.spec``) and the file's sha256.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -54,10 +56,15 @@ def read_arrays(path: str | Path, names: Sequence[str], what: str,
         raise FdslError(f"--params-from {path}: not {what} ({reason})") from None
 
 
-def first_classes(params: P, classes: int, path: str | Path) -> P:
-    """The first ``classes`` classes of ``params`` (a ClassParams loaded from ``path``);
-    FdslError when it holds fewer."""
+def read_params_from(path: str | Path, classes: int, load: Callable[[Path], P],
+                     digest: Callable[[Path], str] | None = None) -> tuple[P, str]:
+    """``--params-from path``: the first ``classes`` classes of the ClassParams ``load`` reads from
+    ``path`` (FdslError, one line, when it holds fewer), and the sha256 the source's config records
+    (of the file's bytes, or ``digest(path)`` for what is not one file)."""
+    path = Path(path)
+    params = load(path)
     held = len(params)  # type: ignore[arg-type]
     if held < classes:
         raise FdslError(f"--params-from {path} holds {held} classes, fewer than --classes {classes}")
-    return params.head(classes)  # type: ignore[attr-defined]
+    sha256 = digest(path) if digest is not None else hashlib.sha256(path.read_bytes()).hexdigest()
+    return params.head(classes), sha256  # type: ignore[attr-defined]

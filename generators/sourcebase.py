@@ -10,7 +10,7 @@ import numpy as np
 
 from fdsl.errors import FdslError
 from fdsl.generators.classfile import NAME as NPZ_NAME
-from fdsl.generators.registry import ClassParams
+from fdsl.generators.spec import ClassParams
 from fdsl.sources import RenderedBatch
 
 

@@ -8,6 +8,7 @@ drawn instead), broken RCDB contours, shuffled LineDB counts.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,16 @@ def linedb_case(shuffle: bool = False) -> tuple[Any, np.ndarray]:
     """4 classes (16..64 lines) x 3 images at 32 px."""
     source = linedb.prepare_source(classes=4, instances=3, seed=6, image_size=32, shuffle_counts=shuffle)()
     return source, np.array([0, 4, 11, 7, 2])
+
+
+def every_case(folder: Path) -> Iterator[tuple[Any, np.ndarray]]:
+    """One case of each kind above (FractalDB in grey and colour, RCDB closed and broken)."""
+    yield fractaldb_case(folder, "gray")
+    yield fractaldb_case(folder, "color")
+    yield exfractaldb_case()
+    yield rcdb_case(0.0)
+    yield rcdb_case(0.3)
+    yield linedb_case(True)
 
 
 def cpu_images(source: Any, items: np.ndarray) -> np.ndarray:

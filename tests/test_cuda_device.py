@@ -7,14 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from cuda_cases import (
-    cpu_images,
-    exfractaldb_case,
-    fractaldb_case,
-    linedb_case,
-    mismatched_pixels,
-    rcdb_case,
-)
+from cuda_cases import cpu_images, every_case, linedb_case, mismatched_pixels
 
 
 def _no_device() -> str | None:
@@ -28,19 +21,10 @@ def _no_device() -> str | None:
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(_no_device() is not None, reason="needs a CUDA device")]
 
 
-def _cases(tmp_path):
-    yield fractaldb_case(tmp_path, "gray")
-    yield fractaldb_case(tmp_path, "color")
-    yield exfractaldb_case()
-    yield rcdb_case(0.0)
-    yield rcdb_case(0.3)
-    yield linedb_case(True)
-
-
 def test_kernels_draw_the_cpu_images_on_the_device(tmp_path):
     from fdsl.generators.cuda.plans import make_plan
 
-    for source, items in _cases(tmp_path):
+    for source, items in every_case(tmp_path):
         made = make_plan(source).render(items, source.seed)
         assert made.is_cuda and made.dtype == torch.uint8
         assert mismatched_pixels(made.cpu().numpy(), cpu_images(source, items)) == 0, source.name

@@ -72,18 +72,10 @@ def test_exfractaldb_kernel_draws_the_cpu_images_with_spare_rows():
     assert all((img == 255).sum() > 10 for img in cpu[labels == 0])
 
 
-@pytest.mark.parametrize("broken", [0.0, 0.3])
-def test_rcdb_kernel_draws_the_cpu_images(broken):
-    source, items = rcdb_case(broken)
-    gpu = _plan(source).render(items, source.seed).numpy()
-    cpu = cpu_images(source, items)
-    assert mismatched_pixels(gpu, cpu) == 0
-    assert all((img < 255).any() for img in cpu)
-
-
-@pytest.mark.parametrize("shuffle", [False, True])
-def test_linedb_kernel_draws_the_cpu_images(shuffle):
-    source, items = linedb_case(shuffle)
+@pytest.mark.parametrize(("case", "arg"), [(rcdb_case, 0.0), (rcdb_case, 0.3), (linedb_case, False),
+                                           (linedb_case, True)], ids=["rcdb", "rcdb-broken", "linedb", "linedb-shuffled"])
+def test_rcdb_and_linedb_kernels_draw_the_cpu_images(case, arg):
+    source, items = case(arg)
     gpu = _plan(source).render(items, source.seed).numpy()
     cpu = cpu_images(source, items)
     assert mismatched_pixels(gpu, cpu) == 0

@@ -15,8 +15,9 @@ import pytest
 from fdsl import __version__
 from fdsl.errors import FdslError
 from fdsl.generators import cli, registry
+from fdsl.generators import spec as spec_module
 from fdsl.generators.generate import generate
-from fdsl.generators.registry import GeneratorSpec, register_generator
+from fdsl.generators.spec import GeneratorSpec, register_generator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import assert_refused_in_one_line, edit_manifest, exit_code  # noqa: E402
@@ -26,7 +27,7 @@ HEAVY = ("h5py", "torch", "fdsl.datasets.builder.build", "fdsl.datasets.format",
 
 
 @pytest.mark.parametrize("module", [m.rsplit(".", 1)[1] for m in registry.BUILTIN_MODULES]
-                         + ["registry", "generate", "rebuild"])
+                         + ["registry", "spec", "generate", "rebuild"])
 def test_importing_a_generator_imports_no_h5py_builder_or_torch(module):
     code = (f"import sys, fdsl.generators.{module}\n"
             f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
@@ -59,7 +60,7 @@ def _toy_source(*, classes: int, seed: int, params_from, workers, backend, insta
 def toy(monkeypatch):
     """A generator registered the way a new module would, undone after the test."""
     registry.generators()
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(spec_module, "_REGISTRY", dict(spec_module._REGISTRY))
     return register_generator(GeneratorSpec(name="toy", description="test images", defaults={"instances": 2},
                                             add_arguments=_toy_arguments, prepare_source=_toy_source))
 
@@ -168,7 +169,7 @@ def test_every_generator_rebuilds_its_source_from_its_folder(tmp_path, db):
     out = tmp_path / db
     generate(db, out, classes=2, seed=3, workers=1, **_SMALL[db])
     params = spec.load_class_params(out / "classes.npz")
-    assert isinstance(params, registry.ClassParams) and len(params) == 2 and len(params.head(1)) == 1
+    assert isinstance(params, spec_module.ClassParams) and len(params) == 2 and len(params.head(1)) == 1
     (tmp_path / "again.npz").write_bytes(params.to_npz())  # what to_npz writes, load_class_params reads
     assert spec.load_class_params(tmp_path / "again.npz").to_npz() == params.to_npz()
     source = source_from_folder(out)

@@ -1,5 +1,9 @@
 """fdsl.train: models, device-side augmentation, recipes and the training loop.
 
+``train_classifier`` (``loop.py``) prepares a run in one pass, a module per stage: config
+(``runconfig.py`` over ``recipes.py``), run folder (``rundir.py``), data and splits
+(``splits.py`` over ``data.py``), resume state (``resume.py``), model, optimiser and schedule
+(``trainer.py`` with ``models/``, ``optim.py``, ``scheduler.py``, ``augment.py``), then trains.
 ``from fdsl.train import train_classifier`` imports torch on first use only.
 """
 

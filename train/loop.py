@@ -19,7 +19,9 @@ The run folder receives:
 - ``model.safetensors``: the weights alone, torchvision/timm keys;
 - ``metrics.jsonl``: one record per epoch; ``curves.png``; ``summary.json`` (also returned);
 - ``predictions.csv``: per held-out image label, prediction, probability of the true class and
-  metadata (``fdsl.train.predictions``), when the run has a held-out set.
+  metadata (``fdsl.train.predictions``), when the run has a held-out set;
+- ``confusion.json`` / ``.png``, ``misclassified.png``, ``attention_maps.png``: the error
+  analysis of the held-out set (``fdsl.train.analysis``), unless ``analysis`` is off.
 
 Multi-GPU: ``torchrun --nproc_per_node N train-classifier ...`` (see ``fdsl.train.distributed``);
 ``batch_size`` is global. Rank 0 alone writes files and logs epoch lines.

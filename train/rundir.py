@@ -11,9 +11,6 @@ no change behind.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,40 +33,11 @@ class RunFolder:
     path: Path
     resume: bool = False
     overwrite: bool = False
-    stamp: tuple[int, int] | None = None  # (mtime_ns, size) of the checkpoint seen when checked
+    stamp: tuple[int, int, int] | None = None  # atomic.file_stamp of the checkpoint seen when checked
 
     @property
     def checkpoint(self) -> Path:
         return self.path / CHECKPOINT
-
-
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return st.st_mtime_ns, st.st_size
-
-
-def folder_busy(folder: Path) -> bool:
-    """Whether another process holds ``folder``'s fdsl lock (looked at without creating the lock
-    file: only an existing one can be held)."""
-    try:
-        fd = os.open(folder / atomic.LOCK_NAME, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError as exc:
-        return exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
-    finally:
-        os.close(fd)
-    return False
-
-
-def _in_use(folder: Path) -> FdslError:
-    return atomic.FolderLockedError(f"{folder} is in use by another fdsl run; wait for it to finish "
-                                    "or choose another output folder")
 
 
 def plan_run_folder(out: str | Path, *, resume: bool = False, overwrite: bool = False) -> RunFolder:
@@ -77,15 +45,15 @@ def plan_run_folder(out: str | Path, *, resume: bool = False, overwrite: bool = 
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise FdslError(f"cannot write to the run folder {path}: it is a file, not a folder")
-    if path.is_dir() and folder_busy(path):
-        raise _in_use(path)
+    if path.is_dir() and atomic.folder_busy(path):
+        raise atomic.locked_error(path)
     checkpoint = path / CHECKPOINT
     if resume and not checkpoint.is_file():
         raise FdslError(f"--resume: no {CHECKPOINT} in {path}")
     if not resume and not overwrite and checkpoint.is_file():
         raise FdslError(f"{path} already holds a run; pass --resume to continue it, --overwrite to "
                         "replace it, or choose another --out")
-    return RunFolder(path, resume=resume, overwrite=overwrite and not resume, stamp=_stamp(checkpoint))
+    return RunFolder(path, resume=resume, overwrite=overwrite and not resume, stamp=atomic.file_stamp(checkpoint))
 
 
 def remove_run_outputs(out: Path) -> None:
@@ -106,7 +74,7 @@ def claim_run_folder(folder: RunFolder, ctx: Dist) -> Iterator[None]:
         return
     atomic.ensure_writable(folder.path, "the run folder")
     with atomic.folder_lock(folder.path):
-        if _stamp(folder.checkpoint) != folder.stamp:  # another run came and went since the check
+        if atomic.file_stamp(folder.checkpoint) != folder.stamp:  # another run came and went since the check
             raise FdslError(f"{folder.checkpoint} changed while this run was starting; run again")
         # Temporary files of a killed run; the lock says no other process is writing them.
         for stale in folder.path.glob(f".*{atomic.TMP_MARK}*"):

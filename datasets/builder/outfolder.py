@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from fdsl.atomic import LOCK_NAME, ensure_writable, remove_quietly
+from fdsl.atomic import LOCK_NAME, ensure_writable, file_stamp, remove_quietly
 from fdsl.datasets.format import FORMATS, read_manifest, storage_of
 from fdsl.datasets.format import manifest as mf
 from fdsl.errors import ConfigMismatchError, ShardError
@@ -121,11 +121,11 @@ def undone_if_nothing_written(out: Path) -> Iterator[None]:
     created = [p for p in (out, *out.parents) if not p.exists()]
     lock = out / LOCK_NAME
     had_lock = lock.exists()
-    before = _stamp(mf.manifest_path(out))
+    before = file_stamp(mf.manifest_path(out))
     try:
         yield
     except BaseException:
-        if not had_lock and _stamp(mf.manifest_path(out)) == before:
+        if not had_lock and file_stamp(mf.manifest_path(out)) == before:
             for path in (lock, *created):  # the lock file, then the folders deepest first
                 try:
                     path.unlink() if path is lock else path.rmdir()
@@ -133,11 +133,3 @@ def undone_if_nothing_written(out: Path) -> Iterator[None]:
                     if path is not lock:
                         break
         raise
-
-
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns

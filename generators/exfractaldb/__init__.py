@@ -35,13 +35,12 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import fdsl.generators.exfractaldb.tables as tables
 from fdsl.errors import FdslError
-from fdsl.generators.classfile import first_classes
+from fdsl.generators.classfile import read_params_from
 from fdsl.generators.exfractaldb.params import (
     DEFAULT_SEARCH_POINTS,
     DEFAULT_THRESHOLD,
@@ -50,7 +49,7 @@ from fdsl.generators.exfractaldb.params import (
     search_classes,
 )
 from fdsl.generators.exfractaldb.source import NAME, ExFractalDBSource, source_from_config
-from fdsl.generators.registry import GeneratorSpec, register_generator
+from fdsl.generators.spec import GeneratorSpec, register_generator
 from fdsl.limits import MAX_POINTS, at_most
 from fdsl.sources import Unsearched, with_preview
 
@@ -158,10 +157,9 @@ def prepare_source(*, classes: int, instances: int | None = None, seed: int = 0,
     if variance_threshold is not None or search_points_3d is not None:
         raise FdslError("--variance-threshold and --search-points-3d do not apply with --params-from "
                         "(the classes are read, not searched)")
-    params = first_classes(load_class_params(params_from), classes, params_from)
-    search = {"params_sha256": hashlib.sha256(Path(params_from).read_bytes()).hexdigest()}
-    made = functools.partial(ExFractalDBSource, params, seed=seed, search=search, **source)
-    return with_preview(made, made)
+    params, digest = read_params_from(params_from, classes, load_class_params)
+    return with_preview(functools.partial(ExFractalDBSource, params, seed=seed, search={"params_sha256": digest},
+                                          **source))
 
 
 SPEC = register_generator(GeneratorSpec(

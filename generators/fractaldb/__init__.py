@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from fdsl.errors import FdslError
-from fdsl.generators.classfile import first_classes
+from fdsl.generators.classfile import read_params_from
 from fdsl.generators.fractaldb.params import (
     DEFAULT_FILL_RATE,
     DEFAULT_SEARCH_POINTS,
@@ -67,7 +67,7 @@ from fdsl.generators.fractaldb.source import (
     FractalDBSource,
     source_from_config,
 )
-from fdsl.generators.registry import GeneratorSpec, register_generator
+from fdsl.generators.spec import GeneratorSpec, register_generator
 from fdsl.limits import MAX_POINTS, at_most
 from fdsl.sources import Unsearched, with_preview
 
@@ -152,11 +152,9 @@ def prepare_source(*, classes: int, instances: int | None = None, seed: int = 0,
     if fill_rate is not None or search_points is not None:
         raise FdslError("--fill-rate and --search-points do not apply with --params-from "
                         "(the classes are read, not searched)")
-    path = Path(params_from)
-    params = first_classes(load_class_params(path), classes, path)
-    made = functools.partial(FractalDBSource, params, seed=seed, search={"from_file": path.name},
-                             params_sha256=params_digest(path), **source)
-    return with_preview(made, made)
+    params, digest = read_params_from(params_from, classes, load_class_params, params_digest)
+    return with_preview(functools.partial(FractalDBSource, params, seed=seed, params_sha256=digest,
+                                          search={"from_file": Path(params_from).name}, **source))
 
 
 SPEC = register_generator(GeneratorSpec(

@@ -23,17 +23,9 @@ import numpy as np
 from fdsl.generators.kernels.fpround import mul
 from fdsl.generators.seeding import GOLDEN, MUL1, MUL2
 
-_G = np.uint64(GOLDEN)
-_M1 = np.uint64(MUL1)
-_M2 = np.uint64(MUL2)
-_ONE = np.uint64(1)
-_ZERO = np.uint64(0)
-_S11 = np.uint64(11)
-_S27 = np.uint64(27)
-_S30 = np.uint64(30)
-_S31 = np.uint64(31)
-_S32 = np.uint64(32)
-_S56 = np.uint64(56)
+# Every operand uint64: Numba turns uint64 mixed with a plain int into float64.
+_G, _M1, _M2, _ONE, _ZERO = (np.uint64(v) for v in (GOLDEN, MUL1, MUL2, 1, 0))
+_S11, _S27, _S30, _S31, _S32, _S56 = (np.uint64(v) for v in (11, 27, 30, 31, 32, 56))  # shifts
 _INV53 = 1.0 / 9007199254740992.0  # 2**-53
 
 

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
 from fdsl.errors import FdslError
-from fdsl.generators.classfile import first_classes
+from fdsl.generators.classfile import read_params_from
 from fdsl.generators.linedb.params import (
     LINE_STEP,
     PAPER,
@@ -34,7 +33,7 @@ from fdsl.generators.linedb.params import (
     load_class_params,
 )
 from fdsl.generators.linedb.source import NAME, LineDBSource, source_from_config
-from fdsl.generators.registry import GeneratorSpec, checked_sizes, register_generator
+from fdsl.generators.spec import GeneratorSpec, checked_sizes, register_generator
 from fdsl.limits import at_most
 from fdsl.sources import with_preview
 
@@ -84,8 +83,7 @@ def prepare_source(*, classes: int, instances: int | None = None, seed: int = 0,
     if params_from is not None:
         if line_counts is not None:
             raise FdslError("--line-counts does not apply with --params-from (the counts are read)")
-        params = first_classes(load_class_params(params_from), classes, params_from)
-        digest = hashlib.sha256(Path(params_from).read_bytes()).hexdigest()
+        params, digest = read_params_from(params_from, classes, load_class_params)
     else:
         params = class_params(classes, line_counts)
     counts = params.line_counts
@@ -94,9 +92,8 @@ def prepare_source(*, classes: int, instances: int | None = None, seed: int = 0,
     at_most("a line count", int(counts.max()), MAX_LINES)
     if len(set(counts.tolist())) != len(counts):
         raise FdslError("line counts must differ between classes (a repeated count makes two classes alike)")
-    made = functools.partial(LineDBSource, params, seed=seed, per_class=per_class, image_size=size,
-                             shuffle_counts=bool(shuffle_counts), params_sha256=digest)
-    return with_preview(made, made)
+    return with_preview(functools.partial(LineDBSource, params, seed=seed, per_class=per_class, image_size=size,
+                                          shuffle_counts=bool(shuffle_counts), params_sha256=digest))
 
 
 SPEC = register_generator(GeneratorSpec(

@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 from pathlib import Path
 
 from fdsl.errors import FdslError
-from fdsl.generators.classfile import first_classes
+from fdsl.generators.classfile import read_params_from
 from fdsl.generators.rcdb.params import (
     OFFICIAL_SIZE,
     ClassParams,
@@ -36,7 +35,7 @@ from fdsl.generators.rcdb.params import (
     sample_classes,
 )
 from fdsl.generators.rcdb.source import NAME, RCDBSource, source_from_config
-from fdsl.generators.registry import GeneratorSpec, checked_sizes, register_generator
+from fdsl.generators.spec import GeneratorSpec, checked_sizes, register_generator
 from fdsl.sources import with_preview
 
 __all__ = ["SPEC", "ClassParams", "RCDBSource", "load_class_params", "make_source", "prepare_source",
@@ -67,12 +66,10 @@ def prepare_source(*, classes: int, instances: int | None = None, seed: int = 0,
         raise FdslError(f"--broken-fraction must be in [0, 1], got {broken_fraction}")
     source = {"seed": seed, "per_class": per_class, "image_size": size, "broken_fraction": broken}
     if params_from is None:
-        made = functools.partial(RCDBSource, sample_classes(classes, seed), params_sha256=None, **source)
-        return with_preview(made, made)
-    params = first_classes(load_class_params(params_from), classes, params_from)
-    digest = hashlib.sha256(Path(params_from).read_bytes()).hexdigest()
-    made = functools.partial(RCDBSource, params, params_sha256=digest, **source)
-    return with_preview(made, made)
+        params, digest = sample_classes(classes, seed), None
+    else:
+        params, digest = read_params_from(params_from, classes, load_class_params)
+    return with_preview(functools.partial(RCDBSource, params, params_sha256=digest, **source))
 
 
 SPEC = register_generator(GeneratorSpec(
