@@ -120,6 +120,9 @@ def build_parser() -> OneLineParser:
                    help="fixes the test set, the splits, tie-breaking of --field and the random arm's draws "
                         "(default 0)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="train-classifier config field for every run")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep each finished run's checkpoint.pt and model.safetensors (default: only its summary, "
+                        "metrics, predictions and curves; a paper-size study has hundreds of runs)")
     _common(p, "0")
 
     t = sub.add_parser("transfer", help="formula-driven pre-training vs from scratch on downstream sets",
@@ -187,7 +190,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                                  fraction=args.fraction, field=args.field, test_per_class=args.test_per_class,
                                  test_data=args.test_data, group_by=None if args.group_by == "none" else args.group_by,
                                  seeds=args.seeds, study_seed=args.study_seed, overrides=parse_set(args.set),
-                                 finetune_from=args.finetune_from, **shared)
+                                 finetune_from=args.finetune_from, keep_checkpoints=args.keep_checkpoints,
+                                 **shared)
     from fdsl.studies.transfer import run_transfer_study
 
     return run_transfer_study(args.out, pretrain=parse_named(args.pretrain, "--pretrain"),

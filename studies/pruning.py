@@ -242,7 +242,7 @@ def run_pruning_study(
         finetune_from: weights every run starts from: an fdsl checkpoint or a torchvision/timm
             ResNet weight file (``.pth``/``.safetensors``), as ``train-classifier`` reads it.
         jobs, backend: parallel runs on local processes, or Ray tasks (``backend="ray"``).
-        keep_checkpoints: keep each finished run's checkpoint.pt (by default only its summary,
+        keep_checkpoints: keep each finished run's checkpoint.pt and model.safetensors (by default only its summary,
             metrics, predictions and curves stay: a paper-size study has hundreds of runs).
         progress: False shows no progress bars or lines (``--quiet``).
 

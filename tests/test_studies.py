@@ -168,7 +168,8 @@ def test_pruning_study_follows_the_protocol(views: Path, study: tuple[Path, dict
     csv_lines = (out / "results.csv").read_text().splitlines()
     assert csv_lines[0].startswith("size,split,strategy,seed,top1") and len(csv_lines) == 1 + 12
     assert (out / "results.png").stat().st_size > 1000 and (out / "difference.png").is_file()
-    assert not list(out.glob("runs/*/checkpoint.pt"))  # finished cells drop their checkpoints
+    assert not list(out.glob("runs/*/checkpoint.pt")) and not list(out.glob("runs/*/model.safetensors"))
+    assert list(out.glob("runs/*/predictions.csv"))  # finished cells keep what the tables read, no weights
 
 
 def test_killed_study_resumes_and_changed_settings_are_refused(views: Path, study: tuple[Path, dict]) -> None:
@@ -291,7 +292,7 @@ def test_separate_test_data_must_be_disjoint_and_starting_weights_load(views: Pa
     result = run_pruning_study(views, tmp_path / "cub", test_data=test, fraction=0.5,
                                finetune_from=tmp_path / "resnet50_torchvision.pth",
                                overrides={"model": "resnet50", "lr": 1e-9, "momentum": 0.0, "weight_decay": 0.0},
-                               **settings)
+                               keep_checkpoints=True, **settings)
     rows = result["rows"]
     assert [(r["size"], r["strategy"]) for r in rows] == [("all", s) for s in ("random", "min-parts", "max-parts")]
     assert all(r["train_images"] == 60 and r["val_images"] == 60 for r in rows)
