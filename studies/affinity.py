@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from fdsl.studies import report, runner, statistics
+
+log = logging.getLogger(__name__)
 
 RESAMPLES = 2000
 # metric key -> (label in the tables, what its steps are made of)
@@ -40,6 +44,26 @@ METRICS = {
     "diversity": ("diversity (full runs)", "every full run (as costly as the answer)"),
 }
 BASELINE = "val_top1_short"
+
+
+def above_chance(accuracy: float, classes: int, images: int) -> bool:
+    """Whether ``accuracy`` on ``images`` held-out images of ``classes`` balanced classes lies
+    more than two binomial standard errors above chance (1 / classes): a short run below that
+    has not learned yet, and metrics measured on it carry no signal."""
+    chance = 1.0 / classes
+    return accuracy > chance + 2.0 * math.sqrt(chance * (1.0 - chance) / max(images, 1))
+
+
+def chance_warning(accuracy: float, classes: int, images: int, short_epochs: int) -> str | None:
+    """The table's warning when the clean short run is not above chance (``above_chance``)."""
+    if above_chance(accuracy, classes, images):
+        return None
+    chance = 1.0 / classes
+    bound = chance + 2.0 * math.sqrt(chance * (1.0 - chance) / max(images, 1))
+    return (f"**Warning**: the clean short run is at chance on validation ({accuracy:.4f}; chance "
+            f"{chance:.4f}, two standard errors above it {bound:.4f} over {images} images): after "
+            f"{short_epochs} short epoch(s) the models have not learned yet, so the short-run metrics carry "
+            f"no signal here. Lengthen the short runs (`--short-epochs`).")
 
 
 def slug(name: str) -> str:
@@ -109,7 +133,7 @@ def affinity_study(out: Path, cell: Callable[..., runner.Cell], run: Callable[[l
     names = ["none", *(c.name for c in built)]
     fields = {"none": {}, **{c.name: c.fields for c in built}}
     short = {"epochs": spec["short_epochs"], "seed": seeds[0], "analysis": False}
-    runs = out / runner.RUNS
+    runs = runs_dir = out / runner.RUNS
     def row(name: str, phase: str, seed: int) -> dict[str, Any]:
         return {"candidate": name, "phase": phase, "seed": seed, "evaluated_on": "val" if phase == "short" else "test"}
 
@@ -153,8 +177,13 @@ def affinity_study(out: Path, cell: Callable[..., runner.Cell], run: Callable[[l
                         title="Affinity and Diversity")
     costs = _costs(rows)
     runs = [{**r, "steps": _steps(r, batch_size)} for r in [*short_rows.values(), *summaries.values()]]
+    classes = (runner.read_summary(runs_dir / "short" / "none") or {}).get("num_classes")
+    warning = chance_warning(clean_short, classes, len(sets["val"]), spec["short_epochs"]) if classes else None
+    if warning:
+        log.warning("augment study: the clean short run is at chance (%.4f); lengthen --short-epochs", clean_short)
     return {"rows": rows, "runs": runs, "correlations": correlations, "spearman": correlations["score_short"]["rho"],
-            "table": _table(rows, ranked, correlations, costs, spec, len(seeds), clean_full, clean_short)}
+            "short_run_at_chance": warning is not None,
+            "table": _table(rows, ranked, correlations, costs, spec, len(seeds), clean_full, clean_short, warning)}
 
 
 def predictors(rows: Sequence[Mapping[str, Any]], seed: int) -> dict[str, dict[str, Any]]:
@@ -202,7 +231,7 @@ def _beats(c: Mapping[str, Any]) -> str:
 
 def _table(rows: Sequence[Mapping[str, Any]], ranked: Sequence[Mapping[str, Any]],
            corr: Mapping[str, Mapping[str, Any]], costs: Mapping[str, int], spec: Mapping[str, Any],
-           seeds: int, clean_full: float, clean_short: float) -> str:
+           seeds: int, clean_full: float, clean_short: float, warning: str | None = None) -> str:
     f = report.fmt
     cand = [[r["candidate"], f(r["affinity"], 3), f(r["diversity"], 3), f(r["affinity_short"], 3),
              f(r["diversity_short"], 3), f(r["score_short"], 3), f(r["val_top1_short"]), r["short_steps"],
@@ -232,6 +261,7 @@ def _table(rows: Sequence[Mapping[str, Any]], ranked: Sequence[Mapping[str, Any]
         + (f"Better predictors than the short-run validation top-1: {', '.join(best)}.\n\n" if best else
            "No metric predicts the final test top-1 better than the short-run validation top-1 does "
            "(no interval of the difference lies above 0).\n\n")
+        + (f"{warning}\n\n" if warning else "")
         + "## Candidates\n\n"
         + report.markdown_rows(["candidate", "affinity", "diversity", "affinity (short)", "diversity (short)",
                                 "fdsl score (short)", "val top-1 (short)", "short-run steps", "test top-1"],

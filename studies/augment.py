@@ -78,7 +78,8 @@ def run_augment_study(data: str | Path, out: str | Path, *, candidates: Sequence
                       preset: str | Mapping[str, Any] = "mini", overrides: Mapping[str, Any] | None = None,
                       jobs: int = 1, overwrite: bool = False, threshold: float = 1.0,
                       ratio: float = 0.5, device: str = "auto", backend: str = "local",
-                      threads: int | None = None, progress: bool = True) -> dict[str, Any]:
+                      threads: int | None = None, short_epochs: int | None = None,
+                      progress: bool = True) -> dict[str, Any]:
     """Run the augmentation study on ``data`` into ``out``; return its results.
 
     Args:
@@ -103,6 +104,8 @@ def run_augment_study(data: str | Path, out: str | Path, *, candidates: Sequence
         device: ``auto``, ``cpu`` or ``cuda``.
         backend, threads: where cells run (``local`` processes or ``ray``) and torch threads per
             run, as in every study (``fdsl.studies.runner.run_cells``).
+        short_epochs: epochs of the short runs (None: the preset's); the table warns when the
+            clean short run ends at chance, where the short-run metrics carry no signal.
         progress: False shows no progress bars or lines (``--quiet``).
 
     Returns:
@@ -113,6 +116,10 @@ def run_augment_study(data: str | Path, out: str | Path, *, candidates: Sequence
     from fdsl.train.recipes import resolve_config
 
     preset_name, spec = runner.resolve_preset(preset, PRESETS)
+    if short_epochs is not None:
+        if short_epochs < 1:
+            raise FdslError(f"--short-epochs must be at least 1, got {short_epochs}")
+        spec = {**spec, "short_epochs": short_epochs}
     built = [build_candidate(c) for c in candidates]
     names = [c.name for c in built]
     if not built or len(set(names)) != len(names) or "none" in names:

@@ -162,6 +162,8 @@ def build_parser() -> OneLineParser:
     a.add_argument("--ratio", type=fraction, default=0.5,
                    help="share of each batch augmented in the self-paced ratio arm (default 0.5)")
     a.add_argument("--preset", default="mini", help="training settings (default mini)")
+    a.add_argument("--short-epochs", type=positive_int,
+                   help="epochs of the short runs the cheap metrics come from (default: the preset's; mini: 2)")
     a.add_argument("--set", action="append", metavar="KEY=VALUE", help="train-classifier config field for every run")
     _common(a, "0")
 
@@ -211,7 +213,8 @@ def _augment(args: argparse.Namespace) -> dict[str, Any]:
                              self_paced=args.self_paced, seeds=tuple(args.seeds), preset=args.preset,
                              overrides=parse_set(args.set), jobs=args.jobs, overwrite=args.overwrite,
                              threshold=args.threshold, ratio=args.ratio, device=args.device,
-                             backend=args.backend, threads=args.threads, progress=not args.quiet)
+                             backend=args.backend, threads=args.threads, short_epochs=args.short_epochs,
+                             progress=not args.quiet)
 
 
 def _g(value: float | None) -> str:

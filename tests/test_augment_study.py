@@ -21,7 +21,7 @@ from toy_source import ToySource  # noqa: E402
 from fdsl.atomic import FolderLockedError, folder_lock  # noqa: E402
 from fdsl.datasets.builder.build import build_dataset  # noqa: E402
 from fdsl.errors import FdslError  # noqa: E402
-from fdsl.studies.affinity import measure_affinity  # noqa: E402
+from fdsl.studies.affinity import above_chance, measure_affinity  # noqa: E402
 from fdsl.studies.augment import DEFAULT_CANDIDATES, run_augment_study, three_sets  # noqa: E402
 
 torch.set_num_threads(1)
@@ -132,6 +132,13 @@ def test_affinity_diversity_study_writes_consistent_tables(study: tuple[Path, di
                  "training steps", "image by image"):
         assert part in text, part
     assert (out / "scatter.png").read_bytes()[:8] == PNG
+    # the warning stands in the table exactly when the clean short run ended at chance
+    clean_short_acc, _ = measure_affinity(runs_dir := out / "runs" / "short" / "none", shards,
+                                          np.array(sets["val"]), {}, device="cpu")
+    at_chance = not above_chance(clean_short_acc, 3, len(sets["val"]))
+    assert json.loads((runs_dir / "summary.json").read_text())["num_classes"] == 3
+    assert result["short_run_at_chance"] is at_chance
+    assert ("**Warning**: the clean short run is at chance" in text) is at_chance
 
 
 @pytest.mark.slow
@@ -192,3 +199,6 @@ def test_bad_input_is_one_line(shards: Path, tmp_path: Path) -> None:
     with pytest.raises(FdslError, match="unknown config field 'bogus'"):
         run_augment_study(shards, tmp_path / "b", candidates=["flip"], preset=TINY, overrides={"bogus": 1})
     assert not (tmp_path / "b" / "runs").exists()  # refused before any training
+    with pytest.raises(FdslError, match="--short-epochs must be at least 1, got 0"):
+        run_augment_study(shards, tmp_path / "c", candidates=["flip"], preset=TINY, short_epochs=0)
+    assert not (tmp_path / "c").exists()

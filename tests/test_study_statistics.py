@@ -254,3 +254,18 @@ def test_pruning_without_a_trend_test_still_has_a_verdict() -> None:
     assert trend is None and all(c["p_holm"] is None for c in comparisons)
     word, reason = pruning_report.verdict(comparisons, trend, "max-area - min-area")
     assert word == "no evidence of a flip" and "no trend test" in reason
+
+
+def test_short_run_at_chance_by_hand() -> None:
+    """10 classes, 200 validation images: chance 0.1, one standard error sqrt(0.1 * 0.9 / 200) =
+    0.0212132, so a short run must pass 0.1424264 to count as having learned."""
+    from fdsl.studies.affinity import above_chance, chance_warning
+
+    assert not above_chance(0.12, 10, 200) and not above_chance(0.1424, 10, 200)
+    assert above_chance(0.1425, 10, 200) and above_chance(0.62, 10, 200)
+    # 3 classes, 12 images: chance 1/3, SE sqrt(2/9 / 12) = 0.1360828, bound 0.6055
+    assert not above_chance(0.60, 3, 12) and above_chance(0.61, 3, 12)
+    text = chance_warning(0.12, 10, 200, 2)
+    assert text is not None and "(0.1200; chance 0.1000, two standard errors above it 0.1424 over 200 images)" in text
+    assert "after 2 short epoch(s)" in text and "--short-epochs" in text
+    assert chance_warning(0.62, 10, 200, 2) is None
