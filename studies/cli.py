@@ -163,7 +163,7 @@ def build_parser() -> OneLineParser:
                    help="share of each batch augmented in the self-paced ratio arm (default 0.5)")
     a.add_argument("--preset", default="mini", help="training settings (default mini)")
     a.add_argument("--short-epochs", type=positive_int,
-                   help="epochs of the short runs the cheap metrics come from (default: the preset's; mini: 2)")
+                   help="epochs of the short runs the cheap metrics come from (default: the preset's; mini: 4)")
     a.add_argument("--set", action="append", metavar="KEY=VALUE", help="train-classifier config field for every run")
     _common(a, "0")
 
