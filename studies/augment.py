@@ -145,9 +145,12 @@ def run_augment_study(data: str | Path, out: str | Path, *, candidates: Sequence
                  row: Mapping[str, Any] | None = None) -> runner.Cell:
             merged = {**base, **fields, "train_indices": files["train"], "val_indices": files[evaluate]}
             resolve_config(spec["recipe"], sets=merged)  # a bad field fails here, before training
+            # Affinity reloads the clean models only; every other run leaves its summary, metrics
+            # and predictions, not its weights (a mini study kept 4.7 GB of them).
+            keep = folder == "short/none" or folder.startswith("full/none/")
             return runner.Cell(out=str(out / runner.RUNS / folder), data=data, recipe=spec["recipe"],
-                               row=dict(row or {}),
-                               overrides=merged, threads=runner.cell_threads(jobs, threads), device=device)
+                               row=dict(row or {}), overrides=merged, threads=runner.cell_threads(jobs, threads),
+                               device=device, keep_checkpoint=keep)
 
         def run(cells: list[runner.Cell]) -> list[dict[str, Any]]:
             return runner.run_cells(cells, jobs=jobs, backend=backend, desc="augment study", progress=progress)

@@ -132,6 +132,10 @@ def test_affinity_diversity_study_writes_consistent_tables(study: tuple[Path, di
                  "training steps", "image by image"):
         assert part in text, part
     assert (out / "scatter.png").read_bytes()[:8] == PNG
+    # only the clean models, which affinity reloads, keep their weights
+    kept = sorted(str(p.parent.relative_to(out / "runs")) for p in (out / "runs").rglob("checkpoint.pt"))
+    assert kept == ["full/none/seed0", "short/none"]
+    assert sorted(str(p.parent.relative_to(out / "runs")) for p in (out / "runs").rglob("model.safetensors")) == kept
     # the warning stands in the table exactly when the clean short run ended at chance
     clean_short_acc, _ = measure_affinity(runs_dir := out / "runs" / "short" / "none", shards,
                                           np.array(sets["val"]), {}, device="cpu")
@@ -144,10 +148,10 @@ def test_affinity_diversity_study_writes_consistent_tables(study: tuple[Path, di
 @pytest.mark.slow
 def test_study_resumes_refuses_changes_and_trains_only_the_top(study: tuple[Path, dict], shards: Path) -> None:
     out, first = study
-    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("checkpoint.pt")}
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("summary.json")}
     again = run_augment_study(shards, out, candidates=CANDIDATES, preset=TINY)
     assert again["rows"] == first["rows"]
-    assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("checkpoint.pt")} == stamps
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("summary.json")} == stamps
     with pytest.raises(FdslError, match="other settings.*top"):
         run_augment_study(shards, out, candidates=CANDIDATES, preset=TINY, top=1)
     with folder_lock(out), pytest.raises(FolderLockedError):
