@@ -46,22 +46,26 @@ METRICS = {
 BASELINE = "val_top1_short"
 
 
+def chance_bound(classes: int, images: int) -> float:
+    """Chance accuracy (1 / classes) plus two binomial standard errors over ``images``."""
+    chance = 1.0 / classes
+    return chance + 2.0 * math.sqrt(chance * (1.0 - chance) / max(images, 1))
+
+
 def above_chance(accuracy: float, classes: int, images: int) -> bool:
     """Whether ``accuracy`` on ``images`` held-out images of ``classes`` balanced classes lies
-    more than two binomial standard errors above chance (1 / classes): a short run below that
-    has not learned yet, and metrics measured on it carry no signal."""
-    chance = 1.0 / classes
-    return accuracy > chance + 2.0 * math.sqrt(chance * (1.0 - chance) / max(images, 1))
+    above ``chance_bound``: a short run below it has not learned yet, and metrics measured on it
+    carry no signal."""
+    return accuracy > chance_bound(classes, images)
 
 
 def chance_warning(accuracy: float, classes: int, images: int, short_epochs: int) -> str | None:
     """The table's warning when the clean short run is not above chance (``above_chance``)."""
     if above_chance(accuracy, classes, images):
         return None
-    chance = 1.0 / classes
-    bound = chance + 2.0 * math.sqrt(chance * (1.0 - chance) / max(images, 1))
     return (f"**Warning**: the clean short run is at chance on validation ({accuracy:.4f}; chance "
-            f"{chance:.4f}, two standard errors above it {bound:.4f} over {images} images): after "
+            f"{1.0 / classes:.4f}, two standard errors above it {chance_bound(classes, images):.4f} over "
+            f"{images} images): after "
             f"{short_epochs} short epoch(s) the models have not learned yet, so the short-run metrics carry "
             f"no signal here. Lengthen the short runs (`--short-epochs`).")
 
@@ -137,8 +141,10 @@ def affinity_study(out: Path, cell: Callable[..., runner.Cell], run: Callable[[l
     def row(name: str, phase: str, seed: int) -> dict[str, Any]:
         return {"candidate": name, "phase": phase, "seed": seed, "evaluated_on": "val" if phase == "short" else "test"}
 
-    first = [cell(f"full/none/seed{seeds[0]}", {"seed": seeds[0]}, "test", row("none", "full", seeds[0]))]
-    first += [cell(f"short/{slug(n)}", {**fields[n], **short}, "val", row(n, "short", seeds[0])) for n in names]
+    # measure_affinity reloads the two clean models below: they keep their weights
+    first = [cell(f"full/none/seed{seeds[0]}", {"seed": seeds[0]}, "test", row("none", "full", seeds[0]), keep=True)]
+    first += [cell(f"short/{slug(n)}", {**fields[n], **short}, "val", row(n, "short", seeds[0]), keep=n == "none")
+              for n in names]
     done = dict(zip([c.out for c in first], run(first), strict=True))
     short_rows = {n: done[str(runs / "short" / slug(n))] for n in names}
     measure = dict(device="cpu" if device == "cpu" else "auto", seed=seeds[0])

@@ -142,12 +142,11 @@ def run_augment_study(data: str | Path, out: str | Path, *, candidates: Sequence
                  for name, rows in sets.items()}
 
         def cell(folder: str, fields: Mapping[str, Any], evaluate: str = "test",
-                 row: Mapping[str, Any] | None = None) -> runner.Cell:
+                 row: Mapping[str, Any] | None = None, keep: bool = False) -> runner.Cell:
             merged = {**base, **fields, "train_indices": files["train"], "val_indices": files[evaluate]}
             resolve_config(spec["recipe"], sets=merged)  # a bad field fails here, before training
-            # Affinity reloads the clean models only; every other run leaves its summary, metrics
-            # and predictions, not its weights (a mini study kept 4.7 GB of them).
-            keep = folder == "short/none" or folder.startswith("full/none/")
+            # keep: the run's weights stay (affinity reloads the clean models); every other run
+            # leaves its summary, metrics and predictions only (a mini study kept 4.7 GB of weights).
             return runner.Cell(out=str(out / runner.RUNS / folder), data=data, recipe=spec["recipe"],
                                row=dict(row or {}), overrides=merged, threads=runner.cell_threads(jobs, threads),
                                device=device, keep_checkpoint=keep)

@@ -142,9 +142,11 @@ def resolve_preset(preset: str | Mapping[str, Any], presets: Mapping[str, Mappin
 
 
 def read_metrics(run: str | Path) -> list[dict[str, Any]]:
-    """A run's per-epoch records (``metrics.jsonl``)."""
-    path = Path(run) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """A run folder's per-epoch records (train-classifier's ``metrics.jsonl``, read by its reader)."""
+    from fdsl.train.metrics import METRICS
+    from fdsl.train.metrics import read_metrics as read_file
+
+    return read_file(Path(run) / METRICS)
 
 
 def training_steps(train_images: int, batch_size: int, epochs: int) -> int:
@@ -175,7 +177,8 @@ def _old_study(out: Path, record: dict[str, Any], overwrite: bool) -> dict[str, 
     except ValueError:
         old = {}
     if old != record and not overwrite:
-        raise FdslError(f"{out} holds a {old.get('study', 'different')} study made with other "
+        held = f"an earlier {old['study']} study" if old.get("study") else "a study"
+        raise FdslError(f"{out} holds {held} made with other "
                         f"settings ({_first_difference(old, record)}); use --overwrite to "
                         "replace it, or another --out")
     return old
